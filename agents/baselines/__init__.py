@@ -1,0 +1,1 @@
+"""Non-learning agents: random, oracle, OLTW follower."""

@@ -1,0 +1,183 @@
+"""The classic score follower: Dixon's on-line time warping (OLTW) against audio synthesized from the score.
+
+:class:`OnlineTimeWarping` is the algorithm (Dixon, 2005, "Live tracking of musical performances using on-line
+time warping"): a cost matrix between the live sequence (rows, arriving one frame at a time) and a reference
+(columns, known in advance) is computed incrementally in a band of ``window`` cells, growing by rows or columns
+as the best path so far asks (``get_inc``), with at most ``max_run`` steps of one kind in a row (the path
+constraint, which bounds the slope to [1/max_run, max_run]). Each row and column is computed with numpy using a
+prefix-minimum, so one live frame costs O(window).
+
+:class:`OLTWAgent` plays lmm/ScoreFollowing-v0 (and any env with the same info keys): it synthesizes the score
+deadpan with its own synth as the reference, feeds the newest audio frame of each observation to OLTW, and
+steers its tempo ratio so that its pointer follows the estimated position. It never reads the ground truth.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from agents.baselines.simple import ratio_action
+from lmm_envs.audio.features import FPS
+from lmm_envs.pieces import prepare_piece
+
+ROW, COLUMN, BOTH = 0, 1, 2
+
+
+def frame_features(spec: np.ndarray, previous: np.ndarray | None = None) -> np.ndarray:
+    """Per-frame features for the warping cost: the log spectrum and its positive change, unit length.
+
+    ``spec`` is (bins, frames); ``previous`` is the frame before the first one (zeros if None).
+    """
+    spec = np.asarray(spec, dtype=np.float64)
+    before = np.zeros((spec.shape[0], 1)) if previous is None else np.asarray(previous, dtype=np.float64).reshape(-1, 1)
+    flux = np.maximum(np.diff(np.concatenate([before, spec], axis=1), axis=1), 0.0)
+    feats = np.concatenate([spec, 2.0 * flux], axis=0).T
+    return feats / (np.linalg.norm(feats, axis=1, keepdims=True) + 1e-3)
+
+
+class OnlineTimeWarping:
+    """Dixon's OLTW over unit-length feature vectors, cost ``1 - cosine``."""
+
+    def __init__(self, reference: np.ndarray, window: int = 100, max_run: int = 3):
+        self.reference = np.asarray(reference, dtype=np.float64)
+        self.n_ref = self.reference.shape[0]
+        self.window = int(window)
+        self.max_run = int(max_run)
+        ring = self.window + 1
+        self._ring = ring
+        self._cost = np.full((ring, ring), np.inf)  # path cost D, indexed [t % ring, j % ring]
+        self._live: list[np.ndarray] = []
+        self.t = -1
+        self.j = -1
+        self._previous = None
+        self._run = 0
+        self._pending = BOTH
+
+    # --- cost matrix --------------------------------------------------------------------------------------
+    def _cells(self, idx_rows, idx_cols):
+        return self._cost[idx_rows % self._ring, idx_cols % self._ring]
+
+    @staticmethod
+    def _prefix_min(start: np.ndarray, local: np.ndarray) -> np.ndarray:
+        """Solve ``D[k] = min(start[k], D[k-1] + local[k])`` for a run of cells with numpy."""
+        csum = np.cumsum(local)
+        return csum + np.minimum.accumulate(start - csum)
+
+    def _new_row(self) -> None:
+        t, j = self.t + 1, self.j
+        lo = max(0, j - self.window + 1)
+        cols = np.arange(lo, j + 1)
+        local = 1.0 - self.reference[lo:j + 1] @ self._live[t]
+        self._cost[t % self._ring, :] = np.inf
+        if t == 0:
+            start = np.full(cols.size, np.inf)
+            start[cols == 0] = local[cols == 0]
+        else:
+            up = self._cells(np.full(cols.size, t - 1), cols)
+            diag = np.where(cols > 0, self._cells(np.full(cols.size, t - 1), cols - 1), np.inf)
+            start = np.minimum(up + local, diag + 2.0 * local)
+        self._cost[t % self._ring, cols % self._ring] = self._prefix_min(start, local)
+        self.t = t
+
+    def _new_column(self) -> None:
+        t, j = self.t, self.j + 1
+        lo = max(0, t - self.window + 1)
+        rows = np.arange(lo, t + 1)
+        live = np.stack(self._live[lo:t + 1])
+        local = 1.0 - live @ self.reference[j]
+        self._cost[:, j % self._ring] = np.inf
+        if j == 0:
+            start = np.full(rows.size, np.inf)
+            start[rows == 0] = local[rows == 0]
+        else:
+            left = self._cells(rows, np.full(rows.size, j - 1))
+            diag = np.where(rows > 0, self._cells(rows - 1, np.full(rows.size, j - 1)), np.inf)
+            start = np.minimum(left + local, diag + 2.0 * local)
+        self._cost[rows % self._ring, j % self._ring] = self._prefix_min(start, local)
+        self.j = j
+
+    # --- the path ---------------------------------------------------------------------------------------
+    def _best_in_row(self) -> tuple[int, float]:
+        lo = max(0, self.j - self.window + 1)
+        cols = np.arange(lo, self.j + 1)
+        norm = self._cells(np.full(cols.size, self.t), cols) / (self.t + cols + 2)
+        k = int(np.argmin(norm))
+        return int(cols[k]), float(norm[k])
+
+    def _best_in_column(self) -> tuple[int, float]:
+        lo = max(0, self.t - self.window + 1)
+        rows = np.arange(lo, self.t + 1)
+        norm = self._cells(rows, np.full(rows.size, self.j)) / (rows + self.j + 2)
+        k = int(np.argmin(norm))
+        return int(rows[k]), float(norm[k])
+
+    def get_inc(self) -> int:
+        if self.t < self.window:
+            return BOTH
+        if self._run > self.max_run:
+            return ROW if self._previous == COLUMN else COLUMN
+        col, row_cost = self._best_in_row()
+        row, col_cost = self._best_in_column()
+        if col_cost < row_cost and row < self.t:
+            return COLUMN  # the reference's current end matches an earlier live frame: reference is behind
+        if col < self.j:
+            return ROW  # the live frame matches an earlier reference frame: wait for more live input
+        return BOTH
+
+    def _count(self, inc: int) -> None:
+        self._run = self._run + 1 if inc == self._previous else 1
+        if inc != BOTH:
+            self._previous = inc
+
+    def push(self, feature: np.ndarray) -> int:
+        """Add one live frame; returns the reference frame that best matches it so far."""
+        self._live.append(np.asarray(feature, dtype=np.float64))
+        if self.t < 0:
+            self._cost[:, :] = np.inf
+            self._cost[0, 0] = 1.0 - self.reference[0] @ self._live[0]
+            self.t, self.j = 0, 0
+        else:
+            inc = self._pending  # the increment that was waiting for this live frame
+            self._new_row()
+            if inc == BOTH and self.j + 1 < self.n_ref:
+                self._new_column()
+            self._count(inc)
+        while True:
+            inc = self.get_inc() if self.j + 1 < self.n_ref else ROW
+            if inc != COLUMN:
+                self._pending = inc
+                return self.position()
+            self._new_column()
+            self._count(inc)
+
+    def position(self) -> int:
+        return self._best_in_row()[0]
+
+
+class OLTWAgent:
+    """Follows with OLTW and steers the pointer onto its estimate (see the module docstring)."""
+
+    def __init__(self, env, synth: str = "harmonic", window: int = 100, max_run: int = 3, gain: float = 2.0,
+                 tempo_horizon: int = 40):
+        self.env = env
+        self.synth = synth
+        self.window = window
+        self.max_run = max_run
+        self.gain = gain
+        self.tempo_horizon = tempo_horizon
+        self.action_space = env.action_space
+
+    def reset(self, obs, info) -> None:
+        score = self.env.unwrapped.piece.score  # the agent reads the score, never the performance's truth
+        reference = prepare_piece(score, expressiveness=0.0, seed=0, synth=self.synth).spectrogram
+        self.oltw = OnlineTimeWarping(frame_features(reference), self.window, self.max_run)
+        self.estimates: list[float] = []
+
+    def act(self, obs, info):
+        audio = obs["audio"]
+        estimate = self.oltw.push(frame_features(audio[:, -1:], audio[:, -2])[0]) / FPS
+        self.estimates.append(estimate)
+        h = min(self.tempo_horizon, len(self.estimates) - 1)
+        tempo = (estimate - self.estimates[-1 - h]) * FPS / h if h >= 10 else 1.0
+        wanted = float(np.clip(tempo, 0.0, 3.0)) + self.gain * (estimate - info["pointer"])
+        return ratio_action(self.action_space, info["tempo_ratio"], wanted)

@@ -1,0 +1,54 @@
+"""The random agent and the oracle: the two ends of the normalised score."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from lmm_envs.audio.features import FPS
+
+
+class RandomAgent:
+    """Samples uniformly from the action space (seeded from the first observation's env, reproducibly)."""
+
+    def __init__(self, env, seed: int = 0):
+        self.space = env.action_space
+        self.space.seed(seed)
+
+    def reset(self, obs, info) -> None:
+        pass
+
+    def act(self, obs, info):
+        return self.space.sample()
+
+
+class OracleAgent:
+    """Reads the true score position from ``info`` and steers the pointer onto it (the upper bound).
+
+    The next true position is extrapolated from the last two; the action is the one whose tempo ratio lands the
+    pointer closest to it.
+    """
+
+    def __init__(self, env):
+        self.env = env
+        self.action_space = env.action_space
+
+    def reset(self, obs, info) -> None:
+        self.previous = info["score_time"]
+
+    def act(self, obs, info):
+        truth = info["score_time"]
+        target = truth + (truth - self.previous)
+        self.previous = truth
+        wanted = (target - info["pointer"]) * FPS  # the tempo ratio that lands on the target
+        return ratio_action(self.action_space, info["tempo_ratio"], wanted)
+
+
+def ratio_action(space, current: float, wanted: float):
+    """The action of a ScoreFollowing action space that brings the tempo ratio closest to ``wanted``."""
+    from lmm_envs.envs.score_following import MAX_RATIO, TEMPO_STEP
+
+    if hasattr(space, "n"):
+        options = np.clip(current + (np.arange(3) - 1) * TEMPO_STEP, 0.0, MAX_RATIO)
+        return int(np.argmin(np.abs(options - wanted)))
+    ratio = float(np.clip(wanted, 1.0 / MAX_RATIO, MAX_RATIO))
+    return np.array([np.log(ratio) / np.log(MAX_RATIO)], dtype=np.float32)

@@ -1,0 +1,145 @@
+"""Content-addressed on-disk cache of numpy arrays, written atomically and checked on every read.
+
+An entry is one file ``<root>/<key[:2]>/<key>.lmmc``: a magic line, the SHA-256 of the payload, then the payload
+(an uncompressed ``.npz``). Keys hash a kind, the content it derives from, the parameters and
+:data:`FORMAT_VERSION`. Writers write a private temporary file and rename it into place, so concurrent writers
+of the same key leave one valid entry and readers never see a partial one. A truncated, zero-byte or corrupt entry
+is detected by its digest, deleted and rebuilt. If the directory cannot be written (read-only, disk full) the
+cache warns once and keeps entries in memory instead.
+
+The root is ``$LMM_ENVS_CACHE`` if set, else ``$XDG_CACHE_HOME/lmm_envs``, else ``~/.cache/lmm_envs``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import tempfile
+import threading
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+FORMAT_VERSION = 1
+MAGIC = b"LMMCACHE1\n"
+DIGEST_SIZE = 32
+
+
+def default_cache_dir() -> Path:
+    env = os.environ.get("LMM_ENVS_CACHE")
+    if env:
+        return Path(env).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "lmm_envs"
+
+
+def make_key(kind: str, **parts) -> str:
+    """A stable key from a kind and JSON-serialisable parts."""
+    blob = json.dumps({"format": FORMAT_VERSION, "kind": kind, **parts}, sort_keys=True, default=str)
+    return f"{kind}-{hashlib.sha256(blob.encode()).hexdigest()[:40]}"
+
+
+def encode(arrays: dict[str, np.ndarray]) -> bytes:
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    payload = buf.getvalue()
+    return MAGIC + hashlib.sha256(payload).digest() + payload
+
+
+def decode(blob: bytes) -> dict[str, np.ndarray] | None:
+    """The arrays in ``blob``, or None if it is truncated or corrupt."""
+    head = len(MAGIC) + DIGEST_SIZE
+    if len(blob) <= head or not blob.startswith(MAGIC):
+        return None
+    payload = blob[head:]
+    if hashlib.sha256(payload).digest() != blob[len(MAGIC):head]:
+        return None
+    try:
+        with np.load(io.BytesIO(payload), allow_pickle=False) as z:
+            return {k: z[k] for k in z.files}
+    except Exception:
+        return None
+
+
+class Cache:
+    """The on-disk cache. ``get_or_create(key, build)`` is the one call most code needs."""
+
+    def __init__(self, root: str | Path | None = None):
+        self.root = Path(root) if root is not None else default_cache_dir()
+        self._memory: dict[str, dict[str, np.ndarray]] = {}
+        self._disk_ok = True
+        self._lock = threading.Lock()
+        self.rebuilt = 0  # corrupt entries found and rebuilt (for tests and diagnostics)
+
+    def path(self, key: str) -> Path:
+        return self.root / key[-2:] / f"{key}.lmmc"
+
+    def get(self, key: str) -> dict[str, np.ndarray] | None:
+        if key in self._memory:
+            return self._memory[key]
+        p = self.path(key)
+        try:
+            blob = p.read_bytes()
+        except FileNotFoundError:
+            return None
+        except OSError:
+            return None
+        arrays = decode(blob)
+        if arrays is None:
+            self.rebuilt += 1
+            try:
+                p.unlink()
+            except OSError:
+                pass
+        return arrays
+
+    def put(self, key: str, arrays: dict[str, np.ndarray]) -> None:
+        if self._disk_ok:
+            p = self.path(key)
+            tmp = None
+            try:
+                p.parent.mkdir(parents=True, exist_ok=True)
+                fd, tmp = tempfile.mkstemp(prefix=f".{key}.", suffix=".tmp", dir=p.parent)
+                with os.fdopen(fd, "wb") as f:
+                    f.write(encode(arrays))
+                    f.flush()
+                    os.fsync(f.fileno())
+                os.replace(tmp, p)
+                return
+            except OSError as e:
+                if tmp is not None:
+                    try:
+                        os.unlink(tmp)
+                    except OSError:
+                        pass
+                with self._lock:
+                    if self._disk_ok:
+                        self._disk_ok = False
+                        warnings.warn(
+                            f"lmm_envs cache directory {self.root} is not writable ({e.strerror or e}); "
+                            "keeping prepared pieces in memory. Set LMM_ENVS_CACHE to a writable directory.",
+                            RuntimeWarning, stacklevel=3,
+                        )
+        self._memory[key] = arrays
+
+    def get_or_create(self, key: str, build: Callable[[], dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+        arrays = self.get(key)
+        if arrays is None:
+            arrays = build()
+            self.put(key, arrays)
+        return arrays
+
+
+_default: Cache | None = None
+
+
+def default_cache() -> Cache:
+    """The process-wide cache at :func:`default_cache_dir` (re-created if ``LMM_ENVS_CACHE`` changes)."""
+    global _default
+    if _default is None or _default.root != default_cache_dir():
+        _default = Cache()
+    return _default

@@ -1,0 +1,1 @@
+"""The leaderboard protocol, independent of any agent implementation."""

@@ -1,0 +1,20 @@
+"""All registrations in one place. Bump an id's version whenever what an agent sees or is scored on changes."""
+
+from __future__ import annotations
+
+from gymnasium.envs.registration import register, registry
+
+MAX_EPISODE_STEPS = 6000  # five minutes at 20 frames/s
+
+ENV_IDS = {
+    "lmm/ScoreFollowing-v0": "lmm_envs.envs.score_following:ScoreFollowingEnv",
+}
+
+
+def register_envs() -> None:
+    for env_id, entry_point in ENV_IDS.items():
+        if env_id not in registry:
+            register(id=env_id, entry_point=entry_point, max_episode_steps=MAX_EPISODE_STEPS)
+
+
+register_envs()

@@ -1,0 +1,241 @@
+"""What every lmm task shares: choosing pieces and performances, the frame clock, observation windows, seeding,
+action checking and the episode guard."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+from lmm_envs.audio.features import FPS, N_BINS
+from lmm_envs.audio.synth import Synth, make_synth
+from lmm_envs.errors import ConfigError, InvalidActionError
+from lmm_envs.music import corpus
+from lmm_envs.music.score import Score
+from lmm_envs.music.io import MIDI_SUFFIXES, MUSIC21_SUFFIXES
+from lmm_envs.pieces import Piece, load_piece, load_piece_list, load_user_score, performance_seed, prepare_piece
+
+PITCH_LOW, N_PITCHES = 21, 88  # piano range A0..C8
+AUDIO_WINDOW = 40  # frames (2 s)
+SCORE_WINDOW = 80  # score frames (4 s)
+SCORE_LOOKBEHIND = 20  # score frames shown before the agent's position
+ONSET_VALUE, SUSTAIN_VALUE = 1.0, 0.5
+AUDIO_HIGH = 12.0
+SCORE_SUFFIXES = MIDI_SUFFIXES | MUSIC21_SUFFIXES  # log1p(100 * amplitude) of a full-scale signal stays below this
+
+
+def score_roll(score: Score, fps: int = FPS) -> np.ndarray:
+    """Piano roll of the score on its nominal timeline: (88, frames) float32, 1 at onsets, 0.5 while sounding."""
+    onsets = score.onset_seconds
+    offsets = score.offset_seconds
+    n = int(math.ceil(score.end_seconds * fps)) + 1
+    roll = np.zeros((N_PITCHES, n), dtype=np.float32)
+    rows = np.clip(score.pitch.astype(np.int64) - PITCH_LOW, 0, N_PITCHES - 1)
+    start = np.round(onsets * fps).astype(np.int64)
+    stop = np.maximum(np.round(offsets * fps).astype(np.int64), start + 1)
+    for r, a, b in zip(rows, start, stop, strict=True):
+        roll[r, a:b] = np.maximum(roll[r, a:b], SUSTAIN_VALUE)
+    roll[rows, start] = ONSET_VALUE
+    return roll
+
+
+class LMMEnv(gym.Env):
+    """Base of the lmm tasks. Subclasses define spaces, ``_start`` (after a piece is chosen) and ``_advance``.
+
+    Arguments shared by every task: ``split`` (``train``/``val``/``test``), ``pieces`` (a list of bundled ids,
+    score paths, ``{"score","performance","alignment"}`` dicts, :class:`Piece` or :class:`Score` objects, or a piece
+    list CSV path; replaces ``split``), ``synth`` (``harmonic``/``fluidsynth`` or a Synth), ``expressiveness``
+    (>= 0, default 1.0), ``paired_budget`` (train on only the first K pieces of the paired pool),
+    ``performances_per_piece`` (how many seeded renderings of each piece episodes draw from) and ``render_mode``.
+    """
+
+    metadata = {"render_modes": ["rgb_array"], "render_fps": FPS}
+
+    def __init__(
+        self,
+        split: str = "train",
+        pieces: list | str | None = None,
+        synth: str | Synth = "harmonic",
+        expressiveness: float = 1.0,
+        paired_budget: int | None = None,
+        performances_per_piece: int = 8,
+        render_mode: str | None = None,
+        **unknown: Any,
+    ):
+        if unknown:
+            raise ConfigError(
+                f"unknown option(s) {', '.join(sorted(unknown))} for {type(self).__name__}; "
+                f"known options: {', '.join(sorted(self.option_names()))}"
+            )
+        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
+            raise ConfigError(f"render_mode must be one of {self.metadata['render_modes']} or None, got {render_mode!r}")
+        if not isinstance(expressiveness, (int, float)) or not np.isfinite(expressiveness) or expressiveness < 0:
+            raise ConfigError(f"expressiveness must be a number >= 0 (0 is deadpan), got {expressiveness!r}")
+        if not isinstance(performances_per_piece, int) or performances_per_piece < 1:
+            raise ConfigError(f"performances_per_piece must be a positive integer, got {performances_per_piece!r}")
+        self.render_mode = render_mode
+        self.expressiveness = float(expressiveness)
+        self.performances_per_piece = performances_per_piece
+        self.synth = make_synth(synth)
+        self.split = split
+        self.paired_budget = paired_budget
+        self.sources = self._resolve_sources(split, pieces, paired_budget)
+        self.piece: Piece | None = None
+        self._done = True
+        self._started = False
+
+    # --- configuration ------------------------------------------------------------------------------------
+    @classmethod
+    def option_names(cls) -> set[str]:
+        import inspect
+
+        names: set[str] = set()
+        for klass in cls.__mro__:
+            if klass is gym.Env or not issubclass(klass, LMMEnv):
+                continue
+            sig = inspect.signature(klass.__init__)
+            names |= {n for n, p in sig.parameters.items() if n != "self" and p.kind != p.VAR_KEYWORD}
+        return names
+
+    def _resolve_sources(self, split: str, pieces, paired_budget) -> list:
+        if pieces is not None:
+            if paired_budget is not None:
+                raise ConfigError("give either pieces=[...] or paired_budget, not both")
+            if isinstance(pieces, (str, Path)):
+                pieces = load_piece_list(pieces)
+            if not isinstance(pieces, (list, tuple)) or not pieces:
+                raise ConfigError("pieces must be a non-empty list (or a piece list CSV path)")
+            sources = [self._resolve_one(p) for p in pieces]
+        elif paired_budget is not None:
+            if split != "train":
+                raise ConfigError("paired_budget selects training pieces; use it with split='train'")
+            sources = corpus.paired_ids(paired_budget)
+        else:
+            sources = corpus.piece_ids(split=split)
+        sources = [s for s in sources if self._accepts(s)]
+        if not sources:
+            raise ConfigError(f"no piece suits {type(self).__name__} in this selection; choose other pieces")
+        return sources
+
+    def _resolve_one(self, item):
+        if isinstance(item, (Piece, Score)):
+            return item
+        if isinstance(item, dict):
+            if "score" not in item:
+                raise ConfigError("a piece given as a dict needs a 'score' path")
+            if item.get("performance") is None and item.get("alignment") is None:
+                return load_user_score(item["score"])
+            return load_piece(item["score"], item.get("performance"), item.get("alignment"), synth=self.synth)
+        if isinstance(item, (str, Path)):
+            text = str(item)
+            if Path(text).suffix.lower() in SCORE_SUFFIXES or Path(text).exists():
+                return load_user_score(text)
+            corpus.piece_info(text)  # an unknown id raises UnknownPieceError with a hint
+            return text
+        raise ConfigError(f"cannot use {type(item).__name__} as a piece; give an id, a path, a dict or a Piece")
+
+    def _accepts(self, source) -> bool:
+        """Subclasses narrow the piece set (e.g. multi-part pieces only)."""
+        return True
+
+    # --- episodes -----------------------------------------------------------------------------------------
+    def _choose_piece(self, options: dict | None) -> Piece:
+        options = dict(options or {})
+        which = options.pop("piece", None)
+        variant = options.pop("variant", None)
+        if options:
+            raise ConfigError(f"unknown reset option(s) {', '.join(sorted(options))}; known: piece, variant")
+        if which is None:
+            index = int(self.np_random.integers(len(self.sources)))
+        elif isinstance(which, (int, np.integer)):
+            if not 0 <= int(which) < len(self.sources):
+                raise ConfigError(f"piece index {which} is outside 0..{len(self.sources) - 1}")
+            index = int(which)
+        else:
+            names = [s if isinstance(s, str) else getattr(s, "id", getattr(s, "title", "")) for s in self.sources]
+            if which not in names:
+                raise ConfigError(f"piece {which!r} is not among this env's {len(names)} pieces")
+            index = names.index(which)
+        if variant is None:
+            variant = int(self.np_random.integers(self.performances_per_piece))
+        source = self.sources[index]
+        if isinstance(source, Piece):
+            return source
+        piece_id = source if isinstance(source, str) else (source.title or "score")
+        return prepare_piece(source, self.expressiveness, performance_seed(piece_id, int(variant)), self.synth)
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        super().reset(seed=seed)
+        self.piece = self._choose_piece(options)
+        self._done = False
+        self._started = True
+        return self._start(self.piece)
+
+    def step(self, action):
+        if not self._started:
+            raise InvalidActionError("call reset() before step()")
+        if self._done:
+            raise InvalidActionError("the episode is over (terminated or truncated); call reset() before step()")
+        action = self._check_action(action)
+        obs, reward, terminated, truncated, info = self._advance(action)
+        self._done = bool(terminated or truncated)
+        return obs, reward, terminated, truncated, info
+
+    def _check_action(self, action):
+        space = self.action_space
+        if isinstance(space, gym.spaces.Discrete):
+            try:
+                value = int(action)
+            except (TypeError, ValueError):
+                raise InvalidActionError(f"action {action!r} is not an integer of {space}") from None
+            if value != np.asarray(action).item() or not space.contains(value):
+                raise InvalidActionError(f"action {action!r} is outside {space}")
+            return value
+        arr = np.asarray(action, dtype=np.float64)
+        if isinstance(space, gym.spaces.Box):
+            if arr.shape != space.shape:
+                arr = arr.reshape(space.shape) if arr.size == math.prod(space.shape) else arr
+            if arr.shape != space.shape or not np.all(np.isfinite(arr)):
+                raise InvalidActionError(f"action {action!r} is not a finite array of shape {space.shape}")
+            if np.any(arr < space.low - 1e-6) or np.any(arr > space.high + 1e-6):
+                raise InvalidActionError(f"action {action!r} is outside [{space.low.min()}, {space.high.max()}]")
+            return arr.astype(np.float32)
+        if isinstance(space, gym.spaces.MultiBinary):
+            if arr.shape != space.shape or not np.all((arr == 0) | (arr == 1)):
+                raise InvalidActionError(f"action must be 0/1 of shape {space.shape}, got {action!r}")
+            return arr.astype(np.int8)
+        if not space.contains(action):
+            raise InvalidActionError(f"action {action!r} is outside {space}")
+        return action
+
+    # --- subclass hooks -----------------------------------------------------------------------------------
+    def _start(self, piece: Piece):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _advance(self, action):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    # --- shared observation helpers -----------------------------------------------------------------------
+    @staticmethod
+    def audio_space() -> gym.spaces.Box:
+        return gym.spaces.Box(0.0, AUDIO_HIGH, shape=(N_BINS, AUDIO_WINDOW), dtype=np.float32)
+
+    @staticmethod
+    def score_space() -> gym.spaces.Box:
+        return gym.spaces.Box(0.0, 1.0, shape=(N_PITCHES, SCORE_WINDOW), dtype=np.float32)
+
+    @staticmethod
+    def pad_audio(spec: np.ndarray) -> np.ndarray:
+        """Spectrogram with AUDIO_WINDOW - 1 silent frames in front: window of frame f is ``[:, f:f+40]``."""
+        out = np.zeros((spec.shape[0], spec.shape[1] + AUDIO_WINDOW - 1), dtype=np.float32)
+        out[:, AUDIO_WINDOW - 1:] = np.minimum(spec, AUDIO_HIGH)
+        return out
+
+    @staticmethod
+    def pad_roll(roll: np.ndarray) -> np.ndarray:
+        """Score roll padded so that the window at score frame c is ``[:, c:c+SCORE_WINDOW]``."""
+        after = SCORE_WINDOW - SCORE_LOOKBEHIND
+        return np.pad(roll, ((0, 0), (SCORE_LOOKBEHIND, after)))

@@ -1,0 +1,227 @@
+"""A :class:`Piece` is what an environment plays: a score, a performance of it, the performance's audio features
+and the ground-truth alignment between them. Pieces come from the bundled corpus (``prepare_piece("bach/bwv66.6")``)
+or from the user's own files (:func:`load_piece`), and are cached on disk (see :mod:`lmm_envs.audio.cache`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+
+from lmm_envs.audio.cache import Cache, default_cache, make_key
+from lmm_envs.audio.features import FEATURE_VERSION, FPS, spectrogram
+from lmm_envs.audio.synth import Synth, make_synth
+from lmm_envs.errors import ConfigError, ScoreLoadError
+from lmm_envs.music import corpus
+from lmm_envs.music.expressive import render_performance
+from lmm_envs.music.io import load_alignment_csv, load_performance_midi, load_score
+from lmm_envs.music.score import Alignment, Performance, Score, TempoMap
+
+RENDER_VERSION = 1
+AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".aiff", ".aif"}
+_MEMORY: OrderedDict[str, Piece] = OrderedDict()
+_MEMORY_SIZE = 64
+
+
+@dataclass(frozen=True, eq=False)
+class Piece:
+    """A score with one performance of it: audio features and the exact alignment.
+
+    ``spectrogram`` is ``(N_BINS, n_frames)`` at :data:`~lmm_envs.audio.features.FPS` frames/s of the performance.
+    ``performance`` is None when the performance is a recording (audio only).
+    """
+
+    id: str
+    score: Score
+    performance: Performance | None
+    alignment: Alignment
+    spectrogram: np.ndarray
+    synth: str = "harmonic"
+    meta: dict = field(default_factory=dict)
+
+    @property
+    def n_frames(self) -> int:
+        return int(self.spectrogram.shape[1])
+
+    @property
+    def duration(self) -> float:
+        return self.n_frames / FPS
+
+    @cached_property
+    def frame_times(self) -> np.ndarray:
+        return np.arange(self.n_frames) / FPS
+
+    @cached_property
+    def score_positions(self) -> np.ndarray:
+        """True nominal score time (s) at each performance frame."""
+        return self.alignment.score_at(self.frame_times)
+
+    @cached_property
+    def onset_score_times(self) -> np.ndarray:
+        """Distinct score onsets, in nominal seconds."""
+        return self.score.tempo.beats_to_seconds(self.score.unique_onsets())
+
+    @cached_property
+    def onset_performance_times(self) -> np.ndarray:
+        """When each distinct score onset happens in the performance (s), from the alignment."""
+        return self.alignment.performance_at(self.onset_score_times)
+
+
+# --- scores ------------------------------------------------------------------------------------------------
+def score_to_arrays(score: Score) -> dict[str, np.ndarray]:
+    return dict(
+        pitch=score.pitch, onset=score.onset, duration=score.duration, velocity=score.velocity, part=score.part,
+        tempo_beats=score.tempo.beats, tempo_bpm=score.tempo.bpm, fermatas=score.fermatas, measures=score.measures,
+        part_names=np.array(score.part_names, dtype=str), title=np.array(score.title),
+    )
+
+
+def score_from_arrays(a: dict[str, np.ndarray]) -> Score:
+    return Score(
+        pitch=a["pitch"], onset=a["onset"], duration=a["duration"], velocity=a["velocity"], part=a["part"],
+        tempo=TempoMap(a["tempo_beats"], a["tempo_bpm"]), part_names=tuple(str(x) for x in a["part_names"]),
+        fermatas=a["fermatas"], measures=a["measures"], title=str(a["title"]),
+    )
+
+
+def corpus_score(piece_id: str, cache: Cache | None = None) -> Score:
+    """The parsed score of a bundled piece (parsed once, then read from the cache)."""
+    info = corpus.piece_info(piece_id)
+    cache = cache or default_cache()
+    key = make_key("score", source=info.sha256, id=piece_id)
+    return score_from_arrays(cache.get_or_create(key, lambda: score_to_arrays(corpus.load_corpus_score(piece_id))))
+
+
+def performance_seed(piece_id: str, variant: int) -> int:
+    """The rendering seed of performance ``variant`` of a piece (stable across runs and machines)."""
+    return int(hashlib.sha256(f"{piece_id}#{int(variant)}".encode()).hexdigest()[:8], 16)
+
+
+# --- preparing pieces --------------------------------------------------------------------------------------
+def prepare_piece(
+    source: str | Score,
+    expressiveness: float = 1.0,
+    seed: int = 0,
+    synth: str | Synth = "harmonic",
+    cache: Cache | None = None,
+) -> Piece:
+    """Render, synthesize and analyse one performance of a piece (or read it from the cache).
+
+    ``source`` is a bundled piece id or a :class:`Score`. The same arguments give the same piece, bit for bit.
+    """
+    synth_obj = make_synth(synth)
+    score = corpus_score(source, cache) if isinstance(source, str) else source
+    if not isinstance(score, Score):
+        raise ConfigError(f"source must be a piece id or a Score, got {type(source).__name__}")
+    piece_id = source if isinstance(source, str) else (score.title or score.content_hash()[:12])
+    if not np.isfinite(expressiveness) or expressiveness < 0:
+        raise ConfigError(f"expressiveness must be >= 0 (0 is deadpan), got {expressiveness!r}")
+    key = make_key(
+        "piece", score=score.content_hash(), expressiveness=float(expressiveness), seed=int(seed),
+        synth=synth_obj.cache_key(), features=FEATURE_VERSION, render=RENDER_VERSION,
+    )
+    hit = _MEMORY.get(key)
+    if hit is not None:
+        _MEMORY.move_to_end(key)
+        return hit
+
+    def build() -> dict[str, np.ndarray]:
+        perf, alignment = render_performance(score, expressiveness, seed=int(seed))
+        audio = synth_obj.render(perf)
+        return dict(
+            p_pitch=perf.pitch, p_onset=perf.onset, p_offset=perf.offset, p_velocity=perf.velocity,
+            p_part=perf.part, a_perf=alignment.performance_time, a_score=alignment.score_time,
+            spectrogram=spectrogram(audio, synth_obj.sample_rate),
+        )
+
+    a = (cache or default_cache()).get_or_create(key, build)
+    piece = Piece(
+        id=piece_id, score=score,
+        performance=Performance(a["p_pitch"], a["p_onset"], a["p_offset"], a["p_velocity"], a["p_part"]),
+        alignment=Alignment(a["a_perf"], a["a_score"]), spectrogram=a["spectrogram"], synth=synth_obj.name,
+        meta={"expressiveness": float(expressiveness), "seed": int(seed)},
+    )
+    _MEMORY[key] = piece
+    while len(_MEMORY) > _MEMORY_SIZE:
+        _MEMORY.popitem(last=False)
+    return piece
+
+
+def load_user_score(path: str | Path) -> Score:
+    """Load a score file; its title (and piece id) is the file name without suffix."""
+    sc = load_score(path)
+    return Score(**{**sc.__dict__, "title": Path(path).stem})
+
+
+def load_piece(
+    score: str | Path,
+    performance: str | Path | None = None,
+    alignment: str | Path | None = None,
+    expressiveness: float = 1.0,
+    seed: int = 0,
+    synth: str | Synth = "harmonic",
+) -> Piece:
+    """A piece from your own files.
+
+    ``score``: MIDI or MusicXML. ``performance``: None (one is rendered expressively, with its exact alignment),
+    a MIDI performance or an audio recording (WAV/FLAC). A real performance needs ``alignment``: a CSV with header
+    ``performance_time,score_time`` (seconds; score_time on the score's own nominal timeline).
+    """
+    sc = load_user_score(score)
+    if performance is None:
+        if alignment is not None:
+            raise ConfigError("an alignment was given without a performance; give both, or neither to render one")
+        return prepare_piece(sc, expressiveness=expressiveness, seed=seed, synth=synth)
+    if alignment is None:
+        raise ConfigError(
+            f"performance {performance} needs an alignment CSV (performance_time,score_time) to serve as ground truth"
+        )
+    align = load_alignment_csv(alignment)
+    perf_path = Path(performance)
+    synth_obj = make_synth(synth)
+    if perf_path.suffix.lower() in AUDIO_SUFFIXES:
+        from lmm_envs.audio.wav import read_audio
+
+        perf = None
+        audio = read_audio(perf_path, synth_obj.sample_rate)
+    else:
+        try:
+            perf = load_performance_midi(perf_path)
+        except ScoreLoadError:
+            raise
+        audio = synth_obj.render(perf)
+    return Piece(
+        id=Path(score).stem, score=sc, performance=perf, alignment=align,
+        spectrogram=spectrogram(audio, synth_obj.sample_rate), synth=synth_obj.name,
+        meta={"performance": str(perf_path), "alignment": str(alignment)},
+    )
+
+
+def load_piece_list(path: str | Path) -> list[dict[str, str | None]]:
+    """Read a piece list CSV (header ``score,performance,alignment``; paths relative to the CSV)."""
+    import csv
+
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"piece list not found: {p}")
+    with p.open(newline="") as f:
+        reader = csv.DictReader(f)
+        if reader.fieldnames is None or "score" not in reader.fieldnames:
+            raise ConfigError(f"piece list {p} needs the header score,performance,alignment")
+        rows = []
+        for row in reader:
+            entry = {}
+            for col in ("score", "performance", "alignment"):
+                value = (row.get(col) or "").strip()
+                entry[col] = str((p.parent / value).resolve()) if value else None
+            if entry["score"] is None:
+                raise ConfigError(f"piece list {p} has a row without a score")
+            rows.append(entry)
+    if not rows:
+        raise ConfigError(f"piece list {p} names no pieces")
+    return rows
