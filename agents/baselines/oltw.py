@@ -157,8 +157,8 @@ class OnlineTimeWarping:
 class OLTWAgent:
     """Follows with OLTW and steers the pointer onto its estimate (see the module docstring)."""
 
-    def __init__(self, env, synth: str = "harmonic", window: int = 100, max_run: int = 3, gain: float = 2.0,
-                 tempo_horizon: int = 40):
+    def __init__(self, env, synth: str = "harmonic", window: int = 100, max_run: int = 3, gain: float = 4.0,
+                 tempo_horizon: int = 80):
         self.env = env
         self.synth = synth
         self.window = window
@@ -174,7 +174,7 @@ class OLTWAgent:
         self.estimates: list[float] = []
 
     def act(self, obs, info):
-        audio = obs["audio"]
+        audio = obs["audio"][0].astype(np.float64)  # features are unit length: the pixel scale drops out
         estimate = self.oltw.push(frame_features(audio[:, -1:], audio[:, -2])[0]) / FPS
         self.estimates.append(estimate)
         h = min(self.tempo_horizon, len(self.estimates) - 1)

@@ -22,17 +22,17 @@ PITCH_LOW, N_PITCHES = 21, 88  # piano range A0..C8
 AUDIO_WINDOW = 40  # frames (2 s)
 SCORE_WINDOW = 80  # score frames (4 s)
 SCORE_LOOKBEHIND = 20  # score frames shown before the agent's position
-ONSET_VALUE, SUSTAIN_VALUE = 1.0, 0.5
-AUDIO_HIGH = 12.0
-SCORE_SUFFIXES = MIDI_SUFFIXES | MUSIC21_SUFFIXES  # log1p(100 * amplitude) of a full-scale signal stays below this
+ONSET_VALUE, SUSTAIN_VALUE = 255, 128  # score roll pixels
+AUDIO_SCALE = 40.0  # spectrogram value (log1p(100 * amplitude)) -> uint8 pixel; 6.4 and above saturate
+SCORE_SUFFIXES = MIDI_SUFFIXES | MUSIC21_SUFFIXES
 
 
 def score_roll(score: Score, fps: int = FPS) -> np.ndarray:
-    """Piano roll of the score on its nominal timeline: (88, frames) float32, 1 at onsets, 0.5 while sounding."""
+    """Piano roll of the score on its nominal timeline: (88, frames) uint8, 255 at onsets, 128 while sounding."""
     onsets = score.onset_seconds
     offsets = score.offset_seconds
     n = int(math.ceil(score.end_seconds * fps)) + 1
-    roll = np.zeros((N_PITCHES, n), dtype=np.float32)
+    roll = np.zeros((N_PITCHES, n), dtype=np.uint8)
     rows = np.clip(score.pitch.astype(np.int64) - PITCH_LOW, 0, N_PITCHES - 1)
     start = np.round(onsets * fps).astype(np.int64)
     stop = np.maximum(np.round(offsets * fps).astype(np.int64), start + 1)
@@ -219,23 +219,25 @@ class LMMEnv(gym.Env):
         raise NotImplementedError
 
     # --- shared observation helpers -----------------------------------------------------------------------
+    # Observation windows are channel-first uint8 images (1, rows, frames): SB3 gives them a CNN as they are
+    # and its env checker accepts them without warnings (2-D float windows draw a warning).
     @staticmethod
     def audio_space() -> gym.spaces.Box:
-        return gym.spaces.Box(0.0, AUDIO_HIGH, shape=(N_BINS, AUDIO_WINDOW), dtype=np.float32)
+        return gym.spaces.Box(0, 255, shape=(1, N_BINS, AUDIO_WINDOW), dtype=np.uint8)
 
     @staticmethod
     def score_space() -> gym.spaces.Box:
-        return gym.spaces.Box(0.0, 1.0, shape=(N_PITCHES, SCORE_WINDOW), dtype=np.float32)
+        return gym.spaces.Box(0, 255, shape=(1, N_PITCHES, SCORE_WINDOW), dtype=np.uint8)
 
     @staticmethod
     def pad_audio(spec: np.ndarray) -> np.ndarray:
-        """Spectrogram with AUDIO_WINDOW - 1 silent frames in front: window of frame f is ``[:, f:f+40]``."""
-        out = np.zeros((spec.shape[0], spec.shape[1] + AUDIO_WINDOW - 1), dtype=np.float32)
-        out[:, AUDIO_WINDOW - 1:] = np.minimum(spec, AUDIO_HIGH)
+        """Quantized spectrogram with AUDIO_WINDOW - 1 silent frames in front: frame f's window is [:, f:f+40]."""
+        out = np.zeros((1, spec.shape[0], spec.shape[1] + AUDIO_WINDOW - 1), dtype=np.uint8)
+        out[0, :, AUDIO_WINDOW - 1:] = np.clip(np.rint(spec * AUDIO_SCALE), 0, 255).astype(np.uint8)
         return out
 
     @staticmethod
     def pad_roll(roll: np.ndarray) -> np.ndarray:
-        """Score roll padded so that the window at score frame c is ``[:, c:c+SCORE_WINDOW]``."""
+        """Score roll padded so that the window at score frame c is ``[:, :, c:c+SCORE_WINDOW]``."""
         after = SCORE_WINDOW - SCORE_LOOKBEHIND
-        return np.pad(roll, ((0, 0), (SCORE_LOOKBEHIND, after)))
+        return np.pad(roll, ((0, 0), (SCORE_LOOKBEHIND, after)))[None]

@@ -6,7 +6,7 @@ import gymnasium as gym
 import numpy as np
 
 from lmm_envs.audio.features import FPS
-from lmm_envs.envs.base import SCORE_LOOKBEHIND, LMMEnv, score_roll
+from lmm_envs.envs.base import AUDIO_WINDOW, SCORE_LOOKBEHIND, SCORE_WINDOW, LMMEnv, score_roll
 from lmm_envs.envs.rendering import AGENT_COLOUR, TRUTH_COLOUR, compose, mark_column, panel
 from lmm_envs.errors import ConfigError
 from lmm_envs.metrics import reported_onset_times, score_following_metrics
@@ -29,9 +29,11 @@ class ScoreFollowingEnv(LMMEnv):
     float32; the tempo ratio is set to ``4 ** a`` (0.25..4).
 
     ## Observation Space
-    ``Dict``: ``"audio"``: ``Box(0, 12, (75, 40))``, the log-frequency spectrogram of the last 40 frames (2 s);
-    ``"score"``: ``Box(0, 1, (88, 80))``, the score's piano roll (1 at onsets, 0.5 while a note sounds) from
-    1 s before to 3 s after the agent's pointer (column 20), at 20 score frames per second of nominal time.
+    ``Dict``: ``"audio"``: ``Box(0, 255, (1, 75, 40), uint8)``, the log-frequency spectrogram of the last 40
+    frames (2 s), scaled by 40 (``AUDIO_SCALE``); ``"score"``: ``Box(0, 255, (1, 88, 80), uint8)``, the score's
+    piano roll (255 at onsets, 128 while a note sounds) from
+    1 s before to 3 s after the agent's pointer (column 20), at 20 score frames per second of nominal time;
+    ``"tempo"``: ``Box(0, 4, (1,))``, the agent's own current tempo ratio (what it did, as a player knows).
 
     ## Rewards
     Each step ``max(0, 1 - |pointer - true position| / reward_width)``, positions in nominal score seconds.
@@ -74,7 +76,11 @@ class ScoreFollowingEnv(LMMEnv):
         self.terminate_on_lost = bool(terminate_on_lost)
         self.lost_tolerance = float(lost_tolerance)
         self.lost_patience = int(lost_patience)
-        self.observation_space = gym.spaces.Dict({"audio": self.audio_space(), "score": self.score_space()})
+        self.observation_space = gym.spaces.Dict({
+            "audio": self.audio_space(),
+            "score": self.score_space(),
+            "tempo": gym.spaces.Box(0.0, MAX_RATIO, shape=(1,), dtype=np.float32),
+        })
         if action_type == "discrete":
             self.action_space = gym.spaces.Discrete(3)
         else:
@@ -118,7 +124,11 @@ class ScoreFollowingEnv(LMMEnv):
     def _observation(self) -> dict[str, np.ndarray]:
         f = self._frame
         c = int(self._pointer * FPS + 0.5)
-        return {"audio": self._spec[:, f:f + 40].copy(), "score": self._roll[:, c:c + 80].copy()}
+        return {
+            "audio": self._spec[:, :, f:f + AUDIO_WINDOW].copy(),
+            "score": self._roll[:, :, c:c + SCORE_WINDOW].copy(),
+            "tempo": np.array([self._ratio], dtype=np.float32),
+        }
 
     def _info(self) -> dict:
         truth = float(self._truth[self._frame])
@@ -145,8 +155,8 @@ class ScoreFollowingEnv(LMMEnv):
         if self.render_mode != "rgb_array" or self.piece is None:
             return None
         obs = self._observation()
-        audio = panel(obs["audio"], 6.0, (3, 8))
-        score = panel(obs["score"], 1.0, (2, 4))
+        audio = panel(obs["audio"][0], 140.0, (3, 8))
+        score = panel(obs["score"][0], 255.0, (2, 4))
         # score window columns are score frames; the agent sits at SCORE_LOOKBEHIND, the truth where it is
         truth_col = SCORE_LOOKBEHIND + (self._truth[self._frame] - self._pointer) * FPS
         mark_column(score, (truth_col + 0.5) * 4, TRUTH_COLOUR)

@@ -1,0 +1,70 @@
+import multiprocessing as mp
+import os
+
+import numpy as np
+import pytest
+
+from lmm_envs.audio.cache import Cache, make_key
+
+
+def build():
+    return {"x": np.arange(1000, dtype=np.float32), "y": np.array("text")}
+
+
+def test_round_trip_and_key_changes_with_parameters(tmp_path):
+    cache = Cache(tmp_path)
+    key = make_key("demo", a=1)
+    assert make_key("demo", a=1) == key != make_key("demo", a=2)
+    first = cache.get_or_create(key, build)
+    again = Cache(tmp_path).get(key)
+    assert np.array_equal(again["x"], first["x"]) and str(again["y"]) == "text"
+
+
+@pytest.mark.parametrize("damage", ["truncate", "zero", "flip"])
+def test_damaged_entries_are_detected_and_rebuilt(tmp_path, damage):
+    cache = Cache(tmp_path)
+    key = make_key("demo", a=1)
+    cache.get_or_create(key, build)
+    path = cache.path(key)
+    blob = bytearray(path.read_bytes())
+    if damage == "truncate":
+        path.write_bytes(blob[: len(blob) // 2])
+    elif damage == "zero":
+        path.write_bytes(b"")
+    else:
+        blob[-100] ^= 0x01
+        path.write_bytes(bytes(blob))
+    fresh = Cache(tmp_path)
+    assert fresh.get(key) is None and fresh.rebuilt == 1 and not path.exists()
+    assert np.array_equal(fresh.get_or_create(key, build)["x"], build()["x"])
+    assert path.exists()
+
+
+def test_unwritable_cache_root_falls_back_to_memory(tmp_path):
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("a file where the cache directory should be")
+    cache = Cache(blocker / "cache")
+    key = make_key("demo", a=1)
+    with pytest.warns(RuntimeWarning, match="not writable"):
+        arrays = cache.get_or_create(key, build)
+    assert np.array_equal(cache.get(key)["x"], arrays["x"])
+    assert not list(tmp_path.glob("**/*.tmp"))
+
+
+def _prepare_in_process(root):
+    os.environ["LMM_ENVS_CACHE"] = root
+    from lmm_envs.pieces import prepare_piece
+
+    piece = prepare_piece("bach/bwv66.6", 1.0, seed=5)
+    return piece.spectrogram.tobytes()
+
+
+def test_eight_processes_preparing_at_once_agree(tmp_path):
+    ctx = mp.get_context("spawn")
+    with ctx.Pool(8) as pool:
+        results = pool.map(_prepare_in_process, [str(tmp_path)] * 8)
+    assert len(set(results)) == 1
+    entries = [p for p in tmp_path.glob("**/*") if p.is_file()]
+    assert not [p for p in entries if p.suffix == ".tmp"]
+    assert len([p for p in entries if p.name.startswith("piece-")]) == 1
+    assert all(Cache(tmp_path).get(p.stem) is not None for p in entries)

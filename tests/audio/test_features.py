@@ -1,0 +1,31 @@
+import numpy as np
+import pytest
+
+from lmm_envs.audio.features import FPS, N_BINS, n_frames, onset_strength, spectrogram
+
+
+def test_about_78_log_frequency_bins_at_20_fps():
+    assert 70 <= N_BINS <= 90
+    audio = np.zeros(22050 * 3, dtype=np.float32)
+    spec = spectrogram(audio)
+    assert spec.shape == (N_BINS, n_frames(audio.size)) == (N_BINS, 3 * FPS)
+    assert spec.dtype == np.float32 and spec.max() == 0.0
+
+
+def test_onsets_show_up_in_the_flux():
+    audio = np.zeros(22050 * 2, dtype=np.float32)
+    t = np.arange(11025) / 22050
+    audio[22050:] = 0.3 * np.sin(2 * np.pi * 330 * t) .repeat(2)[:22050]
+    flux = onset_strength(spectrogram(audio))
+    assert abs(int(np.argmax(flux)) - FPS) <= 1
+
+
+def test_loud_input_stays_finite():
+    spec = spectrogram(np.ones(22050, dtype=np.float32))
+    assert np.all(np.isfinite(spec)) and spec.max() < 12.0
+
+
+@pytest.mark.parametrize("seconds", [0.01, 1.0, 2.51])
+def test_frame_count_covers_the_audio(seconds):
+    n = int(seconds * 22050)
+    assert spectrogram(np.zeros(n, dtype=np.float32)).shape[1] == int(np.floor((n - 1) / 22050 * FPS)) + 1

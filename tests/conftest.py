@@ -1,0 +1,42 @@
+"""Shared fixtures: an isolated cache per test session, small scores and files."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _isolated_cache(tmp_path_factory):
+    os.environ["LMM_ENVS_CACHE"] = str(tmp_path_factory.mktemp("cache"))
+    yield
+
+
+@pytest.fixture
+def small_score():
+    from lmm_envs.music.score import Score, TempoMap
+
+    pitches = [60, 62, 64, 65, 67, 65, 64, 62, 60, 67, 72]
+    onsets = np.arange(len(pitches), dtype=float)
+    return Score(pitch=pitches, onset=onsets, duration=np.ones(len(pitches)), velocity=np.full(len(pitches), 80),
+                 part=np.zeros(len(pitches)), tempo=TempoMap.constant(90.0), fermatas=[4.0],
+                 measures=np.arange(0, 12, 4.0), title="small")
+
+
+@pytest.fixture
+def midi_file(tmp_path, small_score):
+    """A two-part MIDI score file at 90 bpm."""
+    import pretty_midi
+
+    pm = pretty_midi.PrettyMIDI(initial_tempo=90.0)
+    for part, shift in ((0, 0), (1, -12)):
+        inst = pretty_midi.Instrument(program=0, name=f"voice{part}")
+        for p, o in zip(small_score.pitch, small_score.onset, strict=True):
+            start = o * 60 / 90
+            inst.notes.append(pretty_midi.Note(80, int(p) + shift, start, start + 60 / 90 * 0.9))
+        pm.instruments.append(inst)
+    path = tmp_path / "score.mid"
+    pm.write(str(path))
+    return path
