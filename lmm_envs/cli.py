@@ -83,7 +83,7 @@ def cmd_evaluate(args) -> int:
     env = _make_env(args)
     sources = env.unwrapped.sources[: args.limit or None]
     rows = []
-    for i, source in enumerate(tqdm(sources, desc=f"evaluating {args.agent}", disable=not _progress(args))):
+    for i, _source in enumerate(tqdm(sources, desc=f"evaluating {args.agent}", disable=not _progress(args))):
         rows.append(run_episode(env, args.agent, seed=args.seed + i, options={"piece": i, "variant": 0}))
     keys = sorted(rows[0]["metrics"])
     mean = {k: float(np.nanmean([r["metrics"][k] for r in rows])) for k in keys}

@@ -45,10 +45,9 @@ class OracleAgent:
 
 def ratio_action(space, current: float, wanted: float):
     """The action of a ScoreFollowing action space that brings the tempo ratio closest to ``wanted``."""
-    from lmm_envs.envs.score_following import MAX_RATIO, TEMPO_STEP
+    from lmm_envs.envs.score_following import MAX_RATIO, TEMPO_STEP, ratio_to_action
 
     if hasattr(space, "n"):
         options = np.clip(current + (np.arange(3) - 1) * TEMPO_STEP, 0.0, MAX_RATIO)
         return int(np.argmin(np.abs(options - wanted)))
-    ratio = float(np.clip(wanted, 1.0 / MAX_RATIO, MAX_RATIO))
-    return np.array([np.log(ratio) / np.log(MAX_RATIO)], dtype=np.float32)
+    return np.array([ratio_to_action(float(wanted))], dtype=np.float32)

@@ -12,6 +12,7 @@ The root is ``$LMM_ENVS_CACHE`` if set, else ``$XDG_CACHE_HOME/lmm_envs``, else 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
@@ -91,10 +92,8 @@ class Cache:
         arrays = decode(blob)
         if arrays is None:
             self.rebuilt += 1
-            try:
+            with contextlib.suppress(OSError):
                 p.unlink()
-            except OSError:
-                pass
         return arrays
 
     def put(self, key: str, arrays: dict[str, np.ndarray]) -> None:
@@ -112,10 +111,8 @@ class Cache:
                 return
             except OSError as e:
                 if tmp is not None:
-                    try:
+                    with contextlib.suppress(OSError):
                         os.unlink(tmp)
-                    except OSError:
-                        pass
                 with self._lock:
                     if self._disk_ok:
                         self._disk_ok = False

@@ -216,6 +216,6 @@ def make_synth(synth: str | Synth = "harmonic") -> Synth:
     return synth
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _cached_synth(name: str) -> Synth:
     return SYNTHS[name]()

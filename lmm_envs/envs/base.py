@@ -14,9 +14,16 @@ from lmm_envs.audio.features import FPS, N_BINS
 from lmm_envs.audio.synth import Synth, make_synth
 from lmm_envs.errors import ConfigError, InvalidActionError
 from lmm_envs.music import corpus
-from lmm_envs.music.score import Score
 from lmm_envs.music.io import MIDI_SUFFIXES, MUSIC21_SUFFIXES
-from lmm_envs.pieces import Piece, load_piece, load_piece_list, load_user_score, performance_seed, prepare_piece
+from lmm_envs.music.score import Score
+from lmm_envs.pieces import (
+    Piece,
+    load_piece,
+    load_piece_list,
+    load_user_score,
+    performance_seed,
+    prepare_piece,
+)
 
 PITCH_LOW, N_PITCHES = 21, 88  # piano range A0..C8
 AUDIO_WINDOW = 40  # frames (2 s)

@@ -15,6 +15,17 @@ TEMPO_STEP = 0.1  # change of the tempo ratio per discrete action
 MAX_RATIO = 4.0
 
 
+def action_to_ratio(a: float) -> float:
+    """Continuous action in [-1, 1] -> tempo ratio: [-1, 0] maps to [0, 1] and [0, 1] to [1, MAX_RATIO]."""
+    return 1.0 + a if a <= 0 else 1.0 + a * (MAX_RATIO - 1.0)
+
+
+def ratio_to_action(ratio: float) -> float:
+    """The inverse of :func:`action_to_ratio` (ratios outside [0, MAX_RATIO] are clipped)."""
+    ratio = min(max(ratio, 0.0), MAX_RATIO)
+    return ratio - 1.0 if ratio <= 1.0 else (ratio - 1.0) / (MAX_RATIO - 1.0)
+
+
 class ScoreFollowingEnv(LMMEnv):
     """
     ## Description
@@ -26,7 +37,7 @@ class ScoreFollowingEnv(LMMEnv):
     ## Action Space
     ``action_type="discrete"`` (default): ``Discrete(3)``: 0 slows the tempo ratio down by 0.1, 1 keeps it,
     2 speeds it up by 0.1 (the ratio stays in [0, 4]). ``action_type="continuous"``: ``Box(-1, 1, (1,))``,
-    float32; the tempo ratio is set to ``4 ** a`` (0.25..4).
+    float32; the tempo ratio is set to ``1 + a`` for ``a <= 0`` (0..1) and ``1 + 3a`` above (1..4).
 
     ## Observation Space
     ``Dict``: ``"audio"``: ``Box(0, 255, (1, 75, 40), uint8)``, the log-frequency spectrogram of the last 40
@@ -105,7 +116,7 @@ class ScoreFollowingEnv(LMMEnv):
         if self.action_type == "discrete":
             self._ratio = min(max(self._ratio + (action - 1) * TEMPO_STEP, 0.0), MAX_RATIO)
         else:
-            self._ratio = float(MAX_RATIO ** float(action[0]))
+            self._ratio = action_to_ratio(float(action[0]))
         self._frame += 1
         self._pointer = min(self._pointer + self._ratio / FPS, self._score_end)
         self._trajectory[self._frame] = self._pointer

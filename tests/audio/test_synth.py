@@ -50,9 +50,9 @@ def test_torch_path_matches_numpy_and_is_differentiable():
     torch = pytest.importorskip("torch")
     synth = HarmonicSynth()
     perf = Performance([69, 72, 48], [0.1, 0.5, 0.3], [0.4, 0.8, 0.9], [100, 60, 80], [0, 0, 1])
-    onset = torch.tensor([perf.onset], dtype=torch.float64, requires_grad=True)
-    velocity = torch.tensor([perf.velocity], dtype=torch.float64, requires_grad=True)
-    audio = synth.render_torch(torch.tensor([perf.pitch]), onset, torch.tensor([perf.offset], dtype=torch.float64),
+    onset = torch.tensor(perf.onset[None], dtype=torch.float64, requires_grad=True)
+    velocity = torch.tensor(perf.velocity[None], dtype=torch.float64, requires_grad=True)
+    audio = synth.render_torch(torch.tensor(perf.pitch[None]), onset, torch.tensor(perf.offset[None], dtype=torch.float64),
                                velocity, n_samples=22050)
     reference = synth.render(perf, duration=1.0)
     assert np.abs(audio.detach().numpy()[0] - reference).max() < 1e-5

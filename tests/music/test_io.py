@@ -12,7 +12,7 @@ def test_loads_a_bach_chorale_from_musicxml():
     assert score.part_names == ("Soprano", "Alto", "Tenor", "Bass")
     assert score.n_notes > 100
     assert score.fermatas.size >= 4  # chorale phrases end at fermatas
-    assert 36 <= score.pitch.min() and score.pitch.max() <= 84  # SATB ranges
+    assert score.pitch.min() >= 36 and score.pitch.max() <= 84  # SATB ranges
 
 
 def test_loads_a_fiddle_tune_from_abc():

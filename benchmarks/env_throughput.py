@@ -1,0 +1,53 @@
+"""Single-env steps per second of every lmm id through ``gym.make``, next to CartPole-v1's in the same run.
+
+    python benchmarks/env_throughput.py [--steps 20000]
+
+Actions are sampled from the action space; resets happen when episodes end. Prints figures and ratios.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import gymnasium as gym
+
+import lmm_envs  # noqa: F401
+
+
+def steps_per_second(env_id: str, steps: int, **kwargs) -> float:
+    env = gym.make(env_id, **kwargs)
+    env.reset(seed=0)
+    env.action_space.seed(0)
+    actions = [env.action_space.sample() for _ in range(steps)]
+    env.reset(seed=0)  # warm: pieces prepared and cached before timing
+    start = time.perf_counter()
+    for action in actions:
+        _, _, terminated, truncated, _ = env.step(action)
+        if terminated or truncated:
+            env.reset()
+    return steps / (time.perf_counter() - start)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--steps", type=int, default=20000)
+    args = ap.parse_args()
+    from lmm_envs.music.corpus import piece_ids
+
+    pieces = piece_ids(split="test")[:8]
+    for pid in pieces:  # prepare the renderings episodes will draw, so that timing measures stepping
+        for variant in range(8):
+            from lmm_envs.pieces import performance_seed, prepare_piece
+
+            prepare_piece(pid, 1.0, performance_seed(pid, variant))
+    reference = steps_per_second("CartPole-v1", args.steps)
+    print(f"{'env':<28}{'steps/s':>12}{'x CartPole':>12}")
+    print(f"{'CartPole-v1':<28}{reference:>12.0f}{1.0:>12.2f}")
+    for env_id in sorted(k for k in gym.registry if k.startswith("lmm/")):
+        sps = steps_per_second(env_id, args.steps, pieces=pieces)
+        print(f"{env_id:<28}{sps:>12.0f}{sps / reference:>12.2f}")
+
+
+if __name__ == "__main__":
+    main()
