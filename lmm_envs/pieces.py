@@ -16,7 +16,7 @@ import numpy as np
 from lmm_envs.audio.cache import Cache, default_cache, make_key
 from lmm_envs.audio.features import FEATURE_VERSION, FPS, spectrogram
 from lmm_envs.audio.synth import Synth, make_synth
-from lmm_envs.errors import ConfigError, ScoreLoadError
+from lmm_envs.errors import ConfigError
 from lmm_envs.music import corpus
 from lmm_envs.music.expressive import render_performance
 from lmm_envs.music.io import load_alignment_csv, load_performance_midi, load_score
@@ -190,10 +190,7 @@ def load_piece(
         perf = None
         audio = read_audio(perf_path, synth_obj.sample_rate)
     else:
-        try:
-            perf = load_performance_midi(perf_path)
-        except ScoreLoadError:
-            raise
+        perf = load_performance_midi(perf_path)
         audio = synth_obj.render(perf)
     return Piece(
         id=Path(score).stem, score=sc, performance=perf, alignment=align,
