@@ -95,14 +95,10 @@ def cmd_evaluate(args) -> int:
 
 
 def _write_json_atomic(path: Path, data) -> None:
-    import os
-    import tempfile
+    from lmm_envs.files import atomic_path
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
+    with atomic_path(path) as tmp, tmp.open("w") as f:
         json.dump(data, f, indent=1, default=float)
-    os.replace(tmp, path)
 
 
 def render_episode(env, agent: str, seed: int, options: dict | None) -> list:
@@ -115,19 +111,17 @@ def render_episode(env, agent: str, seed: int, options: dict | None) -> list:
 
 def write_frames(frames: list, out: Path, fps: int) -> Path:
     """Write a PNG (the middle frame) or an MP4 (all frames; needs moviepy: pip install 'lmm-envs[video]')."""
-    import os
-    import tempfile
+    from lmm_envs.files import atomic_path
 
-    out.parent.mkdir(parents=True, exist_ok=True)
     suffix = out.suffix.lower()
-    fd, tmp = tempfile.mkstemp(dir=out.parent, suffix=suffix)
-    os.close(fd)
-    try:
+    if suffix not in (".png", ".mp4", ".gif"):
+        raise LMMError(f"cannot write {suffix!r}; use .png or .mp4")
+    with atomic_path(out) as tmp:
         if suffix == ".png":
             from PIL import Image
 
             Image.fromarray(frames[len(frames) // 2]).save(tmp)
-        elif suffix in (".mp4", ".gif"):
+        else:
             try:
                 from moviepy import ImageSequenceClip
             except ImportError:
@@ -139,14 +133,9 @@ def write_frames(frames: list, out: Path, fps: int) -> Path:
                     raise MissingDependencyError("writing video needs moviepy: pip install 'lmm-envs[video]'") from None
             clip = ImageSequenceClip(frames, fps=fps)
             if suffix == ".gif":
-                clip.write_gif(tmp, logger=None)
+                clip.write_gif(str(tmp), logger=None)
             else:
-                clip.write_videofile(tmp, logger=None, codec="libx264", audio=False)
-        else:
-            raise LMMError(f"cannot write {suffix!r}; use .png or .mp4")
-        os.replace(tmp, out)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
+                clip.write_videofile(str(tmp), logger=None, codec="libx264", audio=False)
     return out
 
 

@@ -35,22 +35,14 @@ def read_audio(path: str | Path, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
 
 def write_audio(path: str | Path, audio: np.ndarray, sample_rate: int = SAMPLE_RATE) -> Path:
     """Write mono audio (format from the suffix: .wav, .flac); atomically, so no partial file is left."""
-    import os
-    import tempfile
-
     import soundfile as sf
 
+    from lmm_envs.files import atomic_path
+
     p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
     fmt = {".wav": "WAV", ".flac": "FLAC"}.get(p.suffix.lower())
     if fmt is None:
         raise ScoreLoadError(f"cannot write audio as {p.suffix!r}; use .wav or .flac")
-    fd, tmp = tempfile.mkstemp(suffix=p.suffix, dir=p.parent)
-    os.close(fd)
-    try:
-        sf.write(tmp, np.clip(np.asarray(audio, dtype=np.float32), -1.0, 1.0), sample_rate, format=fmt)
-        os.replace(tmp, p)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(p) as tmp:
+        sf.write(str(tmp), np.clip(np.asarray(audio, dtype=np.float32), -1.0, 1.0), sample_rate, format=fmt)
     return p
