@@ -58,12 +58,27 @@ def cmd_data_prepare(args) -> int:
 
 
 # --- evaluate / render ---------------------------------------------------------------------------------------
+def _env_args(items: list[str]) -> dict:
+    """``KEY=VALUE`` options for the env (values read as JSON when they parse: numbers, true/false)."""
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise LMMError(f"--env-arg takes KEY=VALUE (e.g. polyphony=poly), got {item!r}")
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key] = value
+    return out
+
+
 def _make_env(args, **extra):
     import gymnasium as gym
 
     import lmm_envs  # noqa: F401  (registers ids)
 
     kwargs = dict(expressiveness=args.expressiveness, synth=args.synth, **extra)
+    kwargs.update(_env_args(getattr(args, "env_arg", None) or []))
     if getattr(args, "pieces", None):
         kwargs["pieces"] = args.pieces
     else:
@@ -115,7 +130,7 @@ def write_frames(frames: list, out: Path, fps: int) -> Path:
 
     suffix = out.suffix.lower()
     if suffix not in (".png", ".mp4", ".gif"):
-        raise LMMError(f"cannot write {suffix!r}; use .png or .mp4")
+        raise LMMError(f"cannot write {suffix!r}; use .png, .mp4, .gif or (for the playing tasks) .wav")
     with atomic_path(out) as tmp:
         if suffix == ".png":
             from PIL import Image
@@ -139,9 +154,27 @@ def write_frames(frames: list, out: Path, fps: int) -> Path:
     return out
 
 
+def write_episode_audio(env, agent: str, seed: int, options: dict | None, out: Path) -> Path:
+    """Play one episode and write what was heard (e.g. soloist and accompaniment) as a WAV file."""
+    from lmm_envs.audio.wav import write_audio
+    from lmm_envs.benchmark.evaluate import run_episode
+
+    if not hasattr(env.unwrapped, "episode_audio"):
+        raise LMMError(f"{env.spec.id} makes no episode audio; .wav works with lmm/Accompaniment-v0, "
+                       "lmm/SightReading-v0 and lmm/PlayByEar-v0")
+    run_episode(env, agent, seed=seed, options=options)
+    write_audio(out, env.unwrapped.episode_audio(), env.unwrapped.synth.sample_rate)
+    return out
+
+
 def cmd_render(args) -> int:
-    env = _make_env(args, render_mode="rgb_array")
     options = {"piece": args.piece, "variant": 0} if args.piece else None
+    if Path(args.out).suffix.lower() == ".wav":
+        env = _make_env(args)
+        out = write_episode_audio(env, args.agent, args.seed, options, Path(args.out))
+        print(f"wrote {out} (piece {env.unwrapped.piece.id})")
+        return 0
+    env = _make_env(args, render_mode="rgb_array")
     frames = render_episode(env, args.agent, args.seed, options)
     out = write_frames(frames, Path(args.out), env.metadata.get("render_fps", 20))
     print(f"wrote {out} ({len(frames)} frames, piece {env.unwrapped.piece.id})")
@@ -220,6 +253,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--expressiveness", type=float, default=1.0)
         p.add_argument("--synth", default="harmonic", choices=["harmonic", "fluidsynth"])
         p.add_argument("--seed", type=int, default=0)
+        p.add_argument("--env-arg", action="append", metavar="KEY=VALUE",
+                       help="an env option, repeatable (e.g. --env-arg polyphony=poly --env-arg velocity=true)")
         p.add_argument("--quiet", action="store_true")
         if name == "evaluate":
             p.add_argument("--limit", type=int, default=0, help="only the first N pieces")

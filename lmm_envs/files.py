@@ -18,6 +18,9 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     os.close(fd)
     try:
         yield Path(tmp)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # a temp file is private; the result gets the usual permissions
         os.replace(tmp, target)
     finally:
         Path(tmp).unlink(missing_ok=True)

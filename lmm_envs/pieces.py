@@ -222,3 +222,26 @@ def load_piece_list(path: str | Path) -> list[dict[str, str | None]]:
     if not rows:
         raise ConfigError(f"piece list {p} names no pieces")
     return rows
+
+
+def part_spectrogram(piece: Piece, parts: list[int], synth: str | Synth = "harmonic",
+                     cache: Cache | None = None) -> np.ndarray:
+    """The spectrogram of only some parts of a piece's performance (e.g. the soloist), as long as the piece's.
+
+    Needs a rendered performance (one whose notes are the score's); cached like the piece itself.
+    """
+    if piece.performance is None or piece.performance.n_notes != piece.score.n_notes:
+        raise ConfigError(f"piece {piece.id!r} has no rendered performance to take parts from")
+    synth_obj = make_synth(synth)
+    key = make_key("parts", performance=piece.performance.content_hash(), parts=",".join(map(str, parts)),
+                   synth=synth_obj.cache_key(), features=FEATURE_VERSION, frames=piece.n_frames)
+
+    def build() -> dict[str, np.ndarray]:
+        audio = synth_obj.render(piece.performance.select_parts(parts), duration=piece.duration)
+        spec = spectrogram(audio, synth_obj.sample_rate)
+        out = np.zeros((spec.shape[0], piece.n_frames), dtype=np.float32)
+        n = min(piece.n_frames, spec.shape[1])
+        out[:, :n] = spec[:, :n]
+        return {"spectrogram": out}
+
+    return (cache or default_cache()).get_or_create(key, build)["spectrogram"]

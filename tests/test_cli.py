@@ -29,7 +29,12 @@ def test_data_prepare_shows_what_it_did(capsys):
      (["render", "--agent", "nobody", "--out", "x.png"], "unknown agent"),
      (["render", "--env", "lmm/Nothing-v0", "--out", "x.png"], "unknown env id"),
      (["evaluate", "--pieces", "missing.csv"], "piece list not found"),
-     (["render", "--agent", "oracle", "--out", "x.bmp", "--piece", "bach/bwv66.6", "--split", "train"], "use .png")],
+     (["render", "--agent", "oracle", "--out", "x.bmp", "--piece", "bach/bwv66.6", "--split", "train"], "use .png"),
+     (["render", "--agent", "oracle", "--out", "x.wav", "--piece", "bach/bwv66.6", "--split", "train"],
+      "makes no episode audio"),
+     (["evaluate", "--env", "lmm/SightReading-v0", "--env-arg", "polyphony"], "KEY=VALUE"),
+     (["evaluate", "--env", "lmm/SightReading-v0", "--env-arg", "polyphony=chords"], "polyphony must be"),
+     (["evaluate", "--env", "lmm/Accompaniment-v0", "--env-arg", "tempo=3"], "unknown option(s) tempo")],
 )
 def test_user_errors_exit_2_with_one_line(tmp_path, args, message):
     result = subprocess.run([sys.executable, "-m", "lmm_envs.cli", *args], capture_output=True, text=True,
@@ -58,3 +63,20 @@ def test_quickstart_runs_end_to_end(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "| oltw |" in out and "| oracle | 1.000" in out
     assert (tmp_path / "quickstart_episode.png").exists() and (tmp_path / "quickstart.json").exists()
+
+
+def test_render_accompaniment_episode_to_wav(tmp_path):
+    from lmm_envs.audio.wav import read_audio
+
+    out = tmp_path / "duet.wav"
+    assert main(["render", "--env", "lmm/Accompaniment-v0", "--agent", "follower_accompanist", "--piece",
+                 "bach/bwv66.6", "--split", "train", "--out", str(out)]) == 0
+    audio = read_audio(out, 22050)
+    assert audio.shape[0] > 22050 * 10 and abs(audio).max() > 0.01
+    assert out.stat().st_mode & 0o044  # readable by others like any file the user writes, not private
+
+
+def test_evaluate_with_env_args(capsys):
+    assert main(["evaluate", "--env", "lmm/PlayByEar-v0", "--agent", "transcriber", "--env-arg", "polyphony=poly",
+                 "--limit", "2", "--quiet"]) == 0
+    assert '"note_f1"' in capsys.readouterr().out

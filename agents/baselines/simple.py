@@ -22,20 +22,24 @@ class RandomAgent:
 
 
 class OracleAgent:
-    """Reads the true score position from ``info`` and steers the pointer onto it (the upper bound).
+    """The upper bound: acts from the ground truth.
 
-    The next true position is extrapolated from the last two; the action is the one whose tempo ratio lands the
-    pointer closest to it.
+    On envs that know their best action (``env.unwrapped.oracle_action()``: Accompaniment, SightReading,
+    PlayByEar) it takes it. On ScoreFollowing it reads the true score position from ``info``, extrapolates the
+    next one from the last two and picks the action whose tempo ratio lands the pointer closest to it.
     """
 
     def __init__(self, env):
         self.env = env
         self.action_space = env.action_space
+        self._oracle = getattr(env.unwrapped, "oracle_action", None)
 
     def reset(self, obs, info) -> None:
-        self.previous = info["score_time"]
+        self.previous = info.get("score_time")
 
     def act(self, obs, info):
+        if self._oracle is not None:
+            return self._oracle()
         truth = info["score_time"]
         target = truth + (truth - self.previous)
         self.previous = truth

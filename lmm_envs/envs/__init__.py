@@ -8,6 +8,9 @@ MAX_EPISODE_STEPS = 6000  # five minutes at 20 frames/s
 
 ENV_IDS = {
     "lmm/ScoreFollowing-v0": "lmm_envs.envs.score_following:ScoreFollowingEnv",
+    "lmm/Accompaniment-v0": "lmm_envs.envs.accompaniment:AccompanimentEnv",
+    "lmm/SightReading-v0": "lmm_envs.envs.sight_reading:SightReadingEnv",
+    "lmm/PlayByEar-v0": "lmm_envs.envs.sight_reading:PlayByEarEnv",
 }
 
 

@@ -210,6 +210,11 @@ class LMMEnv(gym.Env):
             if np.any(arr < space.low - 1e-6) or np.any(arr > space.high + 1e-6):
                 raise InvalidActionError(f"action {action!r} is outside [{space.low.min()}, {space.high.max()}]")
             return arr.astype(np.float32)
+        if isinstance(space, gym.spaces.MultiDiscrete):
+            if arr.shape != space.shape or not np.all(np.isfinite(arr)) or np.any(arr != np.round(arr)) \
+                    or np.any(arr < 0) or np.any(arr >= space.nvec):
+                raise InvalidActionError(f"action must be integers 0 <= a < {space.nvec.tolist()}, got {action!r}")
+            return arr.astype(np.int64)
         if isinstance(space, gym.spaces.MultiBinary):
             if arr.shape != space.shape or not np.all((arr == 0) | (arr == 1)):
                 raise InvalidActionError(f"action must be 0/1 of shape {space.shape}, got {action!r}")

@@ -152,6 +152,11 @@ class Score:
         return len(self.part_names)
 
     @property
+    def is_monophonic(self) -> bool:
+        """One part and never two notes starting together (the corpus manifest's ``monophonic``)."""
+        return self.n_parts == 1 and np.unique(self.onset).size == self.n_notes
+
+    @property
     def end_beat(self) -> float:
         return float(np.max(self.onset + self.duration))
 

@@ -9,10 +9,12 @@ import pytest
 
 import lmm_envs  # noqa: F401
 from lmm_envs.errors import ConfigError, InvalidActionError
-from lmm_envs.music.corpus import piece_ids
+from lmm_envs.music.corpus import piece_ids, piece_info
 
 ENV_IDS = sorted(k for k in gym.registry if k.startswith("lmm/"))
-PIECES = piece_ids(split="test")[:2]
+# two short chorales (multi-part: Accompaniment) and two short monophonic tunes (mono motion tasks)
+PIECES = (sorted(piece_ids(split="test", collection="bach"), key=lambda p: piece_info(p).seconds)[:2]
+          + sorted((p for p in piece_ids(split="test") if piece_info(p).monophonic), key=lambda p: piece_info(p).seconds)[:2])
 
 
 def make(env_id, **kwargs):

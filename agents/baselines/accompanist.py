@@ -1,0 +1,119 @@
+"""Accompaniment baselines for lmm/Accompaniment-v0.
+
+- :class:`MetronomeAgent` plays each event at the score's nominal time from the start, never listening: what an
+  accompanist does who ignores the soloist (it shows what listening is worth).
+- :class:`FollowerAccompanist` listens: the OLTW score follower of :mod:`agents.baselines.oltw` estimates where
+  the soloist is in the score from the mix it hears, a tempo estimate over the recent past predicts when the
+  soloist will reach the next accompaniment event, and the event is played at the frame nearest that moment.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from agents.baselines.oltw import OnlineTimeWarping, frame_features
+from lmm_envs.audio.features import FPS, N_BINS
+from lmm_envs.audio.keyboard import N_KEYS, PITCH_LOW, make_keyboard, to_linear, to_log, velocity_scale
+from lmm_envs.envs.accompaniment import PLAY, WAIT
+from lmm_envs.envs.base import AUDIO_SCALE
+from lmm_envs.music.expressive import ARTICULATION
+from lmm_envs.pieces import prepare_piece
+
+
+def _play(env) -> int:
+    """PLAY, or with dynamics the middle velocity level."""
+    return 3 if env.unwrapped.dynamics else PLAY
+
+
+class MetronomeAgent:
+    """Plays every event at its nominal score time (the score's tempo), ignoring the soloist."""
+
+    def __init__(self, env):
+        self.env = env
+
+    def reset(self, obs, info) -> None:
+        pass
+
+    def act(self, obs, info):
+        due = info["event_score_time"]
+        return _play(self.env) if np.isfinite(due) and due < info["time"] + 0.5 / FPS else WAIT
+
+
+class FollowerAccompanist:
+    """Follows the soloist with OLTW and plays each event when its predicted solo position reaches it.
+
+    What the agent hears is the soloist mixed with its own playing, and following that mix against the whole
+    score would feed its own timing errors back into its estimate. So it cancels itself out: it knows what it
+    played (the events' notes from the score, struck when it chose, on the keyboard of its own synth), subtracts
+    that sound from each frame it hears, and follows what is left against the solo part synthesized deadpan.
+    The agent keeps a clock: a score position advancing at its tempo each frame; each OLTW estimate pulls the
+    position by ``position_gain`` of the difference and the slope of the last ``tempo_horizon`` estimates pulls the
+    tempo by ``tempo_gain``, which keeps OLTW's frame-to-frame jitter out of the timing. Each event is played at
+    the frame nearest the moment the clock reaches it.
+    """
+
+    def __init__(self, env, synth: str = "harmonic", window: int = 100, max_run: int = 3, tempo_horizon: int = 60,
+                 position_gain: float = 0.1, tempo_gain: float = 0.05):
+        self.env = env
+        self.synth = synth
+        self.window = window
+        self.max_run = max_run
+        self.tempo_horizon = tempo_horizon
+        self.position_gain = position_gain
+        self.tempo_gain = tempo_gain
+        self.keyboard = make_keyboard(synth)
+
+    def reset(self, obs, info) -> None:
+        score = self.env.unwrapped.piece.score  # the agent reads the score, never the soloist's truth
+        solo = info["solo_part"]
+        reference = prepare_piece(score.select_parts([solo]), expressiveness=0.0, seed=0, synth=self.synth)
+        self.oltw = OnlineTimeWarping(frame_features(reference.spectrogram), self.window, self.max_run)
+        acc = np.flatnonzero(score.part != solo)
+        beats = np.unique(score.onset[acc])
+        which = np.searchsorted(beats, score.onset[acc])
+        self.event_notes = [acc[which == i] for i in range(beats.size)]
+        self.score = score
+        self.own = np.zeros((N_BINS, int(score.end_seconds * FPS * 4) + 200), dtype=np.float32)
+        self.frame = 0
+        self.previous = np.zeros(N_BINS)
+        self.estimates: list[float] = []
+        self.position = 0.0
+        self.tempo = 1.0
+
+    def _slope(self) -> float | None:
+        h = min(self.tempo_horizon, len(self.estimates))
+        if h < 20:
+            return None
+        return float(np.polyfit(np.arange(h) / FPS, np.asarray(self.estimates[-h:]), 1)[0])
+
+    def _strike(self, event: int) -> None:
+        """Add the sound of the event it plays now to what it knows it is playing."""
+        score, f = self.score, self.frame
+        for note in self.event_notes[event]:
+            key = int(np.clip(score.pitch[note] - PITCH_LOW, 0, N_KEYS - 1))
+            seconds = float(score.tempo.beats_to_seconds(score.onset[note] + score.duration[note] * ARTICULATION)
+                            - score.tempo.beats_to_seconds(score.onset[note])) / self.tempo
+            sound = self.keyboard.note_sound(key, int(round(seconds * FPS)), float(velocity_scale(score.velocity[note])))
+            end = min(f + sound.shape[1], self.own.shape[1])
+            self.own[:, f:end] += sound[:, :end - f]
+
+    def act(self, obs, info):
+        f = min(self.frame, self.own.shape[1] - 1)
+        heard = to_linear(obs["audio"][0][:, -1].astype(np.float32) / AUDIO_SCALE)
+        solo = to_log(np.maximum(heard - self.own[:, f], 0.0)).astype(np.float64)
+        estimate = self.oltw.push(frame_features(solo[:, None], self.previous)[0]) / FPS
+        self.previous = solo
+        if self.estimates:
+            self.position += self.tempo / FPS
+        self.estimates.append(estimate)
+        self.position += self.position_gain * (estimate - self.position)
+        slope = self._slope()
+        if slope is not None:
+            self.tempo += self.tempo_gain * (float(np.clip(slope, 0.25, 3.0)) - self.tempo)
+        due = info["event_score_time"]
+        action = WAIT
+        if np.isfinite(due) and (due - self.position) / self.tempo < 0.5 / FPS:
+            self._strike(info["next_event"])
+            action = _play(self.env)
+        self.frame += 1
+        return action

@@ -1,0 +1,201 @@
+"""Playing keys in the feature domain: what an agent's key presses sound like, frame by frame, at step speed.
+
+An agent that plays (accompanies, sight-reads) needs its audio one frame at a time, thousands of times a second.
+Rendering samples and a spectrogram each step would cost far more than the rest of the step, so a
+:class:`Keyboard` precomputes, once per synth, the spectrogram of one struck note of every piano key (its
+*template*, in linear amplitude units ``expm1(spectrogram)``) and how a released note fades over the next frames.
+A note struck at frame ``f0`` with velocity ``v`` and released at frame ``f1`` then sounds, at frame ``f``::
+
+    velocity_scale(v) * template[pitch][:, f - f0] * (1 if f < f1 else release[pitch][f - f1])
+
+and the notes that sound at once are summed in linear amplitude (the spectrogram of a mix, less the
+interference between partials that share a band). :class:`KeyboardPlayer` computes this one frame at a time from
+key states; :meth:`Keyboard.render_keys` runs the same player over a whole key-state sequence, so a target
+rendered offline and the same keys played live give the same frames, bit for bit.
+
+Templates come from any :class:`~lmm_envs.audio.synth.Synth` (HarmonicSynth by default, FluidSynth when asked),
+so the keyboard sounds like the synth that renders the pieces; they are cached on disk.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from lmm_envs.audio.cache import Cache, default_cache, make_key
+from lmm_envs.audio.features import FEATURE_VERSION, FPS, N_BINS, spectrogram
+from lmm_envs.audio.synth import Synth, make_synth
+from lmm_envs.music.score import Performance
+
+PITCH_LOW, PITCH_HIGH = 21, 108  # the piano's keys, A0..C8
+N_KEYS = PITCH_HIGH - PITCH_LOW + 1
+TEMPLATE_FRAMES = 60  # a held note sounds for at most 3 s (HarmonicSynth's longest note)
+RELEASE_FRAMES = 3  # frames after a key goes up in which the note may still be heard
+REF_VELOCITY = 80.0  # velocity the templates are rendered at
+VELOCITY_LEVELS = np.array([40.0, 60.0, 80.0, 100.0, 120.0])  # what an agent can strike at when it sets velocity
+_HELD_FOR_RELEASE = 10  # frames a note is held when measuring its release
+KEYBOARD_VERSION = 1
+
+
+def velocity_scale(velocity) -> np.ndarray:
+    """Amplitude of a note struck at ``velocity`` relative to one at :data:`REF_VELOCITY` ((v / ref) ** 1.5)."""
+    return (np.asarray(velocity, dtype=np.float64) / REF_VELOCITY) ** 1.5
+
+
+def to_linear(spec: np.ndarray) -> np.ndarray:
+    """Spectrogram values (``log1p(100 * amplitude)``) -> linear amplitude units that add when sounds mix."""
+    return np.expm1(np.asarray(spec, dtype=np.float32))
+
+
+def to_log(linear: np.ndarray) -> np.ndarray:
+    """The inverse of :func:`to_linear`."""
+    return np.log1p(np.maximum(linear, 0.0)).astype(np.float32)
+
+
+def _single_note(pitch: int, seconds: float) -> Performance:
+    return Performance(np.array([pitch]), np.array([0.0]), np.array([seconds]), np.array([REF_VELOCITY]),
+                       np.array([0]))
+
+
+def _build_templates(synth: Synth) -> dict[str, np.ndarray]:
+    n = TEMPLATE_FRAMES + RELEASE_FRAMES
+    templates = np.zeros((N_KEYS, N_BINS, n), dtype=np.float32)
+    release = np.zeros((N_KEYS, RELEASE_FRAMES), dtype=np.float32)
+    long_seconds = (n + 2) / FPS
+    short_seconds = _HELD_FOR_RELEASE / FPS
+    for k in range(N_KEYS):
+        pitch = PITCH_LOW + k
+        held = to_linear(spectrogram(synth.render(_single_note(pitch, long_seconds),
+                                                  duration=long_seconds + 0.5), synth.sample_rate))
+        templates[k, :, :min(n, held.shape[1])] = held[:, :n]
+        templates[k, :, TEMPLATE_FRAMES:] = 0.0  # the longest note a key sustains
+        short = to_linear(spectrogram(synth.render(_single_note(pitch, short_seconds),
+                                                   duration=long_seconds + 0.5), synth.sample_rate))
+        for r in range(RELEASE_FRAMES):
+            f = _HELD_FOR_RELEASE + r
+            total = float(held[:, f].sum())
+            release[k, r] = min(float(short[:, f].sum()) / total, 1.0) if total > 0 else 0.0
+    return {"templates": templates, "release": release}
+
+
+class Keyboard:
+    """Per-key spectral templates of a synth (see the module docstring). Build with :func:`make_keyboard`."""
+
+    def __init__(self, templates: np.ndarray, release: np.ndarray, synth_name: str):
+        if templates.shape != (N_KEYS, N_BINS, TEMPLATE_FRAMES + RELEASE_FRAMES):
+            raise ValueError(f"templates must have shape {(N_KEYS, N_BINS, TEMPLATE_FRAMES + RELEASE_FRAMES)}")
+        self.templates = np.ascontiguousarray(templates, dtype=np.float32)
+        self.release = np.ascontiguousarray(release, dtype=np.float32)
+        self.synth_name = synth_name
+        # the template of every key in (key, frame, bin) order: one contiguous row per frame of a note
+        self._rows = np.ascontiguousarray(self.templates.transpose(0, 2, 1))
+
+    def note_sound(self, key: int, held_frames: int, gain: float) -> np.ndarray:
+        """The frames ``(N_BINS, held + RELEASE_FRAMES)`` of one note held ``held_frames`` frames (the player's
+        formula, for a whole note at once)."""
+        held = int(min(max(held_frames, 1), TEMPLATE_FRAMES))
+        out = np.zeros((N_BINS, held + RELEASE_FRAMES), dtype=np.float32)
+        out[:, :held] = self.templates[key, :, :held]
+        out[:, held:] = self.templates[key, :, held:held + RELEASE_FRAMES] * self.release[key]
+        return out * np.float32(gain)
+
+    def mean_spectrum(self, frames: int = 4) -> np.ndarray:
+        """Each key's average spectrum over its first ``frames`` frames, ``(N_KEYS, N_BINS)``, linear units."""
+        return self.templates[:, :, :frames].mean(axis=2)
+
+    def player(self) -> KeyboardPlayer:
+        return KeyboardPlayer(self)
+
+    def render_keys(self, keys: np.ndarray, velocities: np.ndarray | None = None) -> np.ndarray:
+        """Frames (``(N_BINS, n_frames)``, linear units) of a key-state sequence played by :class:`KeyboardPlayer`.
+
+        ``keys`` is ``(n_frames, N_KEYS)`` bool (key down at frame); ``velocities`` the same shape (the
+        velocity of a key at the frame it goes down; default :data:`REF_VELOCITY`).
+        """
+        keys = np.asarray(keys, dtype=bool)
+        player = self.player()
+        out = np.empty((N_BINS, keys.shape[0]), dtype=np.float32)
+        for f in range(keys.shape[0]):
+            down = np.flatnonzero(keys[f])
+            vel = None if velocities is None else np.asarray(velocities)[f, down]
+            out[:, f] = player.step(down, vel)
+        return out
+
+
+class KeyboardPlayer:
+    """Plays a :class:`Keyboard` one frame at a time from key states (which keys are down at this frame)."""
+
+    def __init__(self, keyboard: Keyboard):
+        self.keyboard = keyboard
+        self.reset()
+
+    def reset(self) -> None:
+        self.frame = 0
+        self._down = np.zeros(N_KEYS, dtype=bool)
+        # per sounding note: key, onset frame, gain, release frame (-1 while down)
+        self._notes: list[list] = []
+        self._sounding_index: dict[int, list] = {}
+
+    @property
+    def keys_down(self) -> np.ndarray:
+        return self._down.copy()
+
+    def step(self, down: np.ndarray, velocities: np.ndarray | None = None) -> np.ndarray:
+        """Set the keys down at this frame (key indices, 0 = A0) and return the frame's sound, ``(N_BINS,)``.
+
+        A key that was up and is now down strikes a note (at ``velocities`` for those keys, default
+        :data:`REF_VELOCITY`); a key that goes up releases its note.
+        """
+        f = self.frame
+        now = np.zeros(N_KEYS, dtype=bool)
+        now[down] = True
+        for k in np.flatnonzero(self._down & ~now):
+            self._sounding_index.pop(int(k))[3] = f
+        struck = now & ~self._down
+        if struck.any():
+            if velocities is None:
+                gains = {int(k): 1.0 for k in np.flatnonzero(struck)}
+            else:
+                vel = np.broadcast_to(np.asarray(velocities, dtype=np.float64), (len(down),))
+                scale = velocity_scale(vel)
+                gains = {int(k): float(g) for k, g in zip(np.asarray(down).reshape(-1), scale, strict=True)
+                         if struck[int(k)]}
+            for k, g in gains.items():
+                note = [k, f, np.float32(g), -1]
+                self._notes.append(note)
+                self._sounding_index[k] = note
+        self._down = now
+        out = np.zeros(N_BINS, dtype=np.float32)
+        rows = self.keyboard._rows
+        release = self.keyboard.release
+        alive = []
+        for note in self._notes:
+            k, onset, gain, released = note
+            age = f - onset
+            if released < 0:
+                if age < TEMPLATE_FRAMES:
+                    out += gain * rows[k, age]
+                alive.append(note)
+            else:
+                r = f - released
+                if r < RELEASE_FRAMES and age < TEMPLATE_FRAMES + RELEASE_FRAMES:
+                    out += (gain * release[k, r]) * rows[k, age]
+                    alive.append(note)
+        self._notes = alive
+        self.frame = f + 1
+        return out
+
+
+_KEYBOARDS: dict[str, Keyboard] = {}
+
+
+def make_keyboard(synth: str | Synth = "harmonic", cache: Cache | None = None) -> Keyboard:
+    """The keyboard of a synth: templates built once (a few seconds), then read from the cache."""
+    synth_obj = make_synth(synth)
+    key = make_key("keyboard", synth=synth_obj.cache_key(), features=FEATURE_VERSION, version=KEYBOARD_VERSION,
+                   frames=TEMPLATE_FRAMES, release=RELEASE_FRAMES, ref=REF_VELOCITY)
+    hit = _KEYBOARDS.get(key)
+    if hit is None:
+        data = (cache or default_cache()).get_or_create(key, lambda: _build_templates(synth_obj))
+        hit = Keyboard(data["templates"], data["release"], synth_obj.name)
+        _KEYBOARDS[key] = hit
+    return hit
