@@ -171,11 +171,19 @@ class FluidSynth:
 
     def render(self, performance: Performance, duration: float | None = None) -> np.ndarray:
         pm = performance.to_pretty_midi(program=self.program)
-        audio = pm.fluidsynth(fs=self.sample_rate, sf2_path=self.sf2_path).astype(np.float32)
+        audio = pm.fluidsynth(fs=self.sample_rate, **_soundfont_argument(pm, self.sf2_path)).astype(np.float32)
         n = _n_samples(performance, duration, self.sample_rate, tail=0.5)
         audio = np.pad(audio, (0, max(0, n - audio.size)))[:n]
         peak = float(np.abs(audio).max()) if audio.size else 0.0
         return audio / peak * 0.5 if peak > 0.5 else audio
+
+
+def _soundfont_argument(pm, sf2_path: str) -> dict:
+    """pretty_midi >= 0.2.11 takes the SoundFont as ``synthesizer`` (``sf2_path`` is deprecated there)."""
+    import inspect
+
+    params = inspect.signature(pm.fluidsynth).parameters
+    return {"synthesizer": sf2_path} if "synthesizer" in params else {"sf2_path": sf2_path}
 
 
 def default_soundfont() -> str:
