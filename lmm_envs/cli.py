@@ -90,23 +90,45 @@ def _make_env(args, **extra):
 
 
 def cmd_evaluate(args) -> int:
-    import numpy as np
-    from tqdm import tqdm
+    from lmm_envs.benchmark.evaluate import evaluate, write_result
 
-    from lmm_envs.benchmark.evaluate import run_episode
-
-    env = _make_env(args)
-    sources = env.unwrapped.sources[: args.limit or None]
-    rows = []
-    for i, _source in enumerate(tqdm(sources, desc=f"evaluating {args.agent}", disable=not _progress(args))):
-        rows.append(run_episode(env, args.agent, seed=args.seed + i, options={"piece": i, "variant": 0}))
-    keys = sorted(rows[0]["metrics"])
-    mean = {k: float(np.nanmean([r["metrics"][k] for r in rows])) for k in keys}
-    result = {"env_id": args.env, "agent": args.agent, "n_pieces": len(sources), "mean": mean, "pieces": rows}
-    print(json.dumps({"agent": args.agent, "n_pieces": len(rows), **{k: round(v, 4) for k, v in mean.items()}}))
+    result = evaluate(args.env, args.agent, agent_name=args.name, track=args.track, pieces=args.pieces,
+                      limit=args.limit or None, synth=args.synth, workers=args.workers, trust=args.trust_checkpoint,
+                      progress=_progress(args), env_kwargs=_env_args(args.env_arg or []) or None)
+    summary = {"agent": result["agent"]["name"], "track": result["track"], "episodes": len(result["episodes"]),
+               "normalised_score": round(result["normalised_score"]["mean"], 4),
+               **{k: round(v["mean"], 4) for k, v in result["aggregate"].items()}}
+    print(json.dumps(summary))
     if args.out:
-        _write_json_atomic(Path(args.out), result)
+        write_result(result, Path(args.out))
     return 0
+
+
+def cmd_leaderboard(args) -> int:
+    from lmm_envs.benchmark.leaderboard import html_page, load_results, markdown, rebuild_baselines
+
+    folder = Path(args.folder)
+    if args.rebuild_baselines:
+        written = rebuild_baselines(folder, workers=args.workers, progress=_progress(args))
+        print(f"wrote {len(written)} baseline results to {folder}")
+    results = load_results(folder)
+    text = markdown(results)
+    if args.out:
+        _write_text_atomic(Path(args.out), text)
+    else:
+        print(text)
+    if args.html:
+        _write_text_atomic(Path(args.html), html_page(results))
+    if args.out or args.html:
+        print(f"leaderboard of {len(results)} results: " + ", ".join(str(p) for p in (args.out, args.html) if p))
+    return 0
+
+
+def _write_text_atomic(path: Path, text: str) -> None:
+    from lmm_envs.files import atomic_path
+
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
 
 
 def _write_json_atomic(path: Path, data) -> None:
@@ -183,43 +205,86 @@ def cmd_render(args) -> int:
 
 # --- quickstart ------------------------------------------------------------------------------------------------
 def cmd_quickstart(args) -> int:
-    """Prepare a few test pieces, run the baselines on lmm/ScoreFollowing-v0, print a table, render an episode."""
-    import numpy as np
+    """Data -> env -> baselines -> a small PPO agent -> evaluation -> leaderboard, on lmm/ScoreFollowing-v0."""
+    from lmm_envs.benchmark.evaluate import evaluate, write_result
+    from lmm_envs.benchmark.leaderboard import html_page, load_results, markdown
+    from lmm_envs.music import corpus
+    from lmm_envs.pieces import performance_seed, prepare_piece
+
+    env_id = "lmm/ScoreFollowing-v0"
+    out = Path(args.out)
+    results = out / "results"
+    progress = _progress(args)
+    ids = corpus.piece_ids(split="test")[: args.pieces]
     from tqdm import tqdm
 
-    from lmm_envs.benchmark.evaluate import run_episode
-    from lmm_envs.music import corpus
-
-    out = Path(args.out)
-    ids = corpus.piece_ids(split="test")[: args.pieces]
-    ns = argparse.Namespace(env="lmm/ScoreFollowing-v0", expressiveness=1.0, synth="harmonic", split="test",
-                            pieces=None)
-    env = _make_env(ns, pieces=ids, render_mode="rgb_array")
-    table = {}
-    for agent in ("random", "oltw", "oracle"):
-        metrics = []
-        for i, pid in enumerate(tqdm(ids, desc=f"{agent:>6}", disable=not _progress(args))):
-            metrics.append(run_episode(env, agent, seed=i, options={"piece": pid, "variant": 0})["metrics"])
-        table[agent] = {k: float(np.nanmean([m[k] for m in metrics])) for k in metrics[0]}
-    cols = ["tracking_ratio", "within_100ms", "within_300ms", "within_1000ms", "mean_abs_error_s"]
-    print(f"\nlmm/ScoreFollowing-v0, {len(ids)} test pieces, expressiveness 1.0, HarmonicSynth")
-    print("| agent | " + " | ".join(cols) + " |")
-    print("|---" * (len(cols) + 1) + "|")
-    for agent, m in table.items():
-        print(f"| {agent} | " + " | ".join(f"{m[c]:.3f}" for c in cols) + " |")
-    frames = render_episode(env, "oltw", 0, {"piece": ids[0], "variant": 0})
-    image = write_frames(frames, out / "quickstart_episode.png", 20)
-    _write_json_atomic(out / "quickstart.json", table)
-    print(f"\nwrote {out / 'quickstart.json'} and {image}")
+    for pid in tqdm(ids, desc="preparing test pieces", disable=not progress):
+        for variant in (0, 1):
+            prepare_piece(pid, 1.0, performance_seed(pid, variant))
+    for agent in ("random", "oracle", "oltw"):
+        write_result(evaluate(env_id, agent, limit=args.pieces, progress=progress), results / f"{agent}.json")
+    model_path = out / "ppo_scorefollowing.zip"
+    curve = train_quick_ppo(env_id, model_path, args.steps, progress)
+    write_result(evaluate(env_id, str(model_path), agent_name="ppo (quickstart)", limit=args.pieces,
+                          progress=progress, learning_curve=curve), results / "ppo.json")
+    loaded = load_results(results)
+    text = markdown(loaded)
+    print("\n" + text)
+    _write_text_atomic(out / "LEADERBOARD.md", text)
+    _write_text_atomic(out / "leaderboard.html", html_page(loaded))
+    env = _make_env(argparse.Namespace(env=env_id, expressiveness=1.0, synth="harmonic", split="test", pieces=None),
+                    pieces=ids, render_mode="rgb_array")
+    image = write_frames(render_episode(env, "oltw", 0, {"piece": ids[0], "variant": 0}),
+                         out / "quickstart_episode.png", 20)
+    print(f"wrote {results}/, {out / 'LEADERBOARD.md'}, {out / 'leaderboard.html'}, {model_path} and {image}")
     return 0
+
+
+def train_quick_ppo(env_id: str, path: Path, steps: int, progress: bool) -> list[tuple[int, float]]:
+    """A small PPO agent on the first 8 paired training pieces; returns its learning curve (steps, return)."""
+    import gymnasium as gym
+    from stable_baselines3 import PPO
+    from stable_baselines3.common.callbacks import BaseCallback
+
+    class Curve(BaseCallback):
+        def __init__(self):
+            super().__init__()
+            self.points: list[tuple[int, float]] = []
+            self.bar = None
+
+        def _on_training_start(self):
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=steps, desc="training PPO", disable=not progress)
+
+        def _on_step(self) -> bool:
+            self.bar.update(1)
+            for info in self.locals.get("infos", []):
+                if "episode" in info:
+                    self.points.append((self.num_timesteps, float(info["episode"]["r"])))
+            return True
+
+        def _on_training_end(self):
+            self.bar.close()
+
+    env = gym.make(env_id, paired_budget=8)
+    model = PPO("MultiInputPolicy", env, n_steps=512, batch_size=128, learning_rate=3e-4, seed=0, device="cpu")
+    curve = Curve()
+    model.learn(steps, callback=curve)
+    from lmm_envs.files import atomic_path
+
+    with atomic_path(path) as tmp:
+        model.save(tmp)
+    return curve.points
 
 
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="lmm-envs", description="Language model mapping environments for music.")
     sub = ap.add_subparsers(dest="command", required=True)
 
-    q = sub.add_parser("quickstart", help="the main job: data -> env -> baselines -> table and a rendered episode")
+    q = sub.add_parser("quickstart", help="the main job: data -> env -> baselines -> PPO -> leaderboard -> an episode")
     q.add_argument("--pieces", type=int, default=8, help="how many test pieces (default 8)")
+    q.add_argument("--steps", type=int, default=8192, help="PPO training steps (default 8192)")
     q.add_argument("--out", default="out", help="output folder (default ./out)")
     q.add_argument("--quiet", action="store_true", help="hide progress bars")
     q.set_defaults(func=cmd_quickstart)
@@ -243,26 +308,49 @@ def build_parser() -> argparse.ArgumentParser:
     dp.add_argument("--quiet", action="store_true")
     dp.set_defaults(func=cmd_data_prepare)
 
-    for name, func, helptext in (("evaluate", cmd_evaluate, "run an agent over a split and print its metrics"),
-                                 ("render", cmd_render, "write one episode as .png (middle frame) or .mp4")):
-        p = sub.add_parser(name, help=helptext)
-        p.add_argument("--env", default="lmm/ScoreFollowing-v0")
-        p.add_argument("--agent", default="oltw", help="a registered agent name (random, oracle, oltw, ...)")
-        p.add_argument("--split", default="test", choices=["train", "val", "test"])
-        p.add_argument("--pieces", help="a piece list CSV (score,performance,alignment) instead of a split")
-        p.add_argument("--expressiveness", type=float, default=1.0)
-        p.add_argument("--synth", default="harmonic", choices=["harmonic", "fluidsynth"])
-        p.add_argument("--seed", type=int, default=0)
-        p.add_argument("--env-arg", action="append", metavar="KEY=VALUE",
-                       help="an env option, repeatable (e.g. --env-arg polyphony=poly --env-arg velocity=true)")
-        p.add_argument("--quiet", action="store_true")
-        if name == "evaluate":
-            p.add_argument("--limit", type=int, default=0, help="only the first N pieces")
-            p.add_argument("--out", help="write per-piece results as JSON")
-        else:
-            p.add_argument("--piece", help="piece id (default: drawn from the split with --seed)")
-            p.add_argument("--out", required=True)
-        p.set_defaults(func=func)
+    e = sub.add_parser("evaluate", help="evaluate an agent under an env's protocol and write a result file")
+    e.add_argument("--env", default="lmm/ScoreFollowing-v0")
+    e.add_argument("--agent", default="oltw", help="a registered agent name (random, oracle, oltw, ...) or an SB3 .zip")
+    e.add_argument("--name", help="the agent's name on the leaderboard (default: --agent)")
+    e.add_argument("--track", default="baseline",
+                   help="paired budget/env steps the agent used: 8/100k, 8/1M, 64/100k, 64/1M, all/100k, all/1M, "
+                        "or baseline (neither; the default)")
+    e.add_argument("--pieces", help="a piece list CSV (score,performance,alignment): your own pieces, off the tracks")
+    e.add_argument("--limit", type=int, default=0, help="only the first N protocol pieces (off the tracks)")
+    e.add_argument("--synth", default="harmonic", choices=["harmonic", "fluidsynth"])
+    e.add_argument("--workers", type=int, default=1, help="episodes in parallel processes (same numbers)")
+    e.add_argument("--trust-checkpoint", action="store_true",
+                   help="allow an SB3 zip whose pickled policy_kwargs run code on loading")
+    e.add_argument("--env-arg", action="append", metavar="KEY=VALUE",
+                   help="an env option beyond the protocol's, repeatable (the result is then off the tracks)")
+    e.add_argument("--out", help="write the result file (JSON) here")
+    e.add_argument("--quiet", action="store_true")
+    e.set_defaults(func=cmd_evaluate)
+
+    lb = sub.add_parser("leaderboard", help="result files -> Markdown tables (and an HTML page with plots)")
+    lb.add_argument("folder", nargs="?", default="leaderboard/results", help="a folder of result files")
+    lb.add_argument("--out", help="write the Markdown here (default: print it)")
+    lb.add_argument("--html", help="also write an HTML page with plots")
+    lb.add_argument("--rebuild-baselines", action="store_true",
+                    help="first evaluate random, oracle and the classic baselines of every env into the folder")
+    lb.add_argument("--workers", type=int, default=1)
+    lb.add_argument("--quiet", action="store_true")
+    lb.set_defaults(func=cmd_leaderboard)
+
+    r = sub.add_parser("render", help="write one episode as .png (middle frame), .mp4/.gif, or .wav (its audio)")
+    r.add_argument("--env", default="lmm/ScoreFollowing-v0")
+    r.add_argument("--agent", default="oltw", help="a registered agent name (random, oracle, oltw, ...)")
+    r.add_argument("--split", default="test", choices=["train", "val", "test"])
+    r.add_argument("--pieces", help="a piece list CSV (score,performance,alignment) instead of a split")
+    r.add_argument("--expressiveness", type=float, default=1.0)
+    r.add_argument("--synth", default="harmonic", choices=["harmonic", "fluidsynth"])
+    r.add_argument("--seed", type=int, default=0)
+    r.add_argument("--env-arg", action="append", metavar="KEY=VALUE",
+                   help="an env option, repeatable (e.g. --env-arg polyphony=poly --env-arg velocity=true)")
+    r.add_argument("--piece", help="piece id (default: drawn from the split with --seed)")
+    r.add_argument("--out", required=True)
+    r.add_argument("--quiet", action="store_true")
+    r.set_defaults(func=cmd_render)
     return ap
 
 

@@ -2,20 +2,27 @@
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 
 from lmm_envs.audio.features import FPS
 
 
 class RandomAgent:
-    """Samples uniformly from the action space (seeded from the first observation's env, reproducibly)."""
+    """Samples uniformly from the action space; each episode's stream is seeded from ``seed`` and the seed the
+    episode was reset with, so an evaluation gives the same actions however its episodes are ordered."""
 
     def __init__(self, env, seed: int = 0):
-        self.space = env.action_space
+        self.env = env
+        self.seed = seed
+        self.space = copy.deepcopy(env.action_space)
         self.space.seed(seed)
 
     def reset(self, obs, info) -> None:
-        pass
+        episode_seed = getattr(self.env.unwrapped, "np_random_seed", None)
+        if episode_seed is not None and episode_seed >= 0:
+            self.space.seed(self.seed * 1_000_003 + int(episode_seed))
 
     def act(self, obs, info):
         return self.space.sample()

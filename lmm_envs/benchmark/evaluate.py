@@ -6,6 +6,7 @@ from collections.abc import Callable
 from typing import Any
 
 import gymnasium as gym
+import numpy as np
 
 from lmm_envs.benchmark.registry import Agent, make_agent
 
@@ -63,3 +64,208 @@ def run_episode(env: gym.Env, agent: str | Agent | Callable, seed: int | None = 
     if metrics is None:
         metrics = env.unwrapped.episode_metrics()
     return {"piece_id": info.get("piece_id"), "return": total, "steps": steps, "metrics": metrics}
+
+
+# --- evaluation under the protocol ---------------------------------------------------------------------------
+RESULT_FORMAT = 1
+
+
+def _episode_seed(index: int) -> int:
+    return 1000 + index
+
+
+def _make_eval_env(env_id: str, env_kwargs: dict, pieces, expressiveness: float, synth: str, split: str):
+    import lmm_envs  # noqa: F401  (registers ids)
+
+    kwargs = dict(env_kwargs, expressiveness=expressiveness, synth=synth)
+    kwargs.update({"pieces": pieces} if pieces is not None else {"split": split})
+    return gym.make(env_id, **kwargs)
+
+
+def _build_agent(spec, env, trust: bool):
+    from pathlib import Path
+
+    if isinstance(spec, str) and spec.endswith(".zip"):
+        from lmm_envs.benchmark.checkpoints import load_sb3_agent
+
+        return load_sb3_agent(Path(spec), env, trust=trust)
+    return as_agent(spec, env)
+
+
+def _run_chunk(task: dict) -> list[tuple[int, dict]]:
+    """Run some episodes of an evaluation (in this process or a worker); returns (index, row) pairs."""
+    out = []
+    envs: dict = {}
+    agents: dict = {}
+    for index, episode in task["episodes"]:
+        e = episode["expressiveness"]
+        if e not in envs:
+            envs[e] = _make_eval_env(task["env_id"], task["env_kwargs"], task["pieces"], e, task["synth"],
+                                     task["split"])
+        env = envs[e]
+        spec = task["agent"]
+        reusable = isinstance(spec, str) and spec.endswith(".zip")
+        agent = agents.get(e) if reusable else None
+        if agent is None:
+            agent = _build_agent(spec, env, task["trust"])
+            if reusable:
+                agents[e] = agent
+        row = run_episode(env, agent, seed=_episode_seed(index),
+                          options={"piece": episode["piece_index"], "variant": episode["variant"]})
+        row.update(variant=episode["variant"], expressiveness=e)
+        out.append((index, row))
+    return out
+
+
+def protocol_episodes(env_id: str, pieces=None, limit: int | None = None, synth: str = "harmonic",
+                      env_kwargs: dict | None = None) -> list[dict]:
+    """The episodes of the protocol of ``env_id`` (or of a user's pieces under the same settings)."""
+    from lmm_envs.benchmark.protocol import get_protocol
+
+    proto = get_protocol(env_id)
+    episodes = []
+    for e in proto.expressiveness:
+        env = _make_eval_env(env_id, {**proto.env_kwargs, **(env_kwargs or {})}, pieces, e, synth, proto.split)
+        sources = env.unwrapped.sources[: limit or None]
+        for i, source in enumerate(sources):
+            recorded = hasattr(source, "alignment")  # a Piece with its own performance: one episode, no renderings
+            for v in ((0,) if recorded else proto.variants):
+                episodes.append({"piece_index": i, "variant": v, "expressiveness": e})
+        env.close()
+    return episodes
+
+
+def _run_all(env_id, agent, episodes, env_kwargs, pieces, synth, split, workers, trust, progress, desc) -> list[dict]:
+    indexed = list(enumerate(episodes))
+    base = dict(env_id=env_id, env_kwargs=env_kwargs, pieces=pieces, synth=synth, split=split, agent=agent,
+                trust=trust)
+    rows: dict[int, dict] = {}
+    from tqdm import tqdm
+
+    bar = tqdm(total=len(indexed), desc=desc, disable=not progress)
+    if workers <= 1:
+        for item in indexed:
+            for index, row in _run_chunk(dict(base, episodes=[item])):
+                rows[index] = row
+            bar.update(1)
+    else:
+        if not isinstance(agent, str):
+            from lmm_envs.errors import ConfigError
+
+            raise ConfigError("workers > 1 needs the agent as a name or a checkpoint path (it is rebuilt in each worker)")
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor, as_completed
+
+        chunks = [indexed[w::workers] for w in range(workers)]
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+            futures = [pool.submit(_run_chunk, dict(base, episodes=c)) for c in chunks if c]
+            for fut in as_completed(futures):
+                for index, row in fut.result():
+                    rows[index] = row
+                    bar.update(1)
+    bar.close()
+    return [rows[i] for i in range(len(indexed))]
+
+
+def result_digest(result: dict) -> str:
+    """SHA-256 of a result's content (everything but the digest), as the evaluator wrote it."""
+    import hashlib
+    import json
+
+    body = {k: v for k, v in result.items() if k != "digest"}
+    return hashlib.sha256(json.dumps(body, sort_keys=True, default=float).encode()).hexdigest()
+
+
+def evaluate(env_id: str, agent, agent_name: str | None = None, track: str = "baseline", pieces=None,
+             limit: int | None = None, synth: str = "harmonic", workers: int = 1, trust: bool = False,
+             progress: bool = True, learning_curve: list | None = None, env_kwargs: dict | None = None) -> dict:
+    """Evaluate ``agent`` (a baseline name, an SB3 ``.zip`` path, an agent object or a plain function) under the
+    protocol of ``env_id``; returns the result (see DESIGN section 6), ready for :func:`write_result`.
+
+    The random agent and the oracle are run on the same episodes, so the normalised score is measured in the
+    same run. ``pieces`` (a piece list CSV or list) evaluates a user's own pieces: the result is then marked as
+    outside the leaderboard tracks, as it is with ``limit``, ``env_kwargs`` (options beyond the protocol's) or a
+    synth other than the protocol's. ``workers`` > 1 runs episodes in parallel processes (same numbers).
+    """
+    import lmm_envs
+    from lmm_envs.benchmark.protocol import (
+        CUSTOM_TRACK,
+        bootstrap_interval,
+        check_track,
+        get_protocol,
+        normalised,
+    )
+    from lmm_envs.music.corpus import manifest_hash
+
+    proto = get_protocol(env_id)
+    check_track(track)
+    if pieces is not None and not isinstance(pieces, (str, list, tuple)):
+        pieces = str(pieces)
+    kwargs = {**proto.env_kwargs, **(env_kwargs or {})}
+    episodes = protocol_episodes(env_id, pieces, limit, synth, env_kwargs)
+    on_leaderboard = pieces is None and not limit and synth == "harmonic" and not env_kwargs
+    name = agent_name or (agent if isinstance(agent, str) else getattr(agent, "__name__", type(agent).__name__))
+    runs = {}
+    for who, spec in (("agent", agent), ("random", "random"), ("oracle", "oracle")):
+        if who != "agent" and isinstance(agent, str) and agent == who:
+            runs[who] = runs["agent"]
+            continue
+        runs[who] = _run_all(env_id, spec, episodes, kwargs, pieces, synth, proto.split, workers, trust, progress,
+                             f"{who if who != 'agent' else name}")
+    main = proto.main_metric
+
+    def column(rows, metric):
+        return np.array([r["metrics"].get(metric, np.nan) for r in rows], dtype=np.float64)
+
+    a, r, o = (column(runs[k], main) for k in ("agent", "random", "oracle"))
+    rng = np.random.default_rng(0)
+    idx = rng.integers(0, a.size, size=(1000, a.size))
+    with np.errstate(invalid="ignore"):
+        boot = normalised(np.nanmean(a[idx], axis=1), np.nanmean(r[idx], axis=1), np.nanmean(o[idx], axis=1))
+    score = {"mean": float(normalised(np.nanmean(a), np.nanmean(r), np.nanmean(o))),
+             "low": float(np.nanquantile(boot, 0.025)), "high": float(np.nanquantile(boot, 0.975))}
+    result = {
+        "format": RESULT_FORMAT,
+        "env_id": env_id,
+        "env_version": env_id.rsplit("-", 1)[-1],
+        "protocol": proto.describe(),
+        "lmm_envs_version": lmm_envs.__version__,
+        "data_hash": manifest_hash(),
+        "track": track if on_leaderboard else CUSTOM_TRACK,
+        "on_leaderboard": on_leaderboard,
+        "agent": {"name": name, "kind": _agent_kind(agent)},
+        "settings": {"synth": synth, "pieces": None if pieces is None else str(pieces), "limit": limit,
+                     "env_kwargs": kwargs},
+        "main_metric": main,
+        "episodes": [{k: row[k] for k in ("piece_id", "variant", "expressiveness", "return", "steps", "metrics")}
+                     for row in runs["agent"]],
+        "aggregate": {m: bootstrap_interval(column(runs["agent"], m)) for m in proto.metrics},
+        "reference": {"random": float(np.nanmean(r)), "oracle": float(np.nanmean(o))},
+        "normalised_score": score,
+    }
+    if isinstance(agent, str) and agent.endswith(".zip"):
+        from lmm_envs.benchmark.checkpoints import checkpoint_digest
+
+        result["agent"]["checkpoint_sha256"] = checkpoint_digest(agent)
+    if learning_curve:
+        result["learning_curve"] = [[float(x), float(y)] for x, y in learning_curve]
+    result["digest"] = result_digest(result)
+    return result
+
+
+def _agent_kind(agent) -> str:
+    if isinstance(agent, str):
+        return "sb3" if agent.endswith(".zip") else "registered"
+    return "python"
+
+
+def write_result(result: dict, path) -> None:
+    """Write a result file atomically (nothing half-written on failure)."""
+    import json
+    from pathlib import Path
+
+    from lmm_envs.files import atomic_path
+
+    with atomic_path(Path(path)) as tmp, tmp.open("w") as f:
+        json.dump(result, f, indent=1, sort_keys=True, default=float)

@@ -1,0 +1,226 @@
+"""Result files -> leaderboard tables (Markdown) and a page with plots (HTML with inline SVG).
+
+A result file is refused, with a message naming it and saying why, when it is not valid JSON, lacks a field,
+was written for another env version, protocol version or data manifest, or no longer matches the digest the
+evaluator wrote into it (a hand-edited number).
+"""
+
+from __future__ import annotations
+
+import html
+import json
+from pathlib import Path
+
+import numpy as np
+
+from lmm_envs.benchmark.evaluate import RESULT_FORMAT, result_digest
+from lmm_envs.benchmark.protocol import BASELINE_TRACK, CUSTOM_TRACK, PROTOCOL_VERSION
+from lmm_envs.errors import LMMError
+
+REQUIRED = ("format", "env_id", "env_version", "protocol", "lmm_envs_version", "data_hash", "track", "agent",
+            "main_metric", "episodes", "aggregate", "reference", "normalised_score", "digest")
+
+
+class ResultFileError(LMMError):
+    """A result file the leaderboard cannot accept."""
+
+
+def load_result(path: str | Path) -> dict:
+    """Read and check one result file (see the module docstring for what is refused)."""
+    from lmm_envs.envs import ENV_IDS
+    from lmm_envs.music.corpus import manifest_hash
+
+    path = Path(path)
+    try:
+        result = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError) as e:
+        raise ResultFileError(f"{path}: cannot read it ({e})") from None
+    except json.JSONDecodeError as e:
+        raise ResultFileError(f"{path}: not valid JSON ({e.msg} at line {e.lineno}); re-run lmm-envs evaluate") \
+            from None
+    if not isinstance(result, dict):
+        raise ResultFileError(f"{path}: not a result file (a JSON object is expected)")
+    missing = [k for k in REQUIRED if k not in result]
+    if missing:
+        raise ResultFileError(f"{path}: not a result file, missing {', '.join(missing)}")
+    if result["format"] != RESULT_FORMAT:
+        raise ResultFileError(f"{path}: result format {result['format']}, this version reads {RESULT_FORMAT}")
+    if result["env_id"] not in ENV_IDS:
+        raise ResultFileError(f"{path}: env {result['env_id']!r} is not registered here (env version mismatch?)")
+    if result["env_version"] != result["env_id"].rsplit("-", 1)[-1]:
+        raise ResultFileError(f"{path}: env version {result['env_version']!r} does not match {result['env_id']}")
+    if result["protocol"].get("version") != PROTOCOL_VERSION:
+        raise ResultFileError(f"{path}: written under protocol version {result['protocol'].get('version')}, "
+                              f"this version uses {PROTOCOL_VERSION}; re-evaluate the agent")
+    if result["data_hash"] != manifest_hash():
+        raise ResultFileError(f"{path}: data hash {str(result['data_hash'])[:12]}... does not match this corpus "
+                              f"manifest ({manifest_hash()[:12]}...); re-evaluate the agent on this data")
+    if result_digest(result) != result["digest"]:
+        raise ResultFileError(f"{path}: content does not match its digest (edited by hand?); re-run lmm-envs evaluate")
+    return result
+
+
+def load_results(folder: str | Path) -> list[dict]:
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise ResultFileError(f"{folder} is not a folder of result files")
+    files = sorted(folder.glob("*.json"))
+    if not files:
+        raise ResultFileError(f"no result files (*.json) in {folder}; write some with lmm-envs evaluate --out")
+    return [load_result(f) | {"_file": f.name} for f in files]
+
+
+def _interval(stat: dict, scale: float = 1.0, digits: int = 3) -> str:
+    mean, low, high = (stat.get(k, float("nan")) * scale for k in ("mean", "low", "high"))
+    if not np.isfinite(mean):
+        return "n/a"
+    return f"{mean:.{digits}f} [{low:.{digits}f}, {high:.{digits}f}]"
+
+
+def tables(results: list[dict]) -> list[tuple[str, str, list[dict]]]:
+    """(env id, track, rows sorted by normalised score) for every env and track with a result."""
+    out = []
+    for env_id in sorted({r["env_id"] for r in results}):
+        mine = [r for r in results if r["env_id"] == env_id]
+        baselines = [r for r in mine if r["track"] == BASELINE_TRACK]
+        tracks = sorted({r["track"] for r in mine} - {BASELINE_TRACK})
+        for track in [BASELINE_TRACK, *tracks]:
+            rows = baselines if track == BASELINE_TRACK else [r for r in mine if r["track"] == track]
+            if track not in (BASELINE_TRACK, CUSTOM_TRACK):
+                rows = rows + baselines
+            rows = sorted(rows, key=lambda r: -np.nan_to_num(r["normalised_score"]["mean"], nan=-np.inf))
+            if rows:
+                out.append((env_id, track, rows))
+    return out
+
+
+def markdown(results: list[dict]) -> str:
+    lines = ["# Leaderboard", "",
+             "Normalised score: `(agent - random) / (oracle - random)` on the protocol's main metric, with a 95% "
+             "bootstrap interval over episodes. Made by `lmm-envs leaderboard`; do not edit by hand.", ""]
+    for env_id, track, rows in tables(results):
+        main = rows[0]["main_metric"]
+        extra = [m for m in rows[0]["protocol"]["metrics"] if m != main][:2]
+        title = {BASELINE_TRACK: "baselines (no paired data, no training)",
+                 CUSTOM_TRACK: "custom pieces or settings (outside the tracks)"}.get(
+            track, f"track {track} (paired budget / env steps)")
+        lines += [f"## {env_id}: {title}", "",
+                  f"| rank | agent | normalised score | {main} | " + " | ".join(extra) + " | episodes |",
+                  "|---" * (5 + len(extra)) + "|"]
+        for rank, r in enumerate(rows, 1):
+            name = r["agent"]["name"] + (" (baseline)" if r["track"] == BASELINE_TRACK and track != BASELINE_TRACK
+                                          else "")
+            cells = [_interval(r["normalised_score"]), _interval(r["aggregate"][main])]
+            cells += [_interval(r["aggregate"].get(m, {})) for m in extra]
+            lines.append(f"| {rank} | {name} | " + " | ".join(cells) + f" | {len(r['episodes'])} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+# --- HTML with inline SVG plots -----------------------------------------------------------------------------
+def _svg_strip(rows: list[dict], metric: str, width: int = 640) -> str:
+    """Per-episode values of ``metric`` for each agent: one row of dots per agent, its mean as a bar."""
+    height = 28 * len(rows) + 30
+    left, right = 170, width - 20
+    values = [np.array([e["metrics"].get(metric, np.nan) for e in r["episodes"]], dtype=float) for r in rows]
+    finite = np.concatenate([v[np.isfinite(v)] for v in values] + [np.zeros(1)])
+    lo, hi = float(finite.min()), float(finite.max())
+    hi = hi if hi > lo else lo + 1.0
+
+    def x(v):
+        return left + (v - lo) / (hi - lo) * (right - left)
+
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-size="12">',
+             f'<line x1="{left}" y1="{height - 20}" x2="{right}" y2="{height - 20}" stroke="#888"/>',
+             f'<text x="{left}" y="{height - 5}">{lo:.3g}</text>',
+             f'<text x="{right}" y="{height - 5}" text-anchor="end">{hi:.3g}</text>',
+             f'<text x="{(left + right) / 2}" y="{height - 5}" text-anchor="middle">{html.escape(metric)} per episode'
+             '</text>']
+    for i, (r, v) in enumerate(zip(rows, values, strict=True)):
+        y = 20 + 28 * i
+        parts.append(f'<text x="{left - 8}" y="{y + 4}" text-anchor="end">{html.escape(r["agent"]["name"])}</text>')
+        for value in v[np.isfinite(v)]:
+            parts.append(f'<circle cx="{x(value):.1f}" cy="{y}" r="2.5" fill="#3b75af" fill-opacity="0.5"/>')
+        if np.isfinite(v).any():
+            m = x(float(np.nanmean(v)))
+            parts.append(f'<line x1="{m:.1f}" y1="{y - 9}" x2="{m:.1f}" y2="{y + 9}" stroke="#c0392b" '
+                         'stroke-width="2"/>')
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def _svg_curves(rows: list[dict], width: int = 640, height: int = 240) -> str | None:
+    curves = [(r["agent"]["name"], np.array(r["learning_curve"], dtype=float)) for r in rows
+              if r.get("learning_curve")]
+    if not curves:
+        return None
+    xs = np.concatenate([c[:, 0] for _, c in curves])
+    ys = np.concatenate([c[:, 1] for _, c in curves])
+    x0, x1 = float(xs.min()), float(xs.max()) or 1.0
+    y0, y1 = float(ys.min()), float(ys.max())
+    y1 = y1 if y1 > y0 else y0 + 1.0
+    colours = ["#3b75af", "#c0392b", "#27ae60", "#8e44ad", "#d35400"]
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-size="12">',
+             f'<text x="10" y="15">learning curves (return per episode against env steps, {x0:.0f}..{x1:.0f})</text>']
+    for k, (name, c) in enumerate(curves):
+        pts = " ".join(f"{40 + (a - x0) / max(x1 - x0, 1e-9) * (width - 60):.1f},"
+                       f"{height - 20 - (b - y0) / (y1 - y0) * (height - 50):.1f}" for a, b in c)
+        colour = colours[k % len(colours)]
+        parts.append(f'<polyline points="{pts}" fill="none" stroke="{colour}" stroke-width="1.5"/>')
+        parts.append(f'<text x="{width - 10}" y="{30 + 14 * k}" text-anchor="end" fill="{colour}">'
+                     f'{html.escape(name)}</text>')
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def html_page(results: list[dict]) -> str:
+    body = ["<!doctype html><html><head><meta charset='utf-8'><title>lmm-envs leaderboard</title>",
+            "<style>body{font-family:sans-serif;max-width:980px;margin:2em auto}table{border-collapse:collapse}"
+            "td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}td:nth-child(2){text-align:left}</style>",
+            "</head><body><h1>lmm-envs leaderboard</h1>",
+            "<p>Normalised score: (agent - random) / (oracle - random) on the protocol's main metric, with 95% "
+            "bootstrap intervals over episodes.</p>"]
+    for env_id, track, rows in tables(results):
+        main = rows[0]["main_metric"]
+        body.append(f"<h2>{html.escape(env_id)}: {html.escape(track)}</h2><table><tr><th>rank</th><th>agent</th>"
+                    f"<th>normalised score</th><th>{html.escape(main)}</th><th>episodes</th></tr>")
+        for rank, r in enumerate(rows, 1):
+            body.append(f"<tr><td>{rank}</td><td>{html.escape(r['agent']['name'])}</td>"
+                        f"<td>{_interval(r['normalised_score'])}</td><td>{_interval(r['aggregate'][main])}</td>"
+                        f"<td>{len(r['episodes'])}</td></tr>")
+        body.append("</table>")
+        body.append(_svg_strip(rows, main))
+        curves = _svg_curves(rows)
+        if curves:
+            body.append(curves)
+    body.append("</body></html>")
+    return "\n".join(body)
+
+
+# --- the baselines kept in the repository ------------------------------------------------------------------
+CLASSIC_BASELINES = {
+    "lmm/ScoreFollowing-v0": ("oltw",),
+    "lmm/Accompaniment-v0": ("metronome", "follower_accompanist"),
+    "lmm/SightReading-v0": (),
+    "lmm/PlayByEar-v0": ("transcriber",),
+}
+
+
+def result_filename(env_id: str, agent: str, track: str) -> str:
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in Path(agent).stem)
+    return f"{env_id.split('/')[-1]}__{safe}__{track.replace('/', '-')}.json"
+
+
+def rebuild_baselines(folder: str | Path, env_ids: list[str] | None = None, workers: int = 1,
+                      progress: bool = True) -> list[Path]:
+    """Evaluate random, oracle and the classic baselines of every env under its protocol into ``folder``."""
+    from lmm_envs.benchmark.evaluate import evaluate, write_result
+
+    written = []
+    for env_id in env_ids or sorted(CLASSIC_BASELINES):
+        for agent in ("random", "oracle", *CLASSIC_BASELINES[env_id]):
+            result = evaluate(env_id, agent, track=BASELINE_TRACK, workers=workers, progress=progress)
+            path = Path(folder) / result_filename(env_id, agent, BASELINE_TRACK)
+            write_result(result, path)
+            written.append(path)
+    return written

@@ -1,0 +1,96 @@
+"""The evaluation protocol: for each env id, the fixed test episodes, the metric that ranks agents, and the tracks.
+
+An episode of the protocol is a (piece, rendering, expressiveness) triple: every test piece the env accepts, the
+renderings ``VARIANTS`` of each (seeded from the piece id, see :func:`lmm_envs.pieces.performance_seed`) and the
+expressiveness levels of the protocol. Agents are ranked by the protocol's main metric, normalised so that the
+random agent scores 0 and the oracle 1 on the same episodes: ``(agent - random) / (oracle - random)``.
+
+Tracks bound what an agent may have used: ``paired_budget`` (8, 64 or all paired pieces) and ``env_steps``
+(100k or 1M environment steps of training). Non-learning baselines use neither and are shown with every track.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from lmm_envs.errors import ConfigError
+
+PROTOCOL_VERSION = 1
+VARIANTS = (0, 1)  # renderings per test piece
+PAIRED_BUDGETS = ("8", "64", "all")
+ENV_STEPS = ("100k", "1M")
+TRACKS = tuple(f"{k}/{s}" for k in PAIRED_BUDGETS for s in ENV_STEPS)
+BASELINE_TRACK = "baseline"  # no paired data, no training: shown with every track
+CUSTOM_TRACK = "custom"  # a user's own pieces: outside the leaderboard tracks
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """What an evaluation of ``env_id`` runs and how it is scored."""
+
+    env_id: str
+    main_metric: str
+    metrics: tuple[str, ...]
+    env_kwargs: dict = field(default_factory=dict)
+    expressiveness: tuple[float, ...] = (1.0,)
+    variants: tuple[int, ...] = VARIANTS
+    split: str = "test"
+    version: int = PROTOCOL_VERSION
+
+    def describe(self) -> dict:
+        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(self).items()}
+
+
+PROTOCOLS = {
+    "lmm/ScoreFollowing-v0": Protocol(
+        "lmm/ScoreFollowing-v0", "within_100ms",
+        ("within_100ms", "within_300ms", "within_1000ms", "tracking_ratio", "mean_abs_error_s")),
+    "lmm/Accompaniment-v0": Protocol(
+        "lmm/Accompaniment-v0", "within_100ms",
+        ("within_100ms", "within_50ms", "mean_abs_asynchrony_ms", "missed_share", "extra")),
+    "lmm/SightReading-v0": Protocol(
+        "lmm/SightReading-v0", "note_f1", ("note_f1", "note_precision", "note_recall", "frame_f1",
+                                           "spectral_distance"), env_kwargs={"polyphony": "mono"}),
+    "lmm/PlayByEar-v0": Protocol(
+        "lmm/PlayByEar-v0", "note_f1", ("note_f1", "note_precision", "note_recall", "frame_f1",
+                                        "spectral_distance"), env_kwargs={"polyphony": "mono"}),
+}
+
+
+def get_protocol(env_id: str) -> Protocol:
+    """The protocol of a registered id (an unknown one is a :class:`ConfigError` listing the known ones)."""
+    try:
+        return PROTOCOLS[env_id]
+    except KeyError:
+        raise ConfigError(f"no evaluation protocol for {env_id!r}; protocols exist for "
+                          f"{', '.join(sorted(PROTOCOLS))}") from None
+
+
+def check_track(track: str) -> str:
+    if track not in (*TRACKS, BASELINE_TRACK):
+        raise ConfigError(f"unknown track {track!r}; tracks are {', '.join(TRACKS)} (paired budget/env steps) "
+                          f"and {BASELINE_TRACK!r} for agents that use neither")
+    return track
+
+
+def normalised(value, random, oracle):
+    """``(value - random) / (oracle - random)``: 0 for the random agent, 1 for the oracle (NaN if they tie)."""
+    value, random, oracle = (np.asarray(x, dtype=np.float64) for x in (value, random, oracle))
+    span = oracle - random
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(np.abs(span) > 1e-12, (value - random) / np.where(np.abs(span) > 1e-12, span, 1.0), np.nan)
+
+
+def bootstrap_interval(values, n_resamples: int = 1000, level: float = 0.95, seed: int = 0) -> dict[str, float]:
+    """Mean and a percentile bootstrap interval over episodes (seeded, so the same values give the same interval)."""
+    x = np.asarray(values, dtype=np.float64)
+    x = x[np.isfinite(x)]
+    if x.size == 0:
+        return {"mean": float("nan"), "low": float("nan"), "high": float("nan")}
+    rng = np.random.default_rng(seed)
+    means = x[rng.integers(0, x.size, size=(n_resamples, x.size))].mean(axis=1)
+    alpha = (1.0 - level) / 2
+    return {"mean": float(x.mean()), "low": float(np.quantile(means, alpha)),
+            "high": float(np.quantile(means, 1 - alpha))}

@@ -1,0 +1,87 @@
+import json
+import subprocess
+import sys
+
+import pytest
+
+from lmm_envs.benchmark.evaluate import evaluate, result_digest, write_result
+from lmm_envs.benchmark.leaderboard import ResultFileError, html_page, load_result, load_results, markdown
+
+ENV = "lmm/ScoreFollowing-v0"
+
+
+@pytest.fixture(scope="module")
+def results_dir(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("results")
+    for agent in ("random", "oracle", "oltw"):
+        write_result(evaluate(ENV, agent, limit=2, progress=False), folder / f"{agent}.json")
+    return folder
+
+
+def test_tables_are_sorted_by_normalised_score(results_dir):
+    text = markdown(load_results(results_dir))
+    rows = [line for line in text.splitlines() if line.startswith("| ") and not line.startswith("| rank")]
+    assert [r.split("|")[2].strip() for r in rows] == ["oracle", "oltw", "random"]
+    assert "1.000 [1.000, 1.000]" in rows[0]
+    page = html_page(load_results(results_dir))
+    assert page.count("<svg") >= 1 and "oltw" in page
+
+
+def _edited(src, tmp_path, change, redigest=False):
+    result = json.loads(src.read_text())
+    change(result)
+    if redigest:
+        result["digest"] = result_digest(result)
+    path = tmp_path / "edited.json"
+    path.write_text(json.dumps(result))
+    return path
+
+
+@pytest.mark.parametrize("change,redigest,message", [
+    (lambda r: r["normalised_score"].update(mean=0.99), False, "does not match its digest"),
+    (lambda r: r["episodes"][0]["metrics"].update(within_100ms=1.0), False, "does not match its digest"),
+    (lambda r: r.update(data_hash="0" * 64), True, "data hash"),
+    (lambda r: r.update(env_id="lmm/ScoreFollowing-v9", env_version="v9"), True, "not registered"),
+    (lambda r: r["protocol"].update(version=0), True, "protocol version"),
+    (lambda r: r.pop("aggregate"), True, "missing aggregate"),
+])
+def test_tampered_or_mismatched_files_are_refused(results_dir, tmp_path, change, redigest, message):
+    path = _edited(results_dir / "oltw.json", tmp_path, change, redigest)
+    with pytest.raises(ResultFileError, match=message):
+        load_result(path)
+
+
+def test_malformed_json_is_refused(tmp_path):
+    (tmp_path / "bad.json").write_text('{"env_id": ')
+    with pytest.raises(ResultFileError, match="not valid JSON"):
+        load_result(tmp_path / "bad.json")
+    (tmp_path / "list.json").write_text("[1, 2]")
+    with pytest.raises(ResultFileError, match="not a result file"):
+        load_result(tmp_path / "list.json")
+
+
+def test_cli_refuses_a_folder_with_a_tampered_file_and_writes_nothing(results_dir, tmp_path):
+    folder = tmp_path / "res"
+    folder.mkdir()
+    for f in results_dir.glob("*.json"):
+        (folder / f.name).write_text(f.read_text())
+    _edited(results_dir / "oltw.json", folder, lambda r: r["normalised_score"].update(mean=0.99))
+    out = tmp_path / "LEADERBOARD.md"
+    run = subprocess.run([sys.executable, "-m", "lmm_envs.cli", "leaderboard", str(folder), "--out", str(out)],
+                         capture_output=True, text=True)
+    assert run.returncode == 2 and "edited.json" in run.stderr and "Traceback" not in run.stderr
+    assert len(run.stderr.strip().splitlines()) == 1 and not out.exists()
+    ok = subprocess.run([sys.executable, "-m", "lmm_envs.cli", "leaderboard", str(results_dir), "--out", str(out),
+                         "--html", str(tmp_path / "lb.html")], capture_output=True, text=True)
+    assert ok.returncode == 0 and "| 1 | oracle |" in out.read_text() and (tmp_path / "lb.html").exists()
+
+
+def test_the_kept_baseline_results_load_and_match_the_kept_leaderboard():
+    from pathlib import Path
+
+    root = Path(__file__).parents[2]
+    results = load_results(root / "leaderboard" / "results")
+    assert {r["env_id"] for r in results} == {"lmm/ScoreFollowing-v0", "lmm/Accompaniment-v0",
+                                              "lmm/SightReading-v0", "lmm/PlayByEar-v0"}
+    assert all(r["on_leaderboard"] and r["track"] == "baseline" for r in results)
+    assert (root / "LEADERBOARD.md").read_text() == markdown(results)

@@ -1,0 +1,70 @@
+import json
+
+import numpy as np
+import pytest
+
+from lmm_envs.benchmark.evaluate import evaluate, result_digest, write_result
+from lmm_envs.benchmark.protocol import (
+    PROTOCOLS,
+    TRACKS,
+    bootstrap_interval,
+    check_track,
+    get_protocol,
+    normalised,
+)
+from lmm_envs.envs import ENV_IDS
+from lmm_envs.errors import ConfigError
+
+ENV = "lmm/ScoreFollowing-v0"
+
+
+def test_every_registered_env_has_a_protocol_with_tracks():
+    assert set(PROTOCOLS) == set(ENV_IDS)
+    assert {"8/100k", "64/1M", "all/100k"} <= set(TRACKS)
+    with pytest.raises(ConfigError, match="unknown track"):
+        check_track("9/5")
+    with pytest.raises(ConfigError, match="no evaluation protocol"):
+        get_protocol("lmm/Nothing-v0")
+
+
+def test_normalised_score_of_oracle_is_one_and_of_random_zero():
+    assert evaluate(ENV, "oracle", limit=2, progress=False)["normalised_score"]["mean"] == 1.0
+    assert evaluate(ENV, "random", limit=2, progress=False)["normalised_score"]["mean"] == 0.0
+    assert normalised(0.5, 0.0, 1.0) == 0.5 and np.isnan(normalised(0.5, 1.0, 1.0))
+
+
+def test_same_agent_same_result_file_in_one_process_or_several(tmp_path):
+    first = evaluate(ENV, "oltw", limit=2, progress=False)
+    again = evaluate(ENV, "oltw", limit=2, progress=False)
+    parallel = evaluate(ENV, "oltw", limit=2, progress=False, workers=2)
+    assert first == again and first["digest"] == parallel["digest"]
+    write_result(first, tmp_path / "r.json")
+    loaded = json.loads((tmp_path / "r.json").read_text())
+    assert result_digest(loaded) == loaded["digest"] == first["digest"]
+
+
+def test_result_file_has_the_fields_of_the_design():
+    result = evaluate(ENV, "oltw", limit=2, progress=False)
+    for key in ("env_id", "env_version", "lmm_envs_version", "data_hash", "track", "agent", "episodes", "aggregate",
+                "normalised_score", "reference", "protocol"):
+        assert key in result
+    assert result["track"] == "custom" and not result["on_leaderboard"]  # --limit leaves the tracks
+    assert len(result["episodes"]) == 2 * len(get_protocol(ENV).variants)
+    agg = result["aggregate"]["within_100ms"]
+    assert agg["low"] <= agg["mean"] <= agg["high"]
+    assert agg["mean"] == pytest.approx(np.mean([e["metrics"]["within_100ms"] for e in result["episodes"]]))
+
+
+def test_a_plain_function_is_evaluated_under_the_protocol():
+    keep_tempo = lambda obs: 1  # noqa: E731
+    result = evaluate(ENV, keep_tempo, agent_name="steady", limit=1, progress=False)
+    assert result["agent"] == {"name": "steady", "kind": "python"}
+    with pytest.raises(ConfigError, match="workers"):
+        evaluate(ENV, keep_tempo, limit=1, progress=False, workers=2)
+
+
+def test_bootstrap_interval_is_seeded_and_brackets_the_mean():
+    x = np.random.default_rng(1).normal(size=50)
+    a, b = bootstrap_interval(x), bootstrap_interval(x)
+    assert a == b and a["low"] < a["mean"] < a["high"]
+    assert np.isnan(bootstrap_interval([np.nan])["mean"])
