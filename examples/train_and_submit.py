@@ -8,6 +8,7 @@ A short run so that the example finishes in a minute; for a real entry train on 
 
 import subprocess
 import sys
+from pathlib import Path
 
 import gymnasium as gym
 from stable_baselines3 import PPO
@@ -27,4 +28,4 @@ for command in (
 ):
     print("$ lmm-envs " + " ".join(command))
     subprocess.run([sys.executable, "-m", "lmm_envs.cli", *command], check=True)
-print(open("LEADERBOARD.md").read())
+print(Path("LEADERBOARD.md").read_text())
