@@ -60,3 +60,27 @@ def test_bad_audio_file(tmp_path, midi_file):
     (tmp_path / "x.wav").write_bytes(b"RIFF0000WAVEjunk")
     with pytest.raises(ScoreLoadError, match="not a readable audio"):
         load_piece(midi_file, performance=tmp_path / "x.wav", alignment=tmp_path / "a.csv")
+
+
+def test_overlapping_and_zero_length_notes_play_in_every_env():
+    """Two parts, a note overlapping another of the same pitch, a zero-length grace note: every env plays it."""
+    import gymnasium as gym
+
+    import lmm_envs  # noqa: F401
+    from lmm_envs.music.score import Score, TempoMap
+
+    score = Score(pitch=[72, 72, 74, 76, 60, 60, 55], onset=[0.0, 0.5, 0.5, 1.0, 0.0, 0.25, 1.0],
+                  duration=[2.0, 1.0, 0.0, 1.0, 1.0, 1.0, 2.0], velocity=[80] * 7, part=[0, 0, 0, 0, 1, 1, 1],
+                  tempo=TempoMap.constant(100.0), title="overlaps")
+    for env_id, kwargs in (("lmm/ScoreFollowing-v0", {}), ("lmm/Accompaniment-v0", {}),
+                           ("lmm/SightReading-v0", {"polyphony": "poly"}), ("lmm/PlayByEar-v0", {"polyphony": "poly"})):
+        env = gym.make(env_id, pieces=[score], **kwargs)
+        obs, _ = env.reset(seed=0)
+        done = False
+        while not done:
+            obs, reward, terminated, truncated, info = env.step(env.unwrapped.oracle_action()
+                                                                 if hasattr(env.unwrapped, "oracle_action")
+                                                                 else env.action_space.sample())
+            assert env.observation_space.contains(obs) and np.isfinite(reward)
+            done = terminated or truncated
+        assert "episode_metrics" in info

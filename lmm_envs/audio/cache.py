@@ -117,7 +117,7 @@ class Cache:
                     if self._disk_ok:
                         self._disk_ok = False
                         warnings.warn(
-                            f"lmm_envs cache directory {self.root} is not writable ({e.strerror or e}); "
+                            f"lmm_envs cache directory {self.root} cannot be written to ({e.strerror or e}); "
                             "keeping prepared pieces in memory. Set LMM_ENVS_CACHE to a writable directory.",
                             RuntimeWarning, stacklevel=3,
                         )

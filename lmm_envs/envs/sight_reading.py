@@ -205,7 +205,7 @@ class PlayingEnv(LMMEnv):
         self._player = self.keyboard.player()
         self._frame = 0
         self._own_spec = np.zeros((N_BINS, n), dtype=np.float32)
-        self._own_pixels = np.zeros((1, N_BINS, n + AUDIO_WINDOW - 1), dtype=np.uint8)
+        self._own_pixels = np.zeros((1, N_BINS, n + AUDIO_WINDOW), dtype=np.uint8)  # windows up to frame n
         self._played = np.zeros((n, N_KEYS), dtype=bool)
         self._played_velocity = np.zeros((n, N_KEYS), dtype=np.float32)
         self._keys_obs = np.zeros(self.n_keys, dtype=np.int8)

@@ -45,10 +45,39 @@ def test_unwritable_cache_root_falls_back_to_memory(tmp_path):
     blocker.write_text("a file where the cache directory should be")
     cache = Cache(blocker / "cache")
     key = make_key("demo", a=1)
-    with pytest.warns(RuntimeWarning, match="not writable"):
+    with pytest.warns(RuntimeWarning, match="cannot be written to"):
         arrays = cache.get_or_create(key, build)
     assert np.array_equal(cache.get(key)["x"], arrays["x"])
     assert not list(tmp_path.glob("**/*.tmp"))
+
+
+def test_full_cache_disk_falls_back_to_memory_mid_run(tmp_path, monkeypatch):
+    """A disk that fills up while an env is running: the episode goes on, the entry lives in memory."""
+    import errno
+
+    import gymnasium as gym
+
+    import lmm_envs  # noqa: F401
+    from lmm_envs.audio import cache as cache_module
+
+    def no_space(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setenv("LMM_ENVS_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(cache_module.os, "fsync", no_space)
+    env = gym.make("lmm/ScoreFollowing-v0", pieces=[small_piece_score()])
+    with pytest.warns(RuntimeWarning, match="No space left on device"):
+        env.reset(seed=0)
+    for _ in range(20):
+        env.step(env.action_space.sample())
+    assert not list((tmp_path / "cache").glob("**/*.tmp"))
+
+
+def small_piece_score():
+    from lmm_envs.music.score import Score, TempoMap
+
+    return Score(pitch=[60, 64, 67, 72], onset=[0.0, 1.0, 2.0, 3.0], duration=[1.0] * 4, velocity=[80] * 4,
+                 part=[0] * 4, tempo=TempoMap.constant(100.0), title="full-disk")
 
 
 def _prepare_in_process(root):

@@ -94,13 +94,15 @@ def test_async_vector_env_runs_and_closes(env_id):
 
 
 @pytest.mark.parametrize("env_id", ENV_IDS)
-def test_reset_without_seed_and_step_after_the_end(env_id):
+def test_reset_without_seed_observations_to_the_end_and_step_after_it(env_id):
     env = make(env_id)
-    env.reset()
+    obs, _ = env.reset()
     done = False
     while not done:
-        _, _, terminated, truncated, info = env.step(env.action_space.sample())
+        assert env.observation_space.contains(obs)  # the last observation of an episode included
+        obs, _, terminated, truncated, info = env.step(env.action_space.sample())
         done = terminated or truncated
+    assert env.observation_space.contains(obs)
     assert "episode_metrics" in info
     with pytest.raises(InvalidActionError, match="reset"):
         env.step(env.action_space.sample())
