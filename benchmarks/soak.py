@@ -2,8 +2,9 @@
 
     python benchmarks/soak.py [--env lmm/ScoreFollowing-v0] [--steps 1000000] [--split test]
 
-Prints the resident set size (RSS) at intervals and the slope of RSS against episodes over the second half of
-the run (after the in-memory piece caches have filled): memory must not grow with episodes. Actions are random;
+Prints the resident set size (RSS) at intervals, the peak RSS of each quarter of the run and the slope of RSS
+against episodes after the first quarter (once the in-memory piece caches have filled): memory must not grow with
+episodes. Actions are random;
 episodes draw pieces and renderings from the whole split.
 """
 
@@ -58,12 +59,14 @@ def main() -> None:
         if step % every == 0:
             readings.append((step, episodes, rss_mb()))
             print(f"{step:>10}{episodes:>10}{readings[-1][2]:>10.1f}{step / (time.perf_counter() - start):>10.0f}")
-    half = readings[len(readings) // 2:]
-    ep = np.array([r[1] for r in half], dtype=float)
-    mb = np.array([r[2] for r in half])
+    later = readings[len(readings) // 4:]  # after the in-memory piece caches have filled
+    ep = np.array([r[1] for r in later], dtype=float)
+    mb = np.array([r[2] for r in later])
     slope = float(np.polyfit(ep, mb, 1)[0]) * 1000 if np.ptp(ep) > 0 else float("nan")
-    print(f"{args.env}: {episodes} episodes, RSS {readings[0][2]:.1f} -> {readings[-1][2]:.1f} MB; "
-          f"slope over the second half {slope:+.2f} MB per 1000 episodes")
+    quarters = [max(r[2] for r in q) for q in np.array_split(np.array(readings), 4) if len(q)]
+    print(f"{args.env}: {episodes} episodes, RSS {readings[0][2]:.1f} -> {readings[-1][2]:.1f} MB; peak RSS per "
+          f"quarter of the run {', '.join(f'{q:.0f}' for q in quarters)} MB; slope after the first quarter "
+          f"{slope:+.2f} MB per 1000 episodes")
 
 
 if __name__ == "__main__":
