@@ -1,6 +1,10 @@
-"""Single-env steps per second of every lmm id through ``gym.make``, next to CartPole-v1's in the same run.
+"""Steps per second of every lmm id, single and vectorized, against references measured in the same run.
 
-    python benchmarks/env_throughput.py [--steps 20000]
+    python benchmarks/env_throughput.py [--steps 20000] [--num-envs 64]
+
+1. Single env through ``gym.make``, next to CartPole-v1's (the ratio music env / CartPole).
+2. ``num_envs`` envs through the native vector env (``vectorization_mode="vector_entry_point"``) next to
+   ``SyncVectorEnv`` over the same number of single envs: aggregate steps per second and their ratio.
 
 Actions are sampled from the action space; resets happen when episodes end. Prints figures and ratios.
 """
@@ -33,9 +37,25 @@ def steps_per_second(env_id: str, steps: int, **kwargs) -> float:
     return steps / (time.perf_counter() - start)
 
 
+def vector_steps_per_second(env_id: str, mode: str, num_envs: int, steps: int, **kwargs) -> float:
+    envs = gym.make_vec(env_id, num_envs=num_envs, vectorization_mode=mode, **kwargs)
+    envs.reset(seed=0)
+    envs.action_space.seed(0)
+    actions = [envs.action_space.sample() for _ in range(steps)]
+    for action in actions:  # warm-up pass: pieces prepared before timing
+        envs.step(action)
+    start = time.perf_counter()
+    for action in actions:
+        envs.step(action)
+    elapsed = time.perf_counter() - start
+    envs.close()
+    return steps * num_envs / elapsed
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--steps", type=int, default=20000)
+    ap.add_argument("--num-envs", type=int, default=64)
     args = ap.parse_args()
     from lmm_envs.music.corpus import piece_ids, piece_info
 
@@ -53,6 +73,13 @@ def main() -> None:
     for env_id in sorted(k for k in gym.registry if k.startswith("lmm/")):
         sps = steps_per_second(env_id, args.steps, pieces=pieces)
         print(f"{env_id:<28}{sps:>12.0f}{sps / reference:>12.2f}")
+    n = args.num_envs
+    vector_steps = max(args.steps // n, 50)
+    print(f"\n{'env, ' + str(n) + ' envs':<28}{'native/s':>12}{'sync/s':>12}{'native/sync':>12}")
+    for env_id in sorted(k for k in gym.registry if k.startswith("lmm/")):
+        native = vector_steps_per_second(env_id, "vector_entry_point", n, vector_steps, pieces=pieces)
+        sync = vector_steps_per_second(env_id, "sync", n, vector_steps, pieces=pieces)
+        print(f"{env_id:<28}{native:>12.0f}{sync:>12.0f}{native / sync:>12.2f}")
 
 
 if __name__ == "__main__":

@@ -26,6 +26,8 @@ RENDER_VERSION = 1
 AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".aiff", ".aif"}
 _MEMORY: OrderedDict[str, Piece] = OrderedDict()
 _MEMORY_SIZE = 64
+_SCORES: OrderedDict[str, Score] = OrderedDict()  # parsed scores are small: keep many
+_SCORES_SIZE = 2048
 
 
 @dataclass(frozen=True, eq=False)
@@ -90,11 +92,17 @@ def score_from_arrays(a: dict[str, np.ndarray]) -> Score:
 
 
 def corpus_score(piece_id: str, cache: Cache | None = None) -> Score:
-    """The parsed score of a bundled piece (parsed once, then read from the cache)."""
+    """The parsed score of a bundled piece (parsed once, then read from the cache and kept in memory)."""
     info = corpus.piece_info(piece_id)
     cache = cache or default_cache()
     key = make_key("score", source=info.sha256, id=piece_id)
-    return score_from_arrays(cache.get_or_create(key, lambda: score_to_arrays(corpus.load_corpus_score(piece_id))))
+    hit = _SCORES.get(key)
+    if hit is None:
+        hit = score_from_arrays(cache.get_or_create(key, lambda: score_to_arrays(corpus.load_corpus_score(piece_id))))
+        _SCORES[key] = hit
+        while len(_SCORES) > _SCORES_SIZE:
+            _SCORES.popitem(last=False)
+    return hit
 
 
 def performance_seed(piece_id: str, variant: int) -> int:

@@ -130,14 +130,17 @@ class KeyboardPlayer:
 
     def reset(self) -> None:
         self.frame = 0
-        self._down = np.zeros(N_KEYS, dtype=bool)
+        self._held: set[int] = set()
         # per sounding note: key, onset frame, gain, release frame (-1 while down)
         self._notes: list[list] = []
         self._sounding_index: dict[int, list] = {}
 
     @property
     def keys_down(self) -> np.ndarray:
-        return self._down.copy()
+        """The keys held now, ``(N_KEYS,)`` bool."""
+        out = np.zeros(N_KEYS, dtype=bool)
+        out[list(self._held)] = True
+        return out
 
     def step(self, down: np.ndarray, velocities: np.ndarray | None = None) -> np.ndarray:
         """Set the keys down at this frame (key indices, 0 = A0) and return the frame's sound, ``(N_BINS,)``.
@@ -146,24 +149,22 @@ class KeyboardPlayer:
         :data:`REF_VELOCITY`); a key that goes up releases its note.
         """
         f = self.frame
-        now = np.zeros(N_KEYS, dtype=bool)
-        now[down] = True
-        for k in np.flatnonzero(self._down & ~now):
-            self._sounding_index.pop(int(k))[3] = f
-        struck = now & ~self._down
-        if struck.any():
+        keys = np.asarray(down, dtype=np.int64).reshape(-1).tolist()
+        now = set(keys)
+        before = self._held
+        for k in before - now:
+            self._sounding_index.pop(k)[3] = f
+        if now - before:
             if velocities is None:
-                gains = {int(k): 1.0 for k in np.flatnonzero(struck)}
+                gains = dict.fromkeys(now - before, 1.0)
             else:
-                vel = np.broadcast_to(np.asarray(velocities, dtype=np.float64), (len(down),))
-                scale = velocity_scale(vel)
-                gains = {int(k): float(g) for k, g in zip(np.asarray(down).reshape(-1), scale, strict=True)
-                         if struck[int(k)]}
-            for k, g in gains.items():
-                note = [k, f, np.float32(g), -1]
+                vel = np.broadcast_to(np.asarray(velocities, dtype=np.float64), (len(keys),))
+                gains = {k: float(g) for k, g in zip(keys, velocity_scale(vel).tolist(), strict=True) if k not in before}
+            for k in sorted(gains):
+                note = [k, f, np.float32(gains[k]), -1]
                 self._notes.append(note)
                 self._sounding_index[k] = note
-        self._down = now
+        self._held = now
         out = np.zeros(N_BINS, dtype=np.float32)
         rows = self.keyboard._rows
         release = self.keyboard.release

@@ -14,10 +14,18 @@ ENV_IDS = {
 }
 
 
+# native vector envs: gym.make_vec(ID, num_envs=N, vectorization_mode="vector_entry_point")
+VECTOR_ENTRY_POINTS = {
+    env_id: f"lmm_envs.envs.vector:{entry.rsplit(':', 1)[1].replace('Env', 'VectorEnv')}"
+    for env_id, entry in ENV_IDS.items()
+}
+
+
 def register_envs() -> None:
     for env_id, entry_point in ENV_IDS.items():
         if env_id not in registry:
-            register(id=env_id, entry_point=entry_point, max_episode_steps=MAX_EPISODE_STEPS)
+            register(id=env_id, entry_point=entry_point, vector_entry_point=VECTOR_ENTRY_POINTS[env_id],
+                     max_episode_steps=MAX_EPISODE_STEPS)
 
 
 register_envs()

@@ -4,6 +4,8 @@ action checking and the episode guard."""
 from __future__ import annotations
 
 import math
+import weakref
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +49,20 @@ def score_roll(score: Score, fps: int = FPS) -> np.ndarray:
         roll[r, a:b] = np.maximum(roll[r, a:b], SUSTAIN_VALUE)
     roll[rows, start] = ONSET_VALUE
     return roll
+
+
+_DERIVED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def derived(piece: Piece, name: str, build: Callable[[], np.ndarray]) -> np.ndarray:
+    """An array computed from a piece once and kept as long as the piece is (read-only: shared by episodes)."""
+    table = _DERIVED.setdefault(piece, {})
+    value = table.get(name)
+    if value is None:
+        value = build()
+        value.setflags(write=False)
+        table[name] = value
+    return value
 
 
 class LMMEnv(gym.Env):
@@ -194,6 +210,9 @@ class LMMEnv(gym.Env):
     def _check_action(self, action):
         space = self.action_space
         if isinstance(space, gym.spaces.Discrete):
+            if isinstance(action, (int, np.integer)) and not isinstance(action, bool) \
+                    and space.start <= action < space.start + space.n:
+                return int(action)  # the common case, without the general checks below
             try:
                 value = int(action)
             except (TypeError, ValueError):

@@ -6,7 +6,7 @@ import gymnasium as gym
 import numpy as np
 
 from lmm_envs.audio.features import FPS
-from lmm_envs.envs.base import AUDIO_WINDOW, SCORE_LOOKBEHIND, SCORE_WINDOW, LMMEnv, score_roll
+from lmm_envs.envs.base import AUDIO_WINDOW, SCORE_LOOKBEHIND, SCORE_WINDOW, LMMEnv, derived, score_roll
 from lmm_envs.envs.rendering import AGENT_COLOUR, TRUTH_COLOUR, compose, mark_column, panel
 from lmm_envs.errors import ConfigError
 from lmm_envs.metrics import reported_onset_times, score_following_metrics
@@ -99,8 +99,8 @@ class ScoreFollowingEnv(LMMEnv):
 
     # --- episode ------------------------------------------------------------------------------------------
     def _start(self, piece):
-        self._spec = self.pad_audio(piece.spectrogram)
-        self._roll = self.pad_roll(score_roll(piece.score))
+        self._spec = derived(piece, "audio_pixels", lambda: self.pad_audio(piece.spectrogram))
+        self._roll = derived(piece, "score_roll", lambda: self.pad_roll(score_roll(piece.score)))
         self._truth = piece.score_positions
         self._score_end = float(piece.score.end_seconds)
         self._last_frame = piece.n_frames - 1

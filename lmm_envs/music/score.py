@@ -198,9 +198,13 @@ class Score:
         )
 
     def content_hash(self) -> str:
-        """A digest of everything that determines what is played (used in cache keys)."""
-        return _digest(self.pitch, self.onset, self.duration, self.velocity, self.part, self.tempo.beats,
-                       self.tempo.bpm, self.fermatas, self.measures)
+        """A digest of everything that determines what is played (used in cache keys; computed once)."""
+        digest = self.__dict__.get("_content_hash")
+        if digest is None:  # the columns are read-only, so the digest never goes stale
+            digest = _digest(self.pitch, self.onset, self.duration, self.velocity, self.part, self.tempo.beats,
+                             self.tempo.bpm, self.fermatas, self.measures)
+            self.__dict__["_content_hash"] = digest
+        return digest
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,277 @@
+"""Native vector envs, registered as each id's ``vector_entry_point``:
+``gym.make_vec(ID, num_envs=N, vectorization_mode="vector_entry_point", **kwargs)``.
+
+:class:`ScoreFollowingVectorEnv` steps N score-following episodes in one numpy computation (the tempo, pointer,
+error, reward and lost logic on arrays; observations copied into preallocated batch buffers). Episodes start as
+the single env's do (each sub-env keeps its own seeded RNG and piece choice), so for the same seeds it returns the
+same observations and rewards as ``SyncVectorEnv`` over single envs, bit for bit. Autoreset follows gymnasium's
+default ``NEXT_STEP`` mode: the step after an episode ends resets that sub-env and ignores its action.
+
+:class:`LoopVectorEnv` serves the playing tasks (whose per-step work, the keyboard and the event logic, is per
+episode): it steps the unwrapped envs in a plain loop into preallocated buffers, without the per-env wrapper
+stack and batching of ``SyncVectorEnv``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from gymnasium.vector import AutoresetMode, VectorEnv
+from gymnasium.vector.utils import batch_space
+from numpy.lib.stride_tricks import sliding_window_view
+
+from lmm_envs.audio.features import FPS
+from lmm_envs.envs import MAX_EPISODE_STEPS
+from lmm_envs.envs.base import AUDIO_WINDOW, SCORE_WINDOW
+from lmm_envs.envs.score_following import MAX_RATIO, TEMPO_STEP, ScoreFollowingEnv
+from lmm_envs.errors import ConfigError, InvalidActionError
+
+
+def _seeds(seed: int | list | None, n: int) -> list:
+    if seed is None:
+        return [None] * n
+    if isinstance(seed, (int, np.integer)):
+        return [int(seed) + i for i in range(n)]
+    if len(seed) != n:
+        raise ConfigError(f"reset got {len(seed)} seeds for {n} envs")
+    return list(seed)
+
+
+class _BatchedBase(VectorEnv):
+    metadata = {"autoreset_mode": AutoresetMode.NEXT_STEP, "render_modes": []}
+
+    def _make_spaces(self, env: gym.Env, num_envs: int) -> None:
+        if not isinstance(num_envs, int) or num_envs < 1:
+            raise ConfigError(f"num_envs must be a positive integer, got {num_envs!r}")
+        self.num_envs = num_envs
+        self.single_observation_space = env.observation_space
+        self.single_action_space = env.action_space
+        self.observation_space = batch_space(env.observation_space, num_envs)
+        self.action_space = batch_space(env.action_space, num_envs)
+        self._obs = {k: np.zeros((num_envs, *s.shape), dtype=s.dtype) for k, s in env.observation_space.spaces.items()}
+
+    def _batched_obs(self) -> dict[str, np.ndarray]:
+        return {k: v.copy() for k, v in self._obs.items()}
+
+
+class ScoreFollowingVectorEnv(_BatchedBase):
+    """N lmm/ScoreFollowing-v0 episodes stepped together (see the module docstring); same kwargs as the env."""
+
+    def __init__(self, num_envs: int = 1, max_episode_steps: int = MAX_EPISODE_STEPS, **kwargs: Any):
+        self.envs = [ScoreFollowingEnv(**kwargs) for _ in range(num_envs)]
+        first = self.envs[0]
+        self._make_spaces(first, num_envs)
+        self.max_episode_steps = int(max_episode_steps)
+        self.discrete = first.action_type == "discrete"
+        self.reward_width = first.reward_width
+        self.lost_tolerance = first.lost_tolerance
+        self.lost_patience = first.lost_patience
+        self.terminate_on_lost = first.terminate_on_lost
+        n = num_envs
+        self._frame = np.zeros(n, dtype=np.int64)
+        self._pointer = np.zeros(n)
+        self._ratio = np.ones(n)
+        self._off = np.zeros(n, dtype=np.int64)
+        self._lost = np.zeros(n, dtype=bool)
+        self._last = np.zeros(n, dtype=np.int64)
+        self._end = np.zeros(n)
+        self._elapsed = np.zeros(n, dtype=np.int64)
+        self._needs_reset = np.zeros(n, dtype=bool)
+        self._slots: dict[str, np.ndarray] = {}
+        self._views: dict[str, np.ndarray] = {}
+        self._index = np.arange(n)
+
+    # --- episodes -----------------------------------------------------------------------------------------
+    def _ensure(self, name: str, rows: int, length: int, dtype) -> np.ndarray:
+        """A per-env slot table ``(num_envs, rows, length)``, grown (never shrunk) to fit the longest piece."""
+        table = self._slots.get(name)
+        if table is None or table.shape[-1] < length:
+            grown = np.zeros((self.num_envs, rows, max(length, 2 * (0 if table is None else table.shape[-1]))),
+                             dtype=dtype)
+            if table is not None:
+                grown[..., :table.shape[-1]] = table
+            self._slots[name] = table = grown
+            self._views.pop(name, None)
+        return table
+
+    def _view(self, name: str, width: int) -> np.ndarray:
+        view = self._views.get(name)
+        if view is None:
+            view = sliding_window_view(self._slots[name], width, axis=2)
+            self._views[name] = view
+        return view
+
+    def _load(self, i: int) -> None:
+        """Take sub-env i's freshly reset episode into the batch state (its arrays into slot i)."""
+        env = self.envs[i]
+        spec, roll, truth = env._spec, env._roll, env._truth
+        self._ensure("audio", spec.shape[1], spec.shape[2], np.uint8)[i, :, :spec.shape[2]] = spec[0]
+        self._ensure("score", roll.shape[1], roll.shape[2], np.uint8)[i, :, :roll.shape[2]] = roll[0]
+        self._ensure("truth", 1, truth.size, np.float64)[i, 0, :truth.size] = truth
+        self._ensure("trajectory", 1, truth.size, np.float64)[i, 0, :truth.size] = 0.0
+        self._frame[i] = 0
+        self._pointer[i] = 0.0
+        self._ratio[i] = 1.0
+        self._off[i] = 0
+        self._lost[i] = False
+        self._last[i] = env._last_frame
+        self._end[i] = env._score_end
+        self._elapsed[i] = 0
+
+    def reset(self, *, seed: int | list | None = None, options: dict | None = None):
+        super().reset(seed=seed)
+        for i, (env, s) in enumerate(zip(self.envs, _seeds(seed, self.num_envs), strict=True)):
+            env.reset(seed=s, options=options)
+            self._load(i)
+        self._needs_reset[:] = False
+        self._write_obs(np.arange(self.num_envs))
+        return self._batched_obs(), {}
+
+    def _check_actions(self, actions) -> np.ndarray:
+        a = np.asarray(actions)
+        if self.discrete:
+            if a.shape != (self.num_envs,) or not np.issubdtype(a.dtype, np.integer) or np.any((a < 0) | (a > 2)):
+                raise InvalidActionError(f"actions must be {self.num_envs} integers in 0..2, got {actions!r}")
+            return a.astype(np.int64)
+        a = a.astype(np.float64).reshape(self.num_envs, -1) if a.size == self.num_envs else a
+        if a.shape != (self.num_envs, 1) or not np.all(np.isfinite(a)) or np.any(np.abs(a) > 1 + 1e-6):
+            raise InvalidActionError(f"actions must be finite, in [-1, 1], shape ({self.num_envs}, 1)")
+        return a.astype(np.float32).astype(np.float64)[:, 0]
+
+    def step(self, actions):
+        a = self._check_actions(actions)
+        n = self.num_envs
+        rewards = np.zeros(n)
+        for i in np.flatnonzero(self._needs_reset):
+            self.envs[i].reset()
+            self._load(i)
+        act = ~self._needs_reset
+        if self.discrete:
+            ratio = np.minimum(np.maximum(self._ratio + (a - 1) * TEMPO_STEP, 0.0), MAX_RATIO)
+        else:
+            ratio = np.where(a <= 0, 1.0 + a, 1.0 + a * (MAX_RATIO - 1.0))
+        self._ratio = np.where(act, ratio, self._ratio)
+        self._frame += act
+        self._pointer = np.where(act, np.minimum(self._pointer + self._ratio / FPS, self._end), self._pointer)
+        truth = self._gather(act)
+        error = np.abs(self._pointer - truth)
+        rewards[act] = np.maximum(0.0, 1.0 - error[act] / self.reward_width)
+        self._off = np.where(act, np.where(error > self.lost_tolerance, self._off + 1, 0), self._off)
+        lost_now = act & (self._off >= self.lost_patience)
+        for i in np.flatnonzero(lost_now & ~self._lost):
+            self.envs[i]._lost_time = (self._frame[i] - self.lost_patience + 1) / FPS
+        self._lost |= lost_now
+        terminated = act & ((self._frame >= self._last) | (lost_now & self.terminate_on_lost))
+        self._elapsed += act
+        truncated = act & ~terminated & (self._elapsed >= self.max_episode_steps)
+        self._needs_reset = terminated | truncated
+        infos: dict = {}
+        ended = np.flatnonzero(self._needs_reset)
+        if ended.size:
+            metrics = []
+            for i in ended:
+                env = self.envs[i]
+                env._frame = int(self._frame[i])
+                env._trajectory = self._slots["trajectory"][i, 0, :env._trajectory.size].copy()
+                metrics.append(env.episode_metrics())
+            infos["episode_metrics"] = {k: np.array([m[k] for m in metrics]) for k in metrics[0]}
+            infos["episode_metrics_index"] = ended
+        return self._batched_obs(), rewards, terminated, truncated, infos
+
+    def _gather(self, act: np.ndarray) -> np.ndarray:
+        """Record the pointers, read the true positions and cut the observation windows, for all envs at once."""
+        idx, f = self._index, self._frame
+        self._slots["trajectory"][idx[act], 0, f[act]] = self._pointer[act]
+        truth = self._slots["truth"][idx, 0, f]
+        columns = (self._pointer * FPS + 0.5).astype(np.int64)
+        n = self.num_envs
+        self._obs["audio"] = self._view("audio", AUDIO_WINDOW)[idx, :, f].reshape(n, 1, -1, AUDIO_WINDOW)
+        self._obs["score"] = self._view("score", SCORE_WINDOW)[idx, :, columns].reshape(n, 1, -1, SCORE_WINDOW)
+        self._obs["tempo"] = self._ratio.astype(np.float32).reshape(n, 1)
+        return truth
+
+    def _write_obs(self, which: np.ndarray) -> None:
+        self._gather(np.zeros(self.num_envs, dtype=bool))
+
+    def _batched_obs(self) -> dict[str, np.ndarray]:
+        return dict(self._obs)  # fresh arrays each step: no copy needed
+
+    def close_extras(self, **kwargs: Any) -> None:
+        for env in self.envs:
+            env.close()
+
+
+class LoopVectorEnv(_BatchedBase):
+    """N envs of one id stepped in a plain loop into preallocated buffers (``NEXT_STEP`` autoreset)."""
+
+    env_class: type[gym.Env]
+
+    def __init__(self, num_envs: int = 1, max_episode_steps: int = MAX_EPISODE_STEPS, **kwargs: Any):
+        self.envs = [self.env_class(**kwargs) for _ in range(num_envs)]
+        self._make_spaces(self.envs[0], num_envs)
+        self.max_episode_steps = int(max_episode_steps)
+        self._elapsed = np.zeros(num_envs, dtype=np.int64)
+        self._needs_reset = np.zeros(num_envs, dtype=bool)
+
+    def _put(self, i: int, obs: dict) -> None:
+        for k, v in obs.items():
+            self._obs[k][i] = v
+
+    def reset(self, *, seed: int | list | None = None, options: dict | None = None):
+        super().reset(seed=seed)
+        for i, (env, s) in enumerate(zip(self.envs, _seeds(seed, self.num_envs), strict=True)):
+            self._put(i, env.reset(seed=s, options=options)[0])
+        self._elapsed[:] = 0
+        self._needs_reset[:] = False
+        return self._batched_obs(), {}
+
+    def step(self, actions):
+        n = self.num_envs
+        rewards = np.zeros(n)
+        terminated = np.zeros(n, dtype=bool)
+        truncated = np.zeros(n, dtype=bool)
+        metrics: dict[int, dict] = {}
+        for i, env in enumerate(self.envs):
+            if self._needs_reset[i]:
+                self._put(i, env.reset()[0])
+                self._elapsed[i] = 0
+                continue
+            obs, r, term, trunc, info = env.step(actions[i])
+            self._elapsed[i] += 1
+            trunc = trunc or (not term and self._elapsed[i] >= self.max_episode_steps)
+            self._put(i, obs)
+            rewards[i], terminated[i], truncated[i] = r, term, trunc
+            if term or trunc:
+                metrics[i] = info.get("episode_metrics") or env.episode_metrics()
+        self._needs_reset = terminated | truncated
+        infos: dict = {}
+        if metrics:
+            index = np.array(sorted(metrics))
+            keys = metrics[index[0]]
+            infos["episode_metrics"] = {k: np.array([metrics[i][k] for i in index]) for k in keys}
+            infos["episode_metrics_index"] = index
+        return self._batched_obs(), rewards, terminated, truncated, infos
+
+    def close_extras(self, **kwargs: Any) -> None:
+        for env in self.envs:
+            env.close()
+
+
+def _loop_class(name: str, env_class: type[gym.Env]) -> type[LoopVectorEnv]:
+    return type(name, (LoopVectorEnv,), {"env_class": env_class, "__doc__": f"{env_class.__name__}, N at a time."})
+
+
+def _lazy(name: str):
+    from lmm_envs.envs.accompaniment import AccompanimentEnv
+    from lmm_envs.envs.sight_reading import PlayByEarEnv, SightReadingEnv
+
+    classes = {"AccompanimentVectorEnv": AccompanimentEnv, "SightReadingVectorEnv": SightReadingEnv,
+               "PlayByEarVectorEnv": PlayByEarEnv}
+    return _loop_class(name, classes[name])
+
+
+AccompanimentVectorEnv = _lazy("AccompanimentVectorEnv")
+SightReadingVectorEnv = _lazy("SightReadingVectorEnv")
+PlayByEarVectorEnv = _lazy("PlayByEarVectorEnv")

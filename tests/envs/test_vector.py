@@ -1,0 +1,47 @@
+"""The native vector envs (each id's vector_entry_point) give exactly what SyncVectorEnv over single envs gives."""
+
+import gymnasium as gym
+import numpy as np
+import pytest
+
+import lmm_envs  # noqa: F401
+from lmm_envs.errors import InvalidActionError
+from lmm_envs.music.corpus import piece_ids, piece_info
+
+ENV_IDS = sorted(k for k in gym.registry if k.startswith("lmm/"))
+PIECES = (sorted(piece_ids(split="test", collection="bach"), key=lambda p: piece_info(p).seconds)[:2]
+          + sorted((p for p in piece_ids(split="test") if piece_info(p).monophonic), key=lambda p: piece_info(p).seconds)[:2])
+CASES = [(env_id, {}) for env_id in ENV_IDS] + [("lmm/ScoreFollowing-v0", {"action_type": "continuous"}),
+                                                  ("lmm/SightReading-v0", {"polyphony": "poly", "velocity": True})]
+
+
+@pytest.mark.parametrize("env_id,kwargs", CASES, ids=lambda x: str(x))
+def test_native_vector_env_equals_sync_vector_env_bit_for_bit(env_id, kwargs):
+    native = gym.make_vec(env_id, num_envs=4, vectorization_mode="vector_entry_point", pieces=PIECES, **kwargs)
+    sync = gym.make_vec(env_id, num_envs=4, vectorization_mode="sync", pieces=PIECES, **kwargs)
+    assert native.observation_space == sync.observation_space and native.action_space == sync.action_space
+    a, _ = native.reset(seed=11)
+    b, _ = sync.reset(seed=11)
+    native.action_space.seed(3)
+    ends = 0
+    for _ in range(400):
+        action = native.action_space.sample()
+        a, ra, ta, tra, info = native.step(action)
+        b, rb, tb, trb, _ = sync.step(action)
+        assert all(a[k].tobytes() == b[k].tobytes() for k in a)
+        assert np.array_equal(ra, rb) and np.array_equal(ta, tb) and np.array_equal(tra, trb)
+        if ta.any() or tra.any():
+            ends += 1
+            assert set(info["episode_metrics_index"]) == set(np.flatnonzero(ta | tra))
+    assert ends > 0  # episodes ended and were reset inside the run
+    native.close()
+    sync.close()
+
+
+def test_native_score_following_refuses_bad_actions():
+    envs = gym.make_vec("lmm/ScoreFollowing-v0", num_envs=3, vectorization_mode="vector_entry_point", pieces=PIECES)
+    envs.reset(seed=0)
+    for bad in (np.array([0, 1, 3]), np.array([0, 1]), np.array([0.5, 1.0, 1.0])):
+        with pytest.raises(InvalidActionError):
+            envs.step(bad)
+    envs.step(np.array([0, 1, 2]))  # still usable
