@@ -220,7 +220,10 @@ class LMMEnv(gym.Env):
             if value != np.asarray(action).item() or not space.contains(value):
                 raise InvalidActionError(f"action {action!r} is outside {space}")
             return value
-        arr = np.asarray(action, dtype=np.float64)
+        try:
+            arr = np.asarray(action, dtype=np.float64)
+        except (TypeError, ValueError):
+            raise InvalidActionError(f"action {action!r} is not numeric; expected an element of {space}") from None
         if isinstance(space, gym.spaces.Box):
             if arr.shape != space.shape:
                 arr = arr.reshape(space.shape) if arr.size == math.prod(space.shape) else arr

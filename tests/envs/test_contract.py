@@ -108,13 +108,24 @@ def test_reset_without_seed_observations_to_the_end_and_step_after_it(env_id):
         env.step(env.action_space.sample())
 
 
-@pytest.mark.parametrize("env_id", ENV_IDS)
-def test_actions_outside_the_space_are_refused(env_id):
-    env = make(env_id)
+ACTION_VARIANTS = [(env_id, {}) for env_id in ENV_IDS] + [
+    ("lmm/ScoreFollowing-v0", {"action_type": "continuous"}), ("lmm/Accompaniment-v0", {"dynamics": True}),
+    ("lmm/SightReading-v0", {"polyphony": "poly"}), ("lmm/PlayByEar-v0", {"velocity": True})]
+
+
+@pytest.mark.parametrize("env_id,kwargs", ACTION_VARIANTS, ids=str)
+def test_actions_outside_the_space_are_refused(env_id, kwargs):
+    env = make(env_id, **kwargs)
     env.reset(seed=0)
     space = env.action_space
-    bad = [np.full(space.shape, np.nan), np.full(space.shape, 2.0)] if isinstance(space, gym.spaces.Box) else [
-        space.n if hasattr(space, "n") else np.full(space.shape, 2), -1, "x", 1.5]
+    if isinstance(space, gym.spaces.Box):
+        bad = [np.full(space.shape, np.nan), np.full(space.shape, 2.0), "x"]
+    elif isinstance(space, gym.spaces.Discrete):
+        bad = [space.n, -1, "x", 1.5, np.nan]
+    elif isinstance(space, gym.spaces.MultiDiscrete):
+        bad = [space.nvec, np.full(space.shape, -1), np.full(space.shape, np.nan), "x", 1]
+    else:  # MultiBinary
+        bad = [np.full(space.shape, 2), np.full(space.shape, np.nan), "x", -1]
     for action in bad:
         with pytest.raises(InvalidActionError):
             env.unwrapped.step(action)
