@@ -1,0 +1,84 @@
+"""The experiment of the LMM challenge on one env: raw against LM-conditioned agents, several seeds, one command.
+
+    python -m agents.experiment --env lmm/ScoreFollowing-v0 --paired-budget 8 --steps 100000 --seeds 0 1 2 \\
+        --features raw lmm --lm-dir runs/lm --out runs/experiment [--limit 0] [--parallel 2]
+
+Trains every (features, seed) with :func:`agents.train.train`, evaluates each model under the env's protocol
+(``--limit N``: only the first N protocol pieces, for a quicker, off-leaderboard measurement), writes the
+result files to ``out/results`` and prints, per features, the mean over seeds of the normalised score and the
+main metric with a 95% t-interval across seeds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+
+def _one(job: dict) -> dict:
+    import torch
+
+    torch.set_num_threads(1)
+    from agents.train import track_of, train
+    from lmm_envs.benchmark.evaluate import evaluate, write_result
+
+    run = Path(job["out"]) / f"{job['features']}_s{job['seed']}"
+    train(job["env"], "ppo", job["features"], job["paired_budget"], job["steps"], job["seed"], "cpu", run,
+          lm_dir=job["lm_dir"], progress=False)
+    result = evaluate(job["env"], str(run / "model.zip"), agent_name=f"ppo-{job['features']} seed {job['seed']}",
+                      track=track_of(job["paired_budget"], job["steps"]), limit=job["limit"] or None, trust=True,
+                      progress=False)
+    write_result(result, Path(job["out"]) / "results" / f"{job['features']}_s{job['seed']}.json")
+    return {"features": job["features"], "seed": job["seed"], "score": result["normalised_score"]["mean"],
+            "main": result["aggregate"][result["main_metric"]]["mean"], "metric": result["main_metric"]}
+
+
+def t_interval(values: list[float]) -> tuple[float, float]:
+    from scipy import stats
+
+    x = np.asarray(values, dtype=float)
+    if x.size < 2:
+        return float("nan"), float("nan")
+    half = stats.t.ppf(0.975, x.size - 1) * x.std(ddof=1) / np.sqrt(x.size)
+    return float(x.mean() - half), float(x.mean() + half)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m agents.experiment", description=__doc__.splitlines()[0])
+    ap.add_argument("--env", default="lmm/ScoreFollowing-v0")
+    ap.add_argument("--paired-budget", type=int, default=8)
+    ap.add_argument("--steps", type=int, default=100_000)
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--features", nargs="+", default=["raw", "lmm"], choices=["raw", "lmm"])
+    ap.add_argument("--lm-dir", default="runs/lm")
+    ap.add_argument("--limit", type=int, default=0, help="evaluate on the first N protocol pieces only")
+    ap.add_argument("--parallel", type=int, default=2, help="runs at a time (one CPU thread each)")
+    ap.add_argument("--out", default="runs/experiment")
+    args = ap.parse_args(argv)
+    jobs = [dict(env=args.env, paired_budget=args.paired_budget, steps=args.steps, seed=s, features=f,
+                 lm_dir=args.lm_dir, limit=args.limit, out=args.out) for f in args.features for s in args.seeds]
+    with ProcessPoolExecutor(max_workers=args.parallel) as pool:
+        rows = list(pool.map(_one, jobs))
+    summary = {}
+    for f in args.features:
+        mine = [r for r in rows if r["features"] == f]
+        scores, mains = [r["score"] for r in mine], [r["main"] for r in mine]
+        summary[f] = {"seeds": [r["seed"] for r in mine], "normalised_score": scores, rows[0]["metric"]: mains,
+                      "normalised_mean": float(np.mean(scores)), "normalised_interval": t_interval(scores),
+                      "main_mean": float(np.mean(mains)), "main_interval": t_interval(mains)}
+        lo, hi = summary[f]["normalised_interval"]
+        mlo, mhi = summary[f]["main_interval"]
+        print(f"{f:>4}: normalised score {np.mean(scores):.3f} [{lo:.3f}, {hi:.3f}], {rows[0]['metric']} "
+              f"{np.mean(mains):.3f} [{mlo:.3f}, {mhi:.3f}] over seeds {[r['seed'] for r in mine]}")
+    Path(args.out).mkdir(parents=True, exist_ok=True)
+    (Path(args.out) / "summary.json").write_text(json.dumps(summary, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,133 @@
+"""SB3 features extractors for the lmm envs' Dict observations.
+
+- :class:`RawExtractor` (``--features raw``): a small CNN per image window (``"audio"``, ``"score"``,
+  ``"target"``), the other keys flattened, all concatenated into a trainable linear layer.
+- :class:`LMMExtractor` (``--features lmm``): the agent hears through the language models. Audio windows go
+  through the frozen LM^A and the few-pair mapping into LM^V's space; score windows through the frozen LM^V; the
+  other keys are flattened; a small trainable head combines them. Built from a folder written by
+  ``python -m agents.pretrain`` (``lm_dir``), for one mapping (``method``, ``paired_budget``).
+
+SB3 scales uint8 image windows to [0, 1] before an extractor sees them, which is the scale the LMs were trained on
+(audio pixels / 255; score onsets are the pixels at 255).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import gymnasium as gym
+import torch
+from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
+from torch import nn
+
+from agents.lm.data import AUDIO_CONTEXT, SCORE_POSITION
+from agents.lm.mapping import POOL_AUDIO, POOL_SCORE, Mapping
+from agents.lm.model import FrameLM
+from lmm_envs.audio.features import N_BINS
+from lmm_envs.errors import ConfigError
+
+N_PITCHES = 88
+
+
+def _is_window(space: gym.Space) -> bool:
+    return isinstance(space, gym.spaces.Box) and len(space.shape) == 3 and space.dtype == "uint8"
+
+
+def _flat_size(space: gym.Space) -> int:
+    return int(gym.spaces.flatdim(space))
+
+
+class RawExtractor(BaseFeaturesExtractor):
+    """A small CNN over each observation window, the rest flattened, then one trainable layer."""
+
+    def __init__(self, observation_space: gym.spaces.Dict, features_dim: int = 128):
+        super().__init__(observation_space, features_dim)
+        self.branches = nn.ModuleDict()
+        total = 0
+        for key, space in observation_space.spaces.items():
+            if _is_window(space):
+                self.branches[key] = nn.Sequential(
+                    nn.Conv2d(space.shape[0], 16, kernel_size=5, stride=2, padding=2), nn.ReLU(),
+                    nn.Conv2d(16, 32, kernel_size=3, stride=2, padding=1), nn.ReLU(),
+                    nn.AdaptiveAvgPool2d((4, 4)), nn.Flatten())
+                total += 32 * 16
+            else:
+                self.branches[key] = nn.Flatten()
+                total += _flat_size(space)
+        self.head = nn.Sequential(nn.Linear(total, features_dim), nn.ReLU())
+
+    def forward(self, observations: dict[str, torch.Tensor]) -> torch.Tensor:
+        parts = [branch(observations[key].float()) for key, branch in self.branches.items()]
+        return self.head(torch.cat(parts, dim=1))
+
+
+class LMMExtractor(BaseFeaturesExtractor):
+    """Frozen LM^A -> mapping, frozen LM^V, and a trainable head (see the module docstring)."""
+
+    def __init__(self, observation_space: gym.spaces.Dict, lm_dir: str = "runs/lm", method: str = "regression",
+                 paired_budget: int = 8, features_dim: int = 128):
+        super().__init__(observation_space, features_dim)
+        folder = Path(lm_dir)
+        mapping_path = folder / f"mapping_{method}_K{paired_budget}.pt"
+        for path in (folder / "lm_a.pt", folder / "lm_v.pt", mapping_path):
+            if not path.is_file():
+                raise ConfigError(f"{path} not found; make it with python -m agents.pretrain --out {folder} "
+                                  f"--paired-budget {paired_budget} --method {method}")
+        self.lm_a = FrameLM.load(folder / "lm_a.pt")
+        self.lm_v = FrameLM.load(folder / "lm_v.pt")
+        for lm in (self.lm_a, self.lm_v):
+            lm.requires_grad_(False)
+        mapping = Mapping.load(mapping_path)
+        self.register_buffer("map_weight", mapping.weight)
+        self.register_buffer("map_bias", mapping.bias)
+        self.register_buffer("map_center", mapping.center)
+        d_v = self.lm_v.config.d_model
+        self.kinds: dict[str, str] = {}
+        total = 0
+        for key, space in observation_space.spaces.items():
+            if _is_window(space) and space.shape[1] == N_BINS:
+                self.kinds[key] = "audio"
+                total += d_v * max(space.shape[2] // AUDIO_CONTEXT, 1)
+            elif _is_window(space) and space.shape[1] == N_PITCHES:
+                self.kinds[key] = "score"
+                total += 2 * d_v
+            else:
+                self.kinds[key] = "flat"
+                total += _flat_size(space)
+        self.head = nn.Sequential(nn.Linear(total, features_dim), nn.ReLU())
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        self.lm_a.eval()  # the LMs stay frozen, in eval mode, whatever SB3 switches
+        self.lm_v.eval()
+        return self
+
+    def _audio(self, x: torch.Tensor) -> torch.Tensor:
+        frames = x[:, 0].transpose(1, 2)  # (B, W, 75)
+        chunks = max(frames.shape[1] // AUDIO_CONTEXT, 1)
+        out = []
+        for c in range(chunks):
+            seq = frames[:, c * AUDIO_CONTEXT:(c + 1) * AUDIO_CONTEXT]
+            state = self.lm_a.hidden(seq)[:, -POOL_AUDIO:].mean(1)
+            out.append(state @ self.map_weight + self.map_bias - self.map_center)
+        return torch.cat(out, dim=1)
+
+    def _score(self, x: torch.Tensor) -> torch.Tensor:
+        onsets = (x.amax(dim=1) >= 0.99).float().transpose(1, 2)  # (B, 80, 88): onsets of all channels
+        hidden = self.lm_v.hidden(onsets) - self.map_center
+        here = hidden[:, max(SCORE_POSITION + 1 - POOL_SCORE, 0):SCORE_POSITION + 1].mean(1)
+        return torch.cat([here, hidden[:, SCORE_POSITION + 1:].mean(1)], dim=1)
+
+    def forward(self, observations: dict[str, torch.Tensor]) -> torch.Tensor:
+        parts = []
+        with torch.no_grad():
+            for key, kind in self.kinds.items():
+                if kind == "audio":
+                    parts.append(self._audio(observations[key].float()))
+                elif kind == "score":
+                    parts.append(self._score(observations[key].float()))
+        parts += [observations[key].float().flatten(1) for key, kind in self.kinds.items() if kind == "flat"]
+        return self.head(torch.cat(parts, dim=1))
+
+
+EXTRACTORS = {"raw": RawExtractor, "lmm": LMMExtractor}

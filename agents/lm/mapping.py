@@ -1,0 +1,173 @@
+"""Mapping LM^A's hidden states into LM^V's space from only K paired pieces.
+
+A pair is an audio frame and the score frame being played then (from the piece's alignment). Its two sides are
+``h_A(t)``, LM^A's state after the 40 audio frames ending at ``t`` (the agent's "audio" window), and ``h_V(c)``,
+LM^V's state at the agent's place in its "score" window at score frame ``c``. Methods:
+
+- ``regression``: a least-squares affine map ``h_A -> h_V`` over the paired frames (the surface alignment).
+- ``predictive``: starts from the regression and also asks (a) that LM^V's own next-frame head, applied to the
+  mapped state, predict the score frame that follows (the LM's predictive structure), and (b) that mapped audio
+  states of the *unpaired* audio pool match LM^V's states on the *unpaired* score pool in mean and covariance.
+
+Paired data is read only through :func:`paired_pieces` (exactly ``corpus.paired_ids(K)``); the unpaired pools
+serve the distribution term. :func:`retrieval_accuracy` measures a mapping on held-out paired pieces: for audio
+moments of a piece, is the nearest mapped state the right score moment's, among ``candidates`` of that piece?
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from agents.lm.data import (
+    AUDIO_CONTEXT,
+    SCORE_POSITION,
+    audio_frames,
+    load_paired,
+    pool_ids,
+    random_windows,
+    score_frames,
+    score_window_at,
+    window_ending_at,
+)
+from agents.lm.model import FrameLM
+from lmm_envs.music import corpus
+
+METHODS = ("regression", "predictive")
+HELD_OUT = 20  # the last pieces of the paired pool, never in any budget's training pairs
+POOL_AUDIO = 10  # an audio state is LM^A's mean state over the last 10 frames (0.5 s)
+POOL_SCORE = 20  # a score state is LM^V's mean state over the 20 frames up to the agent's place (1 s)
+
+
+@dataclass
+class Mapping:
+    """``mapped = h_A @ weight + bias`` (``weight`` is ``(d_A, d_V)``); ``center`` is the mean LM^V state of the
+    training pairs, removed before comparing states (their shared component would otherwise dominate cosines)."""
+
+    weight: torch.Tensor
+    bias: torch.Tensor
+    center: torch.Tensor
+    method: str
+    paired_budget: int
+
+    def __call__(self, h_audio: torch.Tensor) -> torch.Tensor:
+        return h_audio @ self.weight + self.bias
+
+    def to(self, device: str) -> Mapping:
+        return Mapping(self.weight.to(device), self.bias.to(device), self.center.to(device), self.method,
+                       self.paired_budget)
+
+    def save(self, path) -> None:
+        from lmm_envs.files import atomic_path
+
+        with atomic_path(path) as tmp:
+            torch.save({"weight": self.weight.cpu(), "bias": self.bias.cpu(), "center": self.center.cpu(),
+                        "method": self.method, "paired_budget": self.paired_budget}, tmp)
+
+    @classmethod
+    def load(cls, path, device: str = "cpu") -> Mapping:
+        blob = torch.load(path, map_location=device, weights_only=True)
+        return cls(blob["weight"], blob["bias"], blob["center"], blob["method"], int(blob["paired_budget"]))
+
+
+def paired_pieces(paired_budget: int) -> list[dict]:
+    """The K paired pieces, and nothing else of the paired pool."""
+    if paired_budget > len(corpus.piece_ids(split="train", pool="paired")) - HELD_OUT:
+        raise ValueError(f"paired_budget {paired_budget} leaves no held-out paired pieces for evaluation")
+    return [load_paired(pid) for pid in corpus.paired_ids(paired_budget)]
+
+
+@torch.no_grad()
+def audio_states(lm_a: FrameLM, windows: np.ndarray, batch: int = 256) -> torch.Tensor:
+    """LM^A's state after each audio window ``(N, 40, 75)``: ``(N, d_A)``."""
+    device = next(lm_a.parameters()).device
+    out = [lm_a.hidden(torch.from_numpy(windows[i:i + batch]).to(device))[:, -POOL_AUDIO:].mean(1)
+           for i in range(0, len(windows), batch)]
+    return torch.cat(out)
+
+
+@torch.no_grad()
+def score_states(lm_v: FrameLM, windows: np.ndarray, batch: int = 256) -> torch.Tensor:
+    """LM^V's state at the agent's place in each score window ``(N, 80, 88)``: ``(N, d_V)``."""
+    device = next(lm_v.parameters()).device
+    out = [lm_v.hidden(torch.from_numpy(windows[i:i + batch, :SCORE_POSITION + 1]).to(device))[:, -POOL_SCORE:].mean(1)
+           for i in range(0, len(windows), batch)]
+    return torch.cat(out)
+
+
+def pair_windows(pieces: list[dict], per_piece: int, rng: np.random.Generator) -> tuple[np.ndarray, ...]:
+    """Audio windows, score windows and the next score frame at ``per_piece`` random moments of each piece."""
+    audio, score, following = [], [], []
+    for p in pieces:
+        for t in rng.integers(0, len(p["audio"]), size=per_piece):
+            c = int(p["position"][t])
+            audio.append(window_ending_at(p["audio"], int(t), AUDIO_CONTEXT))
+            score.append(score_window_at(p["score"], c))
+            following.append(p["score"][min(c + 1, len(p["score"]) - 1)])
+    return np.stack(audio), np.stack(score), np.stack(following)
+
+
+def fit_mapping(lm_a: FrameLM, lm_v: FrameLM, paired_budget: int, method: str = "regression",
+                per_piece: int = 200, steps: int = 300, unpaired_pieces: int = 40, ridge: float = 1e-3,
+                seed: int = 0) -> Mapping:
+    """Fit a mapping from the K paired pieces (see the module docstring for the methods)."""
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
+    rng = np.random.default_rng(seed)
+    audio, score, following = pair_windows(paired_pieces(paired_budget), per_piece, rng)
+    h_a, h_v = audio_states(lm_a, audio), score_states(lm_v, score)
+    x = torch.cat([h_a, torch.ones(len(h_a), 1, device=h_a.device)], dim=1)
+    gram = x.T @ x + ridge * len(x) * torch.eye(x.shape[1], device=x.device)
+    solution = torch.linalg.solve(gram, x.T @ h_v)
+    center = h_v.mean(0)
+    mapping = Mapping(solution[:-1].clone(), solution[-1].clone(), center, method, paired_budget)
+    if method == "regression":
+        return mapping
+    # predictive: LM^V's head on the mapped states predicts the following score frame; unpaired moments match
+    a_pool = [audio_frames(i) for i in pool_ids("unpaired_audio", unpaired_pieces)]
+    v_pool = [score_frames(i) for i in pool_ids("unpaired_score", unpaired_pieces)]
+    u_a = audio_states(lm_a, random_windows(a_pool, AUDIO_CONTEXT, 2000, rng))
+    u_v = score_states(lm_v, random_windows(v_pool, SCORE_POSITION + 1, 2000, rng))
+    target_mean, target_cov = u_v.mean(0), torch.cov(u_v.T)
+    weight = mapping.weight.clone().requires_grad_(True)
+    bias = mapping.bias.clone().requires_grad_(True)
+    optimizer = torch.optim.Adam([weight, bias], lr=1e-3)
+    following_t = torch.from_numpy(following).to(h_a.device)
+    for _ in range(steps):
+        mapped = h_a @ weight + bias
+        fit = torch.nn.functional.mse_loss(mapped, h_v)
+        predictive = lm_v.next_frame_loss(lm_v.predict(mapped), following_t)
+        u_mapped = u_a @ weight + bias
+        moments = (u_mapped.mean(0) - target_mean).pow(2).mean() + (torch.cov(u_mapped.T) - target_cov).pow(2).mean()
+        loss = fit + 0.1 * predictive + 0.1 * moments
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    return Mapping(weight.detach(), bias.detach(), center, method, paired_budget)
+
+
+def held_out_ids() -> list[str]:
+    return corpus.piece_ids(split="train", pool="paired")[-HELD_OUT:]
+
+
+@torch.no_grad()
+def retrieval_accuracy(lm_a: FrameLM, lm_v: FrameLM, mapping: Mapping, piece_ids: list[str] | None = None,
+                       candidates: int = 16, seed: int = 0) -> dict[str, float]:
+    """Top-1 retrieval of the score moment for an audio moment, among ``candidates`` moments of the same piece.
+
+    Returns the accuracy, chance (1 / candidates) and the number of queries.
+    """
+    rng = np.random.default_rng(seed)
+    hits, total = 0, 0
+    for pid in piece_ids or held_out_ids():
+        p = load_paired(pid)
+        times = np.sort(rng.choice(len(p["audio"]), size=min(candidates, len(p["audio"])), replace=False))
+        audio = np.stack([window_ending_at(p["audio"], int(t), AUDIO_CONTEXT) for t in times])
+        score = np.stack([score_window_at(p["score"], int(p["position"][t])) for t in times])
+        queries = torch.nn.functional.normalize(mapping(audio_states(lm_a, audio)) - mapping.center, dim=1)
+        keys = torch.nn.functional.normalize(score_states(lm_v, score) - mapping.center, dim=1)
+        hits += int((torch.argmax(queries @ keys.T, dim=1) == torch.arange(len(times), device=keys.device)).sum())
+        total += len(times)
+    return {"accuracy": hits / total, "chance": 1.0 / candidates, "queries": total}

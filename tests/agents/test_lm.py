@@ -1,0 +1,88 @@
+import numpy as np
+import pytest
+import torch
+
+from agents.lm import data as lm_data
+from agents.lm import mapping as lm_mapping
+from agents.lm.audio import train_audio_lm
+from agents.lm.mapping import Mapping, fit_mapping, retrieval_accuracy
+from agents.lm.model import FrameLM
+from agents.lm.symbolic import train_symbolic_lm
+from lmm_envs.music import corpus
+
+
+@pytest.fixture(scope="module")
+def tiny_lms():
+    lm_v, v_losses, _ = train_symbolic_lm(size="tiny", steps=80, limit=4, progress=False)
+    lm_a, a_losses, _ = train_audio_lm(size="tiny", steps=80, limit=4, progress=False)
+    return lm_v, v_losses, lm_a, a_losses
+
+
+def test_each_lm_loss_falls_on_a_tiny_run(tiny_lms):
+    _, v_losses, _, a_losses = tiny_lms
+    assert np.mean(v_losses[-10:]) < 0.5 * np.mean(v_losses[:10])
+    assert np.mean(a_losses[-10:]) < 0.5 * np.mean(a_losses[:10])
+
+
+def test_lms_save_and_reload_the_same_states(tiny_lms, tmp_path):
+    lm_v = tiny_lms[0]
+    lm_v.save(tmp_path / "v.pt")
+    again = FrameLM.load(tmp_path / "v.pt")
+    x = torch.rand(2, 21, 88).round()
+    assert torch.equal(lm_v.hidden(x), again.hidden(x))
+
+
+@pytest.mark.parametrize("method", ["regression", "predictive"])
+def test_mapping_reads_exactly_k_paired_pieces(tiny_lms, monkeypatch, method):
+    lm_v, _, lm_a, _ = tiny_lms
+    read: list[str] = []
+    original_prepare, original_score = lm_data.prepare_piece, lm_data.corpus_score
+
+    def spy_prepare(piece_id, *args, **kwargs):
+        read.append(piece_id)
+        return original_prepare(piece_id, *args, **kwargs)
+
+    def spy_score(piece_id, *args, **kwargs):
+        read.append(piece_id)
+        return original_score(piece_id, *args, **kwargs)
+
+    monkeypatch.setattr(lm_data, "prepare_piece", spy_prepare)
+    monkeypatch.setattr(lm_data, "corpus_score", spy_score)
+    mapping = fit_mapping(lm_a, lm_v, paired_budget=3, method=method, per_piece=20, steps=5, unpaired_pieces=2)
+    paired_pool = set(corpus.piece_ids(split="train", pool="paired"))
+    assert {pid for pid in read if pid in paired_pool} == set(corpus.paired_ids(3))
+    assert all(corpus.piece_info(pid).split == "train" for pid in read)  # nothing from val or test
+    assert mapping.paired_budget == 3 and mapping.method == method
+
+
+def test_mapping_round_trips_and_retrieval_reports_chance(tiny_lms, tmp_path):
+    lm_v, _, lm_a, _ = tiny_lms
+    mapping = fit_mapping(lm_a, lm_v, paired_budget=2, per_piece=20)
+    mapping.save(tmp_path / "m.pt")
+    again = Mapping.load(tmp_path / "m.pt")
+    assert torch.equal(again.weight, mapping.weight) and torch.equal(again.center, mapping.center)
+    result = retrieval_accuracy(lm_a, lm_v, again, piece_ids=lm_mapping.held_out_ids()[:2], candidates=8)
+    assert result["chance"] == 1 / 8 and result["queries"] == 16 and 0.0 <= result["accuracy"] <= 1.0
+    with pytest.raises(ValueError, match="held-out"):
+        fit_mapping(lm_a, lm_v, paired_budget=10_000)
+
+
+def test_lm_reward_wrapper_scores_the_agents_own_audio(tiny_lms):
+    import gymnasium as gym
+
+    import lmm_envs  # noqa: F401
+    from agents.lm.reward import LMRewardWrapper
+    from lmm_envs.music.corpus import piece_ids, piece_info
+
+    mono = sorted((p for p in piece_ids(split="test") if piece_info(p).monophonic), key=lambda p: piece_info(p).seconds)[:1]
+    lm_a = tiny_lms[2]
+    env = LMRewardWrapper(gym.make("lmm/SightReading-v0", pieces=mono), lm_a)
+    env.reset(seed=0)
+    rewards = []
+    for _ in range(30):
+        _, reward, _, _, info = env.step(env.unwrapped.oracle_action())
+        assert reward == pytest.approx(info["lm_reward"]) and "env_reward" in info
+        rewards.append(reward)
+    assert np.all(np.isfinite(rewards)) and np.std(rewards) > 0
+    with pytest.raises(ValueError, match="playing env"):
+        LMRewardWrapper(gym.make("lmm/ScoreFollowing-v0", pieces=mono), lm_a)
