@@ -7,7 +7,8 @@ Hyperparameters come from ``agents/configs/<env>.yaml`` (one section per algorit
 first K paired pieces (``--paired-budget``; 0 means the whole train split). Writes TensorBoard logs (``tb/``,
 with the episode metrics of the env), checkpoints (``checkpoints/``), the final ``model.zip`` and
 ``run.json`` (the settings, and the leaderboard track they fall in). ``--features lmm`` needs a folder from
-``python -m agents.pretrain``.
+``python -m agents.pretrain``; so does ``--reward lm`` (the motion tasks learning from LM^A's likelihood of
+what they play, :class:`agents.lm.reward.LMRewardWrapper`).
 """
 
 from __future__ import annotations
@@ -87,7 +88,7 @@ def make_callbacks(out: Path, steps: int, checkpoint_every: int, progress: bool)
 def train(env_id: str, algo: str = "ppo", features: str = "raw", paired_budget: int = 8, steps: int = 100_000,
           seed: int = 0, device: str = "auto", out: str | Path = "runs/agent", recurrent: bool = False,
           lm_dir: str = "runs/lm", mapping: str = "regression", checkpoint_every: int = 25_000,
-          progress: bool = True):
+          progress: bool = True, reward: str = "env"):
     """Train and save an agent (see the module docstring); returns the SB3 model."""
     from agents.features import EXTRACTORS
 
@@ -100,6 +101,18 @@ def train(env_id: str, algo: str = "ppo", features: str = "raw", paired_budget: 
     env_kwargs = dict(config.pop("env_kwargs", {}) or {})
     env_kwargs.update({"paired_budget": paired_budget} if paired_budget else {"split": "train"})
     env = gym.make(env_id, **env_kwargs)
+    if reward == "lm":  # the closed loop: LM^A's likelihood of the agent's own audio instead of the env's reward
+        from agents.lm.reward import LMRewardWrapper
+
+        lm_path = Path(lm_dir) / "lm_a.pt"
+        if not lm_path.is_file():
+            raise ConfigError(f"{lm_path} not found; make it with python -m agents.pretrain --out {lm_dir}")
+        try:
+            env = LMRewardWrapper(env, str(lm_path))
+        except ValueError as e:
+            raise ConfigError(str(e)) from None
+    elif reward != "env":
+        raise ConfigError(f"--reward must be 'env' or 'lm', got {reward!r}")
     if algo == "dqn" and not isinstance(env.action_space, gym.spaces.Discrete):
         raise ConfigError(f"DQN needs a Discrete action space; {env_id} has {env.action_space}")
     if algo == "sac" and not isinstance(env.action_space, gym.spaces.Box):
@@ -123,7 +136,7 @@ def train(env_id: str, algo: str = "ppo", features: str = "raw", paired_budget: 
     run = {"env_id": env_id, "algo": algo, "recurrent": recurrent, "features": features, "paired_budget": paired_budget,
            "steps": steps, "seed": seed, "device": str(model.device), "env_kwargs": env_kwargs, "hyperparameters": config,
            "lm_dir": lm_dir if features == "lmm" else None, "mapping": mapping if features == "lmm" else None,
-           "track": track_of(paired_budget, steps)}
+           "reward": reward, "track": track_of(paired_budget, steps)}
     (out / "run.json").write_text(json.dumps(run, indent=1))
     return model
 
@@ -142,11 +155,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--lm-dir", default="runs/lm", help="pretrained LMs and mappings (python -m agents.pretrain)")
     ap.add_argument("--mapping", default="regression", choices=["regression", "predictive"])
     ap.add_argument("--checkpoint-every", type=int, default=25_000)
+    ap.add_argument("--reward", default="env", choices=["env", "lm"],
+                    help="lm: LM^A's log-likelihood of the agent's own audio (SightReading, PlayByEar)")
     ap.add_argument("--quiet", action="store_true")
     args = ap.parse_args(argv)
     try:
         train(args.env, args.algo, args.features, args.paired_budget, args.steps, args.seed, args.device, args.out,
-              args.recurrent, args.lm_dir, args.mapping, args.checkpoint_every, progress=not args.quiet)
+              args.recurrent, args.lm_dir, args.mapping, args.checkpoint_every, progress=not args.quiet,
+              reward=args.reward)
     except LMMError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -38,3 +38,9 @@ def test_wrong_algorithm_for_the_space_and_bad_options_are_clear(tmp_path, capsy
 def test_configs_and_tracks():
     assert load_config("lmm/ScoreFollowing-v0", "sac")["env_kwargs"] == {"action_type": "continuous"}
     assert track_of(8, 100_000) == "8/100k" and track_of(64, 1_000_000) == "64/1M" and track_of(0, 50_000) == "all/100k"
+
+
+def test_lm_reward_needs_a_playing_env_and_pretrained_lms(tmp_path):
+    with pytest.raises(ConfigError, match="agents.pretrain"):
+        train("lmm/SightReading-v0", "ppo", "raw", paired_budget=8, steps=8, out=tmp_path, progress=False,
+              reward="lm", lm_dir=str(tmp_path / "none"))
