@@ -19,7 +19,10 @@ class CallableAgent:
 
         self.policy = policy
         try:
-            self._takes_info = len(inspect.signature(policy).parameters) >= 2
+            params = inspect.signature(policy).parameters.values()
+            required = [p for p in params if p.default is p.empty and p.kind in (p.POSITIONAL_ONLY,
+                                                                                  p.POSITIONAL_OR_KEYWORD)]
+            self._takes_info = len(required) >= 2 or any(p.kind == p.VAR_POSITIONAL for p in params)
         except (TypeError, ValueError):
             self._takes_info = False
 

@@ -56,7 +56,7 @@ def test_result_file_has_the_fields_of_the_design():
 
 
 def test_a_plain_function_is_evaluated_under_the_protocol():
-    keep_tempo = lambda obs: 1  # noqa: E731
+    keep_tempo = lambda obs, action=1: action  # noqa: E731  (a default argument is not the info dict)
     result = evaluate(ENV, keep_tempo, agent_name="steady", limit=1, progress=False)
     assert result["agent"] == {"name": "steady", "kind": "python"}
     with pytest.raises(ConfigError, match="workers"):
