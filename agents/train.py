@@ -167,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     print(f"wrote {Path(args.out) / 'model.zip'}; evaluate it with: lmm-envs evaluate --env {args.env} "
-          f"--agent {Path(args.out) / 'model.zip'} --track {track_of(args.paired_budget, args.steps)} --trust-checkpoint")
+          f"--agent {Path(args.out) / 'model.zip'} --track {track_of(args.paired_budget, args.steps)}")
     return 0
 
 

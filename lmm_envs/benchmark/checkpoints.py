@@ -4,14 +4,19 @@ SB3 stores weights as ``.pth`` files (read with ``torch.load(weights_only=True)`
 ``data`` entry, where some values (spaces, schedules, the policy class, sometimes ``policy_kwargs``) are
 cloudpickled. Unpickling runs whatever code the file names, so by default every pickled value is replaced
 before SB3 sees it: the spaces come from the env the agent is evaluated on, the policy class from the algorithm's
-``MultiInputPolicy``/``MlpPolicy`` alias, and schedules (training-only) by constants. A checkpoint whose
-``policy_kwargs`` are pickled (a custom network class) can only be loaded with ``trust=True``.
+``MultiInputPolicy``/``MlpPolicy`` alias, and schedules (training-only) by constants. Pickled ``policy_kwargs``
+(which name the network's classes) are read with a restricted unpickler that only accepts classes from an
+allowlist (the extractors in ``agents.features``, torch activations and optimizers, plain containers); a
+checkpoint naming anything else can only be loaded with ``trust=True``.
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import io
 import json
+import pickle
 import zipfile
 from pathlib import Path
 
@@ -21,6 +26,32 @@ _TRAINING_ONLY = {"lr_schedule", "learning_rate", "clip_range", "clip_range_vf",
                   "ent_coef", "target_entropy", "action_noise", "replay_buffer_class", "replay_buffer_kwargs",
                   "_last_obs", "_last_original_obs", "_last_episode_starts", "ep_info_buffer",
                   "ep_success_buffer", "_episode_storage", "_custom_logger", "_logger", "train_freq"}
+
+
+ALLOWED_MODULES = ("agents.features", "torch.nn.modules.activation", "torch.optim")
+ALLOWED_BUILTINS = {"dict", "list", "tuple", "set", "frozenset", "int", "float", "str", "bool", "NoneType"}
+
+
+class _RestrictedUnpickler(pickle.Unpickler):
+    """Unpickles only references to allowlisted classes: nothing named in the file can run other code."""
+
+    def find_class(self, module: str, name: str):
+        if module == "builtins" and name in ALLOWED_BUILTINS:
+            return super().find_class(module, name)
+        if module == "collections" and name == "OrderedDict":
+            return super().find_class(module, name)
+        if any(module == m or module.startswith(m + ".") for m in ALLOWED_MODULES) and not name.startswith("_"):
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(f"{module}.{name} is not on the allowlist")
+
+
+def safe_policy_kwargs(serialized: dict) -> dict | None:
+    """SB3's pickled ``policy_kwargs``, if they name only allowlisted classes; None otherwise."""
+    try:
+        value = _RestrictedUnpickler(io.BytesIO(base64.b64decode(serialized[":serialized:"]))).load()
+    except Exception:  # noqa: BLE001 - any failure means: not provably safe
+        return None
+    return value if isinstance(value, dict) else None
 
 
 def _read_data(path: Path) -> dict:
@@ -84,13 +115,17 @@ def load_sb3_agent(path: str | Path, env, trust: bool = False, device: str = "cp
     custom: dict = {}
     if not trust:
         pickled = {k for k, v in data.items() if isinstance(v, dict) and ":serialized:" in v}
-        if "policy_kwargs" in pickled:
-            raise ConfigError(f"{path} names a custom policy class in pickled policy_kwargs; loading it runs code from "
-                              "the file. If you trust it, load it with trust=True (CLI: --trust-checkpoint)")
+        policy_kwargs = safe_policy_kwargs(data["policy_kwargs"]) if "policy_kwargs" in pickled else None
+        if "policy_kwargs" in pickled and policy_kwargs is None:
+            raise ConfigError(f"{path} names a policy class outside the allowlist in its pickled policy_kwargs; "
+                              "loading it runs code from the file. If you trust it, load it with trust=True "
+                              "(CLI: --trust-checkpoint)")
         import gymnasium as gym
 
         dict_obs = isinstance(env.observation_space, gym.spaces.Dict)
         custom = {k: None for k in pickled}
+        if policy_kwargs is not None:
+            custom["policy_kwargs"] = policy_kwargs
         custom.update({
             "observation_space": env.observation_space, "action_space": env.action_space,
             "policy_class": algo.policy_aliases["MultiInputPolicy" if dict_obs else "MlpPolicy"],

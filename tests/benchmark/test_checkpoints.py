@@ -50,18 +50,25 @@ def test_cli_evaluates_a_checkpoint(saved_ppo, tmp_path):
     assert result["agent"]["kind"] == "sb3" and len(result["agent"]["checkpoint_sha256"]) == 64
 
 
-def test_pickled_policy_code_is_refused_unless_trusted(tmp_path):
-    import torch
+class HomeMadeExtractor(__import__("agents.features", fromlist=["RawExtractor"]).RawExtractor):
+    """A network class from outside the allowlist: loading it means running this file's code."""
+
+
+def test_allowlisted_extractors_load_safely_and_others_need_trust(tmp_path):
     from stable_baselines3 import PPO
 
+    from agents.features import RawExtractor
+
     env = gym.make("lmm/ScoreFollowing-v0", pieces=PIECES)
-    model = PPO("MultiInputPolicy", env, n_steps=64, batch_size=32, n_epochs=1, device="cpu",
-                policy_kwargs={"activation_fn": torch.nn.Tanh})
-    path = tmp_path / "custom.zip"
-    model.save(path)
-    with pytest.raises(ConfigError, match="trust"):
-        load_sb3_agent(path, env)
-    assert load_sb3_agent(path, env, trust=True).model.policy.activation_fn is torch.nn.Tanh
+    for cls, name in ((RawExtractor, "raw.zip"), (HomeMadeExtractor, "home.zip")):
+        PPO("MultiInputPolicy", env, n_steps=64, batch_size=32, n_epochs=1, device="cpu",
+            policy_kwargs={"features_extractor_class": cls}).save(tmp_path / name)
+    agent = load_sb3_agent(tmp_path / "raw.zip", env)  # no trust needed: agents.features is on the allowlist
+    assert isinstance(agent.model.policy.features_extractor, RawExtractor)
+    with pytest.raises(ConfigError, match="allowlist"):
+        load_sb3_agent(tmp_path / "home.zip", env)
+    assert isinstance(load_sb3_agent(tmp_path / "home.zip", env, trust=True).model.policy.features_extractor,
+                      HomeMadeExtractor)
 
 
 @pytest.mark.parametrize("content,message", [
