@@ -108,6 +108,14 @@ def playing_target(piece: Piece, mono: bool, velocity: bool, synth) -> PlayingTa
     return hit
 
 
+def corpus_key_range(mono: bool) -> tuple[int, int]:
+    """Lowest and highest pitch over the whole bundled corpus (its monophonic pieces with ``mono``): the keys of
+    the motion tasks, the same for every split so that an agent trained on one is evaluated on another."""
+    infos = [corpus.piece_info(p) for p in corpus.piece_ids()]
+    infos = [i for i in infos if i.monophonic] if mono else infos
+    return min(i.lowest for i in infos), max(i.highest for i in infos)
+
+
 def _pitch_range(source) -> tuple[int, int]:
     if isinstance(source, str):
         info = corpus.piece_info(source)
@@ -119,7 +127,8 @@ def _pitch_range(source) -> tuple[int, int]:
 class PlayingEnv(LMMEnv):
     """What SightReading and PlayByEar share: keys as actions, the keyboard's sound, rewards and metrics."""
 
-    def __init__(self, polyphony: str = "mono", velocity: bool = False, reward: str = "audio", **kwargs):
+    def __init__(self, polyphony: str = "mono", velocity: bool = False, reward: str = "audio",
+                 key_range: tuple[int, int] | None = None, **kwargs):
         if polyphony not in ("mono", "poly"):
             raise ConfigError(f"polyphony must be 'mono' or 'poly', got {polyphony!r}")
         if reward not in ("audio", "symbolic"):
@@ -132,8 +141,17 @@ class PlayingEnv(LMMEnv):
         self.reward_type = reward
         super().__init__(**kwargs)
         ranges = np.array([_pitch_range(s) for s in self.sources])
-        self.key_low = int(ranges[:, 0].min()) - PITCH_LOW  # index of the lowest key the agent controls
-        self.n_keys = int(ranges[:, 1].max()) - int(ranges[:, 0].min()) + 1
+        need_lo, need_hi = int(ranges[:, 0].min()), int(ranges[:, 1].max())
+        if key_range is None:
+            lo, hi = corpus_key_range(self.mono)
+            lo, hi = min(lo, need_lo), max(hi, need_hi)
+        else:
+            lo, hi = (int(k) for k in key_range)
+            if not (PITCH_LOW <= lo <= hi < PITCH_LOW + N_KEYS) or lo > need_lo or hi < need_hi:
+                raise ConfigError(f"key_range {tuple(key_range)} must lie on the piano (21..108) and hold the "
+                                  f"pieces' notes ({need_lo}..{need_hi})")
+        self.key_low = lo - PITCH_LOW  # index of the lowest key the agent controls
+        self.n_keys = hi - lo + 1
         self.keyboard = make_keyboard(self.synth)
         n_levels = VELOCITY_LEVELS.size
         if self.mono:
@@ -311,7 +329,8 @@ class SightReadingEnv(PlayingEnv):
     score -> motion and closes the loop motion -> audio through the synthesizer.
 
     ## Action Space
-    Over ``n_keys`` keys, the piece set's pitch range (lowest to highest note of its pieces).
+    Over ``n_keys`` keys: the bundled corpus's pitch range (55..88 for its monophonic pieces, 36..93 for all), the
+    same for every split, widened to hold any given pieces' notes, or ``key_range=(low, high)``.
     ``polyphony="mono"`` (default): ``Discrete(n_keys + 1)``: 0 is silence, ``i`` holds down key ``i - 1``;
     ``polyphony="poly"``: ``MultiBinary(n_keys)``, the keys held down. With ``velocity=True`` each struck key
     also gets one of 5 velocities (40, 60, 80, 100, 120): mono ``MultiDiscrete([n_keys + 1, 5])``, poly
@@ -339,7 +358,7 @@ class SightReadingEnv(PlayingEnv):
 
     ## Arguments
     Those of :class:`~lmm_envs.envs.base.LMMEnv` plus ``polyphony`` (``mono``: monophonic pieces only, e.g.
-    the folk tunes; ``poly``), ``velocity`` (False) and ``reward`` (``audio``/``symbolic``). Sound is made in the
+    the folk tunes; ``poly``), ``velocity`` (False), ``reward`` (``audio``/``symbolic``) and ``key_range``. Sound is made in the
     feature domain from the synth's per-key templates (:mod:`lmm_envs.audio.keyboard`), the target's included.
 
     ## Version History

@@ -74,10 +74,18 @@ def test_observations_show_the_target_ahead_and_the_agent_hears_itself():
     assert "score" not in obs and obs["target"].shape == (1, 75, 80) and obs["target"].max() > 0
 
 
-def test_action_spaces_follow_polyphony_and_velocity():
-    lo, hi = piece_info(MONO[0]).lowest, piece_info(MONO[0]).highest
+def test_action_spaces_follow_polyphony_and_velocity_and_are_the_same_for_every_split():
+    lo, hi = 55, 88  # the monophonic corpus's range
     env = gym.make("lmm/SightReading-v0", pieces=MONO[:1])
     assert env.action_space == gym.spaces.Discrete(hi - lo + 2)
+    for split in ("train", "test"):
+        assert gym.make("lmm/PlayByEar-v0", split=split).action_space == env.action_space
+        assert gym.make("lmm/SightReading-v0", split=split, polyphony="poly").action_space == \
+            gym.spaces.MultiBinary(93 - 36 + 1)
+    narrow = gym.make("lmm/SightReading-v0", pieces=MONO[:1], key_range=(piece_info(MONO[0]).lowest, 88))
+    assert narrow.action_space.n == 88 - piece_info(MONO[0]).lowest + 2
+    with pytest.raises(ConfigError, match="key_range"):
+        gym.make("lmm/SightReading-v0", pieces=MONO[:1], key_range=(70, 72))
     assert isinstance(gym.make("lmm/SightReading-v0", pieces=POLY, polyphony="poly").action_space,
                       gym.spaces.MultiBinary)
     assert gym.make("lmm/PlayByEar-v0", pieces=MONO[:1], velocity=True).action_space.nvec.tolist() == [hi - lo + 2, 5]
