@@ -131,13 +131,6 @@ def _write_text_atomic(path: Path, text: str) -> None:
         tmp.write_text(text)
 
 
-def _write_json_atomic(path: Path, data) -> None:
-    from lmm_envs.files import atomic_path
-
-    with atomic_path(path) as tmp, tmp.open("w") as f:
-        json.dump(data, f, indent=1, default=float)
-
-
 def render_episode(env, agent: str, seed: int, options: dict | None) -> list:
     from lmm_envs.benchmark.evaluate import run_episode
 

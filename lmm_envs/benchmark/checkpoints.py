@@ -22,12 +22,6 @@ from pathlib import Path
 
 from lmm_envs.errors import ConfigError, MissingDependencyError
 
-_TRAINING_ONLY = {"lr_schedule", "learning_rate", "clip_range", "clip_range_vf", "exploration_schedule",
-                  "ent_coef", "target_entropy", "action_noise", "replay_buffer_class", "replay_buffer_kwargs",
-                  "_last_obs", "_last_original_obs", "_last_episode_starts", "ep_info_buffer",
-                  "ep_success_buffer", "_episode_storage", "_custom_logger", "_logger", "train_freq"}
-
-
 ALLOWED_MODULES = ("agents.features", "torch.nn.modules.activation", "torch.optim")
 ALLOWED_BUILTINS = {"dict", "list", "tuple", "set", "frozenset", "int", "float", "str", "bool", "NoneType"}
 
@@ -123,7 +117,7 @@ def load_sb3_agent(path: str | Path, env, trust: bool = False, device: str = "cp
         import gymnasium as gym
 
         dict_obs = isinstance(env.observation_space, gym.spaces.Dict)
-        custom = {k: None for k in pickled}
+        custom = {k: None for k in pickled}  # nothing pickled is unpickled; what prediction needs is set below
         if policy_kwargs is not None:
             custom["policy_kwargs"] = policy_kwargs
         custom.update({
@@ -132,7 +126,6 @@ def load_sb3_agent(path: str | Path, env, trust: bool = False, device: str = "cp
             "lr_schedule": lambda _: 0.0, "learning_rate": 0.0, "clip_range": lambda _: 0.2,
             "exploration_schedule": lambda _: 0.0,
         })
-        custom.update({k: None for k in pickled & _TRAINING_ONLY if k not in custom})
     try:
         model = algo.load(path, env=None, device=device, custom_objects=custom)
     except (ValueError, KeyError, RuntimeError) as e:

@@ -67,7 +67,7 @@ def load_results(folder: str | Path) -> list[dict]:
     files = sorted(folder.glob("*.json"))
     if not files:
         raise ResultFileError(f"no result files (*.json) in {folder}; write some with lmm-envs evaluate --out")
-    return [load_result(f) | {"_file": f.name} for f in files]
+    return [load_result(f) for f in files]
 
 
 def _interval(stat: dict, scale: float = 1.0, digits: int = 3) -> str:
