@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from lmm_envs.audio.features import FPS
-from lmm_envs.envs.base import AUDIO_SCALE, ONSET_VALUE, score_roll
+from lmm_envs.envs.base import ONSET_VALUE, audio_pixels, score_roll
 from lmm_envs.music import corpus
 from lmm_envs.pieces import corpus_score, performance_seed, prepare_piece
 
@@ -19,24 +19,34 @@ SCORE_CONTEXT = 80  # score frames an agent reads (the "score" window)
 SCORE_POSITION = 20  # the agent's position in the score window (SCORE_LOOKBEHIND)
 
 
+def _onsets(score) -> np.ndarray:
+    return (score_roll(score) == ONSET_VALUE).T.astype(np.float32)
+
+
+def _audio(piece) -> np.ndarray:
+    return (audio_pixels(piece.spectrogram) / 255.0).T.astype(np.float32)
+
+
+def _rendering(piece_id: str, variant: int):
+    return prepare_piece(piece_id, 1.0, performance_seed(piece_id, variant))
+
+
 def score_frames(piece_id: str) -> np.ndarray:
     """``(frames, 88)`` float32 onsets of a bundled piece's score at nominal tempo."""
-    return (score_roll(corpus_score(piece_id)) == ONSET_VALUE).T.astype(np.float32)
+    return _onsets(corpus_score(piece_id))
 
 
 def audio_frames(piece_id: str, variant: int = 0) -> np.ndarray:
     """``(frames, 75)`` float32 spectrogram frames of one rendering, quantised as in the env, in [0, 1]."""
-    piece = prepare_piece(piece_id, 1.0, performance_seed(piece_id, variant))
-    return (np.clip(np.rint(piece.spectrogram * AUDIO_SCALE), 0, 255) / 255.0).T.astype(np.float32)
+    return _audio(_rendering(piece_id, variant))
 
 
 def load_paired(piece_id: str, variant: int = 0) -> dict[str, np.ndarray]:
     """A paired piece: audio frames, score frames and, per audio frame, the score frame being played."""
-    piece = prepare_piece(piece_id, 1.0, performance_seed(piece_id, variant))
-    audio = (np.clip(np.rint(piece.spectrogram * AUDIO_SCALE), 0, 255) / 255.0).T.astype(np.float32)
-    score = (score_roll(piece.score) == ONSET_VALUE).T.astype(np.float32)
+    piece = _rendering(piece_id, variant)
+    score = _onsets(piece.score)
     position = np.clip(np.round(piece.score_positions * FPS).astype(np.int64), 0, score.shape[0] - 1)
-    return {"audio": audio, "score": score, "position": position, "id": piece_id}
+    return {"audio": _audio(piece), "score": score, "position": position, "id": piece_id}
 
 
 def pool_ids(pool: str, limit: int | None = None) -> list[str]:

@@ -14,7 +14,7 @@ from lmm_envs.audio.keyboard import (
     to_linear,
     velocity_scale,
 )
-from lmm_envs.envs.base import AUDIO_SCALE, AUDIO_WINDOW, SCORE_LOOKBEHIND, SCORE_WINDOW, LMMEnv, score_roll
+from lmm_envs.envs.base import AUDIO_WINDOW, SCORE_LOOKBEHIND, SCORE_WINDOW, LMMEnv, audio_pixels, score_roll
 from lmm_envs.envs.rendering import AGENT_COLOUR, TRUTH_COLOUR, compose, mark_column, panel
 from lmm_envs.errors import ConfigError
 from lmm_envs.metrics import accompaniment_metrics
@@ -168,7 +168,7 @@ class AccompanimentEnv(LMMEnv):
         self._solo_linear[:, :solo_spec.shape[1]] = to_linear(solo_spec)
         self._acc_linear = np.zeros_like(self._solo_linear)
         self._pixels = np.zeros((1, N_BINS, n + 80 + AUDIO_WINDOW - 1), dtype=np.uint8)
-        self._pixels[0, :, AUDIO_WINDOW - 1:] = self._quantize(self._solo_linear)
+        self._pixels[0, :, AUDIO_WINDOW - 1:] = audio_pixels(np.log1p(self._solo_linear))
         rolls = [score_roll(score.select_parts([p])) if np.any(score.part == p) else None for p in range(score.n_parts)]
         width = max(r.shape[1] for r in rolls if r is not None)
         solo_roll = np.zeros((88, width), dtype=np.uint8)
@@ -187,10 +187,6 @@ class AccompanimentEnv(LMMEnv):
         self._played_notes: list[tuple[int, float, float, float]] = []  # pitch, onset, offset, velocity
         return self._observation(), self._info()
 
-    @staticmethod
-    def _quantize(linear: np.ndarray) -> np.ndarray:
-        return np.minimum(np.rint(np.log1p(linear) * AUDIO_SCALE), 255).astype(np.uint8)
-
     def _sound(self, event: int, velocity: float | None, frame: int) -> None:
         """Add the event's notes, struck at ``frame``, to the accompaniment the agent hears (and the audio log)."""
         ev = self._events
@@ -206,7 +202,7 @@ class AccompanimentEnv(LMMEnv):
             stop = max(stop, end)
             t = frame / FPS
             self._played_notes.append((int(self.piece.score.pitch[note]), t, t + held / FPS, float(v)))
-        mixed = self._quantize(self._solo_linear[:, start:stop] + self._acc_linear[:, start:stop])
+        mixed = audio_pixels(np.log1p(self._solo_linear[:, start:stop] + self._acc_linear[:, start:stop]))
         self._pixels[0, :, start + AUDIO_WINDOW - 1:stop + AUDIO_WINDOW - 1] = mixed
 
     def _advance(self, action):

@@ -36,6 +36,11 @@ AUDIO_SCALE = 40.0  # spectrogram value (log1p(100 * amplitude)) -> uint8 pixel;
 SCORE_SUFFIXES = MIDI_SUFFIXES | MUSIC21_SUFFIXES
 
 
+def audio_pixels(spec: np.ndarray) -> np.ndarray:
+    """Spectrogram values (``log1p(100 * amplitude)``) -> the uint8 pixels of every env's audio windows."""
+    return np.clip(np.rint(spec * AUDIO_SCALE), 0, 255).astype(np.uint8)
+
+
 def score_roll(score: Score, fps: int = FPS) -> np.ndarray:
     """Piano roll of the score on its nominal timeline: (88, frames) uint8, 255 at onsets, 128 while sounding."""
     onsets = score.onset_seconds
@@ -267,7 +272,7 @@ class LMMEnv(gym.Env):
     def pad_audio(spec: np.ndarray) -> np.ndarray:
         """Quantized spectrogram with AUDIO_WINDOW - 1 silent frames in front: frame f's window is [:, f:f+40]."""
         out = np.zeros((1, spec.shape[0], spec.shape[1] + AUDIO_WINDOW - 1), dtype=np.uint8)
-        out[0, :, AUDIO_WINDOW - 1:] = np.clip(np.rint(spec * AUDIO_SCALE), 0, 255).astype(np.uint8)
+        out[0, :, AUDIO_WINDOW - 1:] = audio_pixels(spec)
         return out
 
     @staticmethod

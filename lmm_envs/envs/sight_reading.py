@@ -18,7 +18,7 @@ from lmm_envs.audio.keyboard import (
     make_keyboard,
     to_log,
 )
-from lmm_envs.envs.base import AUDIO_SCALE, AUDIO_WINDOW, SCORE_LOOKBEHIND, SCORE_WINDOW, LMMEnv
+from lmm_envs.envs.base import AUDIO_SCALE, AUDIO_WINDOW, SCORE_LOOKBEHIND, SCORE_WINDOW, LMMEnv, audio_pixels
 from lmm_envs.envs.rendering import AGENT_COLOUR, TRUTH_COLOUR, compose, mark_column, panel
 from lmm_envs.errors import ConfigError
 from lmm_envs.metrics import key_notes, playing_metrics
@@ -238,7 +238,7 @@ class PlayingEnv(LMMEnv):
         down, vel = self._keys_of(action)
         frame = np.log1p(self._player.step(down, vel))  # linear amplitudes are sums of non-negative templates
         self._own_spec[:, f] = frame
-        self._own_pixels[0, :, f + AUDIO_WINDOW - 1] = np.minimum(np.rint(frame * AUDIO_SCALE), 255)
+        self._own_pixels[0, :, f + AUDIO_WINDOW - 1] = audio_pixels(frame)
         self._played[f, down] = True
         if vel is not None:
             self._played_velocity[f, down] = vel
@@ -414,7 +414,7 @@ class PlayByEarEnv(PlayingEnv):
         return {"target": gym.spaces.Box(0, 255, shape=(1, N_BINS, SCORE_WINDOW), dtype=np.uint8)}
 
     def _prepare_observations(self, piece):
-        pixels = np.minimum(np.rint(self._target.spectrum * AUDIO_SCALE), 255).astype(np.uint8)
+        pixels = audio_pixels(self._target.spectrum)
         after = SCORE_WINDOW - SCORE_LOOKBEHIND
         self._target_pixels = np.ascontiguousarray(np.pad(pixels, ((0, 0), (SCORE_LOOKBEHIND, after)))[None])
 
