@@ -13,8 +13,8 @@ import numpy as np
 
 from agents.baselines.oltw import OnlineTimeWarping, frame_features
 from lmm_envs.audio.features import FPS, N_BINS
-from lmm_envs.audio.keyboard import N_KEYS, PITCH_LOW, make_keyboard, to_linear, to_log, velocity_scale
-from lmm_envs.envs.accompaniment import PLAY, WAIT
+from lmm_envs.audio.keyboard import make_keyboard, to_linear, to_log, velocity_scale
+from lmm_envs.envs.accompaniment import PLAY, WAIT, accompaniment_events
 from lmm_envs.envs.base import AUDIO_SCALE
 from lmm_envs.music.expressive import ARTICULATION
 from lmm_envs.pieces import prepare_piece
@@ -68,10 +68,7 @@ class FollowerAccompanist:
         solo = info["solo_part"]
         reference = prepare_piece(score.select_parts([solo]), expressiveness=0.0, seed=0, synth=self.synth)
         self.oltw = OnlineTimeWarping(frame_features(reference.spectrogram), self.window, self.max_run)
-        acc = np.flatnonzero(score.part != solo)
-        beats = np.unique(score.onset[acc])
-        which = np.searchsorted(beats, score.onset[acc])
-        self.event_notes = [acc[which == i] for i in range(beats.size)]
+        self.event_notes = accompaniment_events(score, solo)[1]
         self.score = score
         self.own = np.zeros((N_BINS, int(score.end_seconds * FPS * 4) + 200), dtype=np.float32)
         self.frame = 0
@@ -90,12 +87,10 @@ class FollowerAccompanist:
         """Add the sound of the event it plays now to what it knows it is playing."""
         score, f = self.score, self.frame
         for note in self.event_notes[event]:
-            key = int(np.clip(score.pitch[note] - PITCH_LOW, 0, N_KEYS - 1))
             seconds = float(score.tempo.beats_to_seconds(score.onset[note] + score.duration[note] * ARTICULATION)
                             - score.tempo.beats_to_seconds(score.onset[note])) / self.tempo
-            sound = self.keyboard.note_sound(key, int(round(seconds * FPS)), float(velocity_scale(score.velocity[note])))
-            end = min(f + sound.shape[1], self.own.shape[1])
-            self.own[:, f:end] += sound[:, :end - f]
+            self.keyboard.add_note(self.own, f, int(score.pitch[note]), int(round(seconds * FPS)),
+                                   float(velocity_scale(score.velocity[note])))
 
     def act(self, obs, info):
         f = min(self.frame, self.own.shape[1] - 1)

@@ -98,6 +98,15 @@ class Keyboard:
         out[:, held:] = self.templates[key, :, held:held + RELEASE_FRAMES] * self.release[key]
         return out * np.float32(gain)
 
+    def add_note(self, out: np.ndarray, frame: int, pitch: int, held_frames: int, gain: float) -> int:
+        """Add a note of MIDI ``pitch`` struck at ``frame`` into linear-amplitude frames ``out`` ``(N_BINS, T)``
+        (cut at the end of ``out``); returns the frame after the last one it reached."""
+        key = int(np.clip(pitch - PITCH_LOW, 0, N_KEYS - 1))
+        sound = self.note_sound(key, held_frames, gain)
+        end = min(frame + sound.shape[1], out.shape[1])
+        out[:, frame:end] += sound[:, :end - frame]
+        return end
+
     def mean_spectrum(self, frames: int = 4) -> np.ndarray:
         """Each key's average spectrum over its first ``frames`` frames, ``(N_KEYS, N_BINS)``, linear units."""
         return self.templates[:, :, :frames].mean(axis=2)

@@ -7,8 +7,6 @@ import numpy as np
 
 from lmm_envs.audio.features import FPS, N_BINS
 from lmm_envs.audio.keyboard import (
-    N_KEYS,
-    PITCH_LOW,
     VELOCITY_LEVELS,
     make_keyboard,
     to_linear,
@@ -44,25 +42,28 @@ def solo_part_index(score: Score, solo_part: int | str) -> int:
                       f"({', '.join(score.part_names)}), got {solo_part!r}")
 
 
+def accompaniment_events(score: Score, solo: int) -> tuple[np.ndarray, list[np.ndarray]]:
+    """The accompaniment as events: the distinct onsets (beats) of the parts other than ``solo``, and the score
+    note indices that start at each (what an agent reading the score knows it has to play)."""
+    acc = np.flatnonzero(score.part != solo)
+    beats = np.unique(score.onset[acc])
+    which = np.searchsorted(beats, score.onset[acc])
+    return beats, [acc[which == i] for i in range(beats.size)]
+
+
 class AccompanimentEvents:
     """The accompaniment part of a piece as events (distinct onsets), with the soloist's timing for each."""
 
     def __init__(self, piece: Piece, solo: int):
         score, perf = piece.score, piece.performance
-        acc = np.flatnonzero(score.part != solo)
-        onsets = score.onset[acc]
-        self.score_beats = np.unique(onsets)
+        self.score_beats, self.notes = accompaniment_events(score, solo)
         self.score_times = score.tempo.beats_to_seconds(self.score_beats)  # nominal seconds
         self.target_times = piece.alignment.performance_at(self.score_times)  # where the soloist's timing puts it
-        which = np.searchsorted(self.score_beats, onsets)
-        self.notes = [acc[which == i] for i in range(self.score_beats.size)]  # score note indices of each event
-        # each note sounds for its notated length at the local tempo of this performance
-        on_t = self.target_times[which]
+        # each note (indexed as in the score) sounds for its notated length at the local tempo of this performance
+        on_t = piece.alignment.performance_at(score.tempo.beats_to_seconds(score.onset))
         off_t = piece.alignment.performance_at(score.tempo.beats_to_seconds(
-            score.onset[acc] + score.duration[acc] * ARTICULATION))
-        self.held_frames = np.maximum(np.round((off_t - on_t) * FPS), 1).astype(np.int64)  # per accompaniment note
-        self.note_slot = np.empty(score.n_notes, dtype=np.int64)
-        self.note_slot[acc] = np.arange(acc.size)
+            score.onset + score.duration * ARTICULATION))
+        self.held_frames = np.maximum(np.round((off_t - on_t) * FPS), 1).astype(np.int64)
         self.velocities = perf.velocity.astype(np.float64) if perf is not None else score.velocity.astype(np.float64)
         self.target_velocity = np.array([self.velocities[n].mean() for n in self.notes])
 
@@ -192,16 +193,14 @@ class AccompanimentEnv(LMMEnv):
         ev = self._events
         start = frame
         stop = start
+        t = frame / FPS
         for note in ev.notes[event]:
-            key = int(np.clip(self.piece.score.pitch[note] - PITCH_LOW, 0, N_KEYS - 1))
+            pitch = int(self.piece.score.pitch[note])
             v = ev.velocities[note] if velocity is None else velocity
-            held = int(ev.held_frames[ev.note_slot[note]])
-            sound = self.keyboard.note_sound(key, held, float(velocity_scale(v)))
-            end = min(start + sound.shape[1], self._acc_linear.shape[1])
-            self._acc_linear[:, start:end] += sound[:, :end - start]
+            held = int(ev.held_frames[note])
+            end = self.keyboard.add_note(self._acc_linear, start, pitch, held, float(velocity_scale(v)))
             stop = max(stop, end)
-            t = frame / FPS
-            self._played_notes.append((int(self.piece.score.pitch[note]), t, t + held / FPS, float(v)))
+            self._played_notes.append((pitch, t, t + held / FPS, float(v)))
         mixed = audio_pixels(np.log1p(self._solo_linear[:, start:stop] + self._acc_linear[:, start:stop]))
         self._pixels[0, :, start + AUDIO_WINDOW - 1:stop + AUDIO_WINDOW - 1] = mixed
 
