@@ -17,7 +17,6 @@ from lmm_envs.audio.keyboard import make_keyboard, to_linear, to_log, velocity_s
 from lmm_envs.envs.accompaniment import PLAY, WAIT, accompaniment_events
 from lmm_envs.envs.base import AUDIO_SCALE
 from lmm_envs.music.expressive import ARTICULATION
-from lmm_envs.pieces import prepare_piece
 
 
 def _play(env) -> int:
@@ -66,8 +65,7 @@ class FollowerAccompanist:
     def reset(self, obs, info) -> None:
         score = self.env.unwrapped.piece.score  # the agent reads the score, never the soloist's truth
         solo = info["solo_part"]
-        reference = prepare_piece(score.select_parts([solo]), expressiveness=0.0, seed=0, synth=self.synth)
-        self.oltw = OnlineTimeWarping(frame_features(reference.spectrogram), self.window, self.max_run)
+        self.oltw = OnlineTimeWarping.for_score(score.select_parts([solo]), self.synth, self.window, self.max_run)
         self.event_notes = accompaniment_events(score, solo)[1]
         self.score = score
         self.own = np.zeros((N_BINS, int(score.end_seconds * FPS * 4) + 200), dtype=np.float32)

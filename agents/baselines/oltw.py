@@ -53,6 +53,12 @@ class OnlineTimeWarping:
         self._run = 0
         self._pending = BOTH
 
+    @classmethod
+    def for_score(cls, score, synth: str = "harmonic", window: int = 100, max_run: int = 3) -> OnlineTimeWarping:
+        """OLTW against ``score`` synthesized deadpan with ``synth`` (what a follower that reads the score expects)."""
+        reference = prepare_piece(score, expressiveness=0.0, seed=0, synth=synth).spectrogram
+        return cls(frame_features(reference), window, max_run)
+
     # --- cost matrix --------------------------------------------------------------------------------------
     def _cells(self, idx_rows, idx_cols):
         return self._cost[idx_rows % self._ring, idx_cols % self._ring]
@@ -169,8 +175,7 @@ class OLTWAgent:
 
     def reset(self, obs, info) -> None:
         score = self.env.unwrapped.piece.score  # the agent reads the score, never the performance's truth
-        reference = prepare_piece(score, expressiveness=0.0, seed=0, synth=self.synth).spectrogram
-        self.oltw = OnlineTimeWarping(frame_features(reference), self.window, self.max_run)
+        self.oltw = OnlineTimeWarping.for_score(score, self.synth, self.window, self.max_run)
         self.estimates: list[float] = []
 
     def act(self, obs, info):

@@ -231,10 +231,7 @@ class AccompanimentEnv(LMMEnv):
             self._next += 1  # missed: the soloist has moved on
             reward -= MISS_PENALTY
         terminated = self._frame >= self._n_frames - 1 and self._next >= len(ev)
-        info = self._info()
-        if terminated:
-            info["episode_metrics"] = self.episode_metrics()
-        return self._observation(), float(reward), terminated, False, info
+        return self._observation(), float(reward), terminated, False, self._info()
 
     def oracle_action(self) -> int:
         """Play the next event at the frame nearest its time (at the performance's velocity with dynamics)."""

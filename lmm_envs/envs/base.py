@@ -210,6 +210,8 @@ class LMMEnv(gym.Env):
         action = self._check_action(action)
         obs, reward, terminated, truncated, info = self._advance(action)
         self._done = bool(terminated or truncated)
+        if terminated:  # every task reports its metrics at the end (a truncating wrapper cannot know the end)
+            info["episode_metrics"] = self.episode_metrics()
         return obs, reward, terminated, truncated, info
 
     def _check_action(self, action):
@@ -255,6 +257,10 @@ class LMMEnv(gym.Env):
         raise NotImplementedError
 
     def _advance(self, action):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def episode_metrics(self) -> dict[str, float]:  # pragma: no cover - abstract
+        """The task's metrics of the episode so far (put in ``info["episode_metrics"]`` when it terminates)."""
         raise NotImplementedError
 
     # --- shared observation helpers -----------------------------------------------------------------------

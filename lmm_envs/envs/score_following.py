@@ -127,10 +127,7 @@ class ScoreFollowingEnv(LMMEnv):
         if lost and self._lost_time is None:
             self._lost_time = (self._frame - self.lost_patience + 1) / FPS
         terminated = self._frame >= self._last_frame or (lost and self.terminate_on_lost)
-        info = self._info()
-        if terminated:
-            info["episode_metrics"] = self.episode_metrics()
-        return self._observation(), reward, terminated, False, info
+        return self._observation(), reward, terminated, False, self._info()
 
     def _observation(self) -> dict[str, np.ndarray]:
         f = self._frame

@@ -254,10 +254,7 @@ class PlayingEnv(LMMEnv):
             reward = float(np.count_nonzero(target[down])) / union if union else 1.0
         self._frame = f + 1
         terminated = self._frame >= self._target.n_frames
-        info = self._info()
-        if terminated:
-            info["episode_metrics"] = self.episode_metrics()
-        return self._observation(), reward, terminated, False, info
+        return self._observation(), reward, terminated, False, self._info()
 
     def _observation(self) -> dict[str, np.ndarray]:
         f = self._frame
