@@ -12,7 +12,15 @@ from lmm_envs.audio.keyboard import (
     to_linear,
     velocity_scale,
 )
-from lmm_envs.envs.base import AUDIO_WINDOW, SCORE_LOOKBEHIND, SCORE_WINDOW, LMMEnv, audio_pixels, score_roll
+from lmm_envs.envs.base import (
+    AUDIO_WINDOW,
+    SCORE_LOOKBEHIND,
+    SCORE_WINDOW,
+    LMMEnv,
+    audio_pixels,
+    derived,
+    score_roll,
+)
 from lmm_envs.envs.rendering import AGENT_COLOUR, TRUTH_COLOUR, compose, mark_column, panel
 from lmm_envs.errors import ConfigError
 from lmm_envs.metrics import accompaniment_metrics
@@ -161,25 +169,14 @@ class AccompanimentEnv(LMMEnv):
         score = piece.score
         self._solo = solo_part_index(score, self.solo_part)
         self._events = ev = AccompanimentEvents(piece, self._solo)
-        solo_spec = part_spectrogram(piece, [self._solo], self.synth)
-        last_due = float(ev.target_times[-1]) + self.tolerance
-        n = max(solo_spec.shape[1], int(np.ceil(last_due * FPS)) + 2)
-        self._n_frames = n
-        self._solo_linear = np.zeros((N_BINS, n + 80), dtype=np.float32)
-        self._solo_linear[:, :solo_spec.shape[1]] = to_linear(solo_spec)
+        name = f"accompaniment-solo{self._solo}"  # what depends only on the piece is built once per piece
+        self._solo_linear = derived(piece, f"{name}-tolerance{self.tolerance}",
+                                    lambda: self._solo_frames(piece, ev))
+        self._n_frames = self._solo_linear.shape[1] - 80
         self._acc_linear = np.zeros_like(self._solo_linear)
-        self._pixels = np.zeros((1, N_BINS, n + 80 + AUDIO_WINDOW - 1), dtype=np.uint8)
-        self._pixels[0, :, AUDIO_WINDOW - 1:] = audio_pixels(np.log1p(self._solo_linear))
-        rolls = [score_roll(score.select_parts([p])) if np.any(score.part == p) else None for p in range(score.n_parts)]
-        width = max(r.shape[1] for r in rolls if r is not None)
-        solo_roll = np.zeros((88, width), dtype=np.uint8)
-        acc_roll = np.zeros((88, width), dtype=np.uint8)
-        for p, r in enumerate(rolls):
-            if r is not None:
-                target = solo_roll if p == self._solo else acc_roll
-                np.maximum(target[:, :r.shape[1]], r, out=target[:, :r.shape[1]])
-        after = SCORE_WINDOW - SCORE_LOOKBEHIND
-        self._roll = np.pad(np.stack([solo_roll, acc_roll]), ((0, 0), (0, 0), (SCORE_LOOKBEHIND, after)))
+        self._pixels = derived(piece, f"{name}-tolerance{self.tolerance}-pixels",
+                               lambda: self.pad_audio(np.log1p(self._solo_linear))).copy()
+        self._roll = derived(piece, f"{name}-roll", lambda: self._score_rolls(score, self._solo))
         self._frame = 0
         self._next = 0
         self._played_times = np.full(len(ev), np.nan)
@@ -187,6 +184,22 @@ class AccompanimentEnv(LMMEnv):
         self._extra = 0
         self._played_notes: list[tuple[int, float, float, float]] = []  # pitch, onset, offset, velocity
         return self._observation(), self._info()
+
+    def _solo_frames(self, piece: Piece, ev: AccompanimentEvents) -> np.ndarray:
+        """The soloist's frames in linear amplitude, long enough for the last event's tolerance (and 80 more)."""
+        solo_spec = part_spectrogram(piece, [self._solo], self.synth)
+        last_due = float(ev.target_times[-1]) + self.tolerance
+        n = max(solo_spec.shape[1], int(np.ceil(last_due * FPS)) + 2)
+        out = np.zeros((N_BINS, n + 80), dtype=np.float32)
+        out[:, :solo_spec.shape[1]] = to_linear(solo_spec)
+        return out
+
+    def _score_rolls(self, score: Score, solo: int) -> np.ndarray:
+        """The padded score rolls, channel 0 the solo part, channel 1 the accompaniment, ``(2, 88, frames)``."""
+        others = [p for p in range(score.n_parts) if p != solo and np.any(score.part == p)]
+        rolls = [score_roll(score.select_parts([solo])), score_roll(score.select_parts(others))]
+        width = max(r.shape[1] for r in rolls)
+        return np.concatenate([self.pad_roll(np.pad(r, ((0, 0), (0, width - r.shape[1])))) for r in rolls])
 
     def _sound(self, event: int, velocity: float | None, frame: int) -> None:
         """Add the event's notes, struck at ``frame``, to the accompaniment the agent hears (and the audio log)."""

@@ -4,6 +4,7 @@ scored against a target performance; one reads the score ahead, the other hears 
 from __future__ import annotations
 
 from collections import OrderedDict
+from functools import cached_property
 
 import gymnasium as gym
 import numpy as np
@@ -18,7 +19,7 @@ from lmm_envs.audio.keyboard import (
     make_keyboard,
     to_log,
 )
-from lmm_envs.envs.base import AUDIO_SCALE, AUDIO_WINDOW, SCORE_LOOKBEHIND, SCORE_WINDOW, LMMEnv, audio_pixels
+from lmm_envs.envs.base import AUDIO_SCALE, AUDIO_WINDOW, SCORE_WINDOW, LMMEnv, audio_pixels
 from lmm_envs.envs.rendering import AGENT_COLOUR, TRUTH_COLOUR, compose, mark_column, panel
 from lmm_envs.errors import ConfigError
 from lmm_envs.metrics import key_notes, playing_metrics
@@ -41,6 +42,19 @@ class PlayingTarget:
     @property
     def n_frames(self) -> int:
         return int(self.keys.shape[0])
+
+    @cached_property
+    def score_pixels(self) -> np.ndarray:
+        """The keys as a padded piano roll (255 where a key goes down, 128 while held): the "score" windows."""
+        roll = np.where(self.keys, 128, 0).astype(np.uint8)
+        roll[1:][self.keys[1:] & ~self.keys[:-1]] = 255
+        roll[0][self.keys[0]] = 255
+        return LMMEnv.pad_roll(roll.T)
+
+    @cached_property
+    def spectrum_pixels(self) -> np.ndarray:
+        """The target's sound as padded pixels: the "target" windows."""
+        return LMMEnv.pad_roll(audio_pixels(self.spectrum))
 
 
 def performance_keys(performance: Performance, mono: bool, velocity: bool) -> tuple[np.ndarray, np.ndarray]:
@@ -227,11 +241,7 @@ class PlayingEnv(LMMEnv):
         self._played = np.zeros((n, N_KEYS), dtype=bool)
         self._played_velocity = np.zeros((n, N_KEYS), dtype=np.float32)
         self._keys_obs = np.zeros(self.n_keys, dtype=np.int8)
-        self._prepare_observations(piece)
         return self._observation(), self._info()
-
-    def _prepare_observations(self, piece: Piece) -> None:  # pragma: no cover - abstract
-        raise NotImplementedError
 
     def _advance(self, action):
         f = self._frame
@@ -365,16 +375,8 @@ class SightReadingEnv(PlayingEnv):
     def _extra_spaces(self):
         return {"score": self.score_space()}
 
-    def _prepare_observations(self, piece):
-        keys = self._target.keys
-        roll = np.where(keys, 128, 0).astype(np.uint8)
-        roll[1:][keys[1:] & ~keys[:-1]] = 255
-        roll[0][keys[0]] = 255
-        after = SCORE_WINDOW - SCORE_LOOKBEHIND
-        self._roll = np.ascontiguousarray(np.pad(roll.T, ((0, 0), (SCORE_LOOKBEHIND, after)))[None])
-
     def _extra_observation(self, frame):
-        return {"score": self._roll[:, :, frame:frame + SCORE_WINDOW].copy()}
+        return {"score": self._target.score_pixels[:, :, frame:frame + SCORE_WINDOW].copy()}
 
 
 class PlayByEarEnv(PlayingEnv):
@@ -410,10 +412,5 @@ class PlayByEarEnv(PlayingEnv):
     def _extra_spaces(self):
         return {"target": gym.spaces.Box(0, 255, shape=(1, N_BINS, SCORE_WINDOW), dtype=np.uint8)}
 
-    def _prepare_observations(self, piece):
-        pixels = audio_pixels(self._target.spectrum)
-        after = SCORE_WINDOW - SCORE_LOOKBEHIND
-        self._target_pixels = np.ascontiguousarray(np.pad(pixels, ((0, 0), (SCORE_LOOKBEHIND, after)))[None])
-
     def _extra_observation(self, frame):
-        return {"target": self._target_pixels[:, :, frame:frame + SCORE_WINDOW].copy()}
+        return {"target": self._target.spectrum_pixels[:, :, frame:frame + SCORE_WINDOW].copy()}
