@@ -24,8 +24,10 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from lmm_envs.audio.features import FPS
 from lmm_envs.envs import MAX_EPISODE_STEPS
+from lmm_envs.envs.accompaniment import AccompanimentEnv
 from lmm_envs.envs.base import AUDIO_WINDOW, SCORE_WINDOW
 from lmm_envs.envs.score_following import MAX_RATIO, TEMPO_STEP, ScoreFollowingEnv
+from lmm_envs.envs.sight_reading import PlayByEarEnv, SightReadingEnv
 from lmm_envs.errors import ConfigError, InvalidActionError
 
 
@@ -54,6 +56,10 @@ class _BatchedBase(VectorEnv):
 
     def _batched_obs(self) -> dict[str, np.ndarray]:
         return {k: v.copy() for k, v in self._obs.items()}
+
+    def close_extras(self, **kwargs: Any) -> None:
+        for env in self.envs:
+            env.close()
 
 
 class ScoreFollowingVectorEnv(_BatchedBase):
@@ -126,7 +132,7 @@ class ScoreFollowingVectorEnv(_BatchedBase):
             env.reset(seed=s, options=options)
             self._load(i)
         self._needs_reset[:] = False
-        self._write_obs(np.arange(self.num_envs))
+        self._gather(np.zeros(self.num_envs, dtype=bool))
         return self._batched_obs(), {}
 
     def _check_actions(self, actions) -> np.ndarray:
@@ -192,15 +198,8 @@ class ScoreFollowingVectorEnv(_BatchedBase):
         self._obs["tempo"] = self._ratio.astype(np.float32).reshape(n, 1)
         return truth
 
-    def _write_obs(self, which: np.ndarray) -> None:
-        self._gather(np.zeros(self.num_envs, dtype=bool))
-
     def _batched_obs(self) -> dict[str, np.ndarray]:
         return dict(self._obs)  # fresh arrays each step: no copy needed
-
-    def close_extras(self, **kwargs: Any) -> None:
-        for env in self.envs:
-            env.close()
 
 
 class LoopVectorEnv(_BatchedBase):
@@ -254,24 +253,20 @@ class LoopVectorEnv(_BatchedBase):
             infos["episode_metrics_index"] = index
         return self._batched_obs(), rewards, terminated, truncated, infos
 
-    def close_extras(self, **kwargs: Any) -> None:
-        for env in self.envs:
-            env.close()
+
+class AccompanimentVectorEnv(LoopVectorEnv):
+    """lmm/Accompaniment-v0, N at a time."""
+
+    env_class = AccompanimentEnv
 
 
-def _loop_class(name: str, env_class: type[gym.Env]) -> type[LoopVectorEnv]:
-    return type(name, (LoopVectorEnv,), {"env_class": env_class, "__doc__": f"{env_class.__name__}, N at a time."})
+class SightReadingVectorEnv(LoopVectorEnv):
+    """lmm/SightReading-v0, N at a time."""
+
+    env_class = SightReadingEnv
 
 
-def _lazy(name: str):
-    from lmm_envs.envs.accompaniment import AccompanimentEnv
-    from lmm_envs.envs.sight_reading import PlayByEarEnv, SightReadingEnv
+class PlayByEarVectorEnv(LoopVectorEnv):
+    """lmm/PlayByEar-v0, N at a time."""
 
-    classes = {"AccompanimentVectorEnv": AccompanimentEnv, "SightReadingVectorEnv": SightReadingEnv,
-               "PlayByEarVectorEnv": PlayByEarEnv}
-    return _loop_class(name, classes[name])
-
-
-AccompanimentVectorEnv = _lazy("AccompanimentVectorEnv")
-SightReadingVectorEnv = _lazy("SightReadingVectorEnv")
-PlayByEarVectorEnv = _lazy("PlayByEarVectorEnv")
+    env_class = PlayByEarEnv
