@@ -40,3 +40,26 @@ def midi_file(tmp_path, small_score):
     path = tmp_path / "score.mid"
     pm.write(str(path))
     return path
+
+
+@pytest.fixture
+def ppo_vs_random():
+    """``ppo_vs_random(env, steps)``: a small PPO (MLP over flattened observations) trained on ``env``, and the
+    mean returns over two seeded episodes of it (deterministic) and of the random agent."""
+
+    def run(env, steps: int = 3072) -> tuple[float, float]:
+        import gymnasium as gym
+        from stable_baselines3 import PPO
+
+        from lmm_envs.benchmark.evaluate import run_episode
+
+        env = gym.wrappers.FlattenObservation(env)
+        model = PPO("MlpPolicy", env, n_steps=256, batch_size=64, learning_rate=1e-3,
+                    policy_kwargs={"net_arch": [64]}, seed=0, device="cpu")
+        model.learn(steps)
+        policy = lambda obs: model.predict(obs, deterministic=True)[0]  # noqa: E731
+        trained = float(np.mean([run_episode(env, policy, seed=s)["return"] for s in range(2)]))
+        random = float(np.mean([run_episode(env, "random", seed=s)["return"] for s in range(2)]))
+        return trained, random
+
+    return run

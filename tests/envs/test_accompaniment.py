@@ -115,14 +115,6 @@ def test_pieces_need_two_parts_and_options_are_checked():
     assert info["solo_part"] == int(np.argmin([score.pitch[score.part == p].mean() for p in range(score.n_parts)]))
 
 
-def test_ppo_on_one_piece_beats_random():
-    from stable_baselines3 import PPO
-
-    env = gym.wrappers.FlattenObservation(gym.make("lmm/Accompaniment-v0", pieces=CHORALES[:1], expressiveness=0.0))
-    model = PPO("MlpPolicy", env, n_steps=256, batch_size=64, learning_rate=1e-3, policy_kwargs={"net_arch": [64]},
-                seed=0, device="cpu")
-    model.learn(3072)
-    policy = lambda obs: model.predict(obs, deterministic=True)[0]  # noqa: E731
-    trained = np.mean([run_episode(env, policy, seed=s)["return"] for s in range(2)])
-    random = np.mean([run_episode(env, "random", seed=s)["return"] for s in range(2)])
+def test_ppo_on_one_piece_beats_random(ppo_vs_random):
+    trained, random = ppo_vs_random(gym.make("lmm/Accompaniment-v0", pieces=CHORALES[:1], expressiveness=0.0))
     assert trained > random

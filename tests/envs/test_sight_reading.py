@@ -129,14 +129,6 @@ def test_repeated_keys_get_a_frame_up_and_mono_keeps_one_key():
     assert keys[0, 64 - PITCH_LOW] and keys[10, 67 - PITCH_LOW]  # the highest of each chord
 
 
-def test_ppo_on_a_mono_piece_beats_random():
-    from stable_baselines3 import PPO
-
-    env = gym.wrappers.FlattenObservation(gym.make("lmm/SightReading-v0", pieces=MONO[:1], expressiveness=0.0))
-    model = PPO("MlpPolicy", env, n_steps=256, batch_size=64, learning_rate=1e-3, policy_kwargs={"net_arch": [64]},
-                seed=0, device="cpu")
-    model.learn(3072)
-    policy = lambda obs: model.predict(obs, deterministic=True)[0]  # noqa: E731
-    trained = np.mean([run_episode(env, policy, seed=s)["return"] for s in range(2)])
-    random = np.mean([run_episode(env, "random", seed=s)["return"] for s in range(2)])
+def test_ppo_on_a_mono_piece_beats_random(ppo_vs_random):
+    trained, random = ppo_vs_random(gym.make("lmm/SightReading-v0", pieces=MONO[:1], expressiveness=0.0))
     assert trained > random
