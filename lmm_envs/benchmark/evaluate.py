@@ -95,8 +95,9 @@ def _build_agent(spec, env, trust: bool):
     return as_agent(spec, env)
 
 
-def _run_chunk(task: dict) -> list[tuple[int, dict]]:
-    """Run some episodes of an evaluation (in this process or a worker); returns (index, row) pairs."""
+def _run_chunk(task: dict, on_episode: Callable[[], None] | None = None) -> list[tuple[int, dict]]:
+    """Run some episodes of an evaluation (in this process or a worker) with one env per expressiveness level;
+    returns (index, row) pairs and calls ``on_episode`` after each episode."""
     out = []
     envs: dict = {}
     agents: dict = {}
@@ -117,6 +118,8 @@ def _run_chunk(task: dict) -> list[tuple[int, dict]]:
                           options={"piece": episode["piece_index"], "variant": episode["variant"]})
         row.update(variant=episode["variant"], expressiveness=e)
         out.append((index, row))
+        if on_episode is not None:
+            on_episode()
     return out
 
 
@@ -147,10 +150,7 @@ def _run_all(env_id, agent, episodes, env_kwargs, pieces, synth, split, workers,
 
     bar = tqdm(total=len(indexed), desc=desc, disable=not progress)
     if workers <= 1:
-        for item in indexed:
-            for index, row in _run_chunk(dict(base, episodes=[item])):
-                rows[index] = row
-            bar.update(1)
+        rows.update(_run_chunk(dict(base, episodes=indexed), on_episode=lambda: bar.update(1)))
     else:
         if not isinstance(agent, str):
             from lmm_envs.errors import ConfigError
