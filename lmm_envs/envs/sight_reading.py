@@ -4,7 +4,7 @@ scored against a target performance; one reads the score ahead, the other hears 
 from __future__ import annotations
 
 from collections import OrderedDict
-from functools import cached_property
+from functools import cached_property, lru_cache
 
 import gymnasium as gym
 import numpy as np
@@ -122,6 +122,7 @@ def playing_target(piece: Piece, mono: bool, velocity: bool, synth) -> PlayingTa
     return hit
 
 
+@lru_cache(maxsize=2)
 def corpus_key_range(mono: bool) -> tuple[int, int]:
     """Lowest and highest pitch over the whole bundled corpus (its monophonic pieces with ``mono``): the keys of
     the motion tasks, the same for every split so that an agent trained on one is evaluated on another."""
