@@ -15,7 +15,7 @@ import numpy as np
 
 from lmm_envs.audio.cache import Cache, default_cache, make_key
 from lmm_envs.audio.features import FEATURE_VERSION, FPS, spectrogram
-from lmm_envs.audio.synth import Synth, make_synth
+from lmm_envs.audio.synth import SYNTHS, Synth, make_synth
 from lmm_envs.errors import ConfigError
 from lmm_envs.music import corpus
 from lmm_envs.music.expressive import render_performance
@@ -26,6 +26,7 @@ RENDER_VERSION = 1
 AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".aiff", ".aif"}
 _MEMORY: OrderedDict[str, Piece] = OrderedDict()
 _MEMORY_SIZE = 64
+_KEYS: dict[tuple, str] = {}  # (piece id, expressiveness, seed, synth name) -> the cache key they make
 _SCORES: OrderedDict[str, Score] = OrderedDict()  # parsed scores are small: keep many
 _SCORES_SIZE = 2048
 
@@ -110,6 +111,14 @@ def performance_seed(piece_id: str, variant: int) -> int:
     return int(hashlib.sha256(f"{piece_id}#{int(variant)}".encode()).hexdigest()[:8], 16)
 
 
+def _synth_name(synth: str | Synth) -> str | None:
+    """The name of a built-in synth (given by name or as the shared instance), None for any other object."""
+    if isinstance(synth, str):
+        return synth
+    name = getattr(synth, "name", None)
+    return name if name in SYNTHS and make_synth(name) is synth else None
+
+
 # --- preparing pieces --------------------------------------------------------------------------------------
 def prepare_piece(
     source: str | Score,
@@ -122,6 +131,12 @@ def prepare_piece(
 
     ``source`` is a bundled piece id or a :class:`Score`. The same arguments give the same piece, bit for bit.
     """
+    by_name = (source, expressiveness, seed, _synth_name(synth)) if isinstance(source, str) else None
+    if by_name is not None and by_name[-1] is not None and cache is None:  # a piece kept in memory, found without re-deriving its key
+        hit = _MEMORY.get(_KEYS.get(by_name, ""))
+        if hit is not None:
+            _MEMORY.move_to_end(_KEYS[by_name])
+            return hit
     synth_obj = make_synth(synth)
     score = corpus_score(source, cache) if isinstance(source, str) else source
     if not isinstance(score, Score):
@@ -133,6 +148,8 @@ def prepare_piece(
         "piece", score=score.content_hash(), expressiveness=float(expressiveness), seed=int(seed),
         synth=synth_obj.cache_key(), features=FEATURE_VERSION, render=RENDER_VERSION,
     )
+    if by_name is not None and by_name[-1] is not None and len(_KEYS) < 100_000:
+        _KEYS[by_name] = key
     hit = _MEMORY.get(key)
     if hit is not None:
         _MEMORY.move_to_end(key)

@@ -21,6 +21,18 @@ def test_prepared_piece_is_deterministic_and_cached():
     assert a.onset_performance_times.size == a.score.unique_onsets().size
 
 
+def test_a_kept_piece_is_found_by_name_or_synth_instance_and_only_for_the_same_arguments():
+    from lmm_envs import pieces
+    from lmm_envs.audio.synth import make_synth
+
+    a = prepare_piece("bach/bwv66.6", 1.0, seed=12)
+    assert prepare_piece("bach/bwv66.6", 1.0, seed=12, synth=make_synth("harmonic")) is a
+    assert prepare_piece("bach/bwv66.6", 0.5, seed=12) is not a
+    assert prepare_piece("bach/bwv66.6", 1.0, seed=13) is not a
+    pieces._MEMORY.clear()  # evicted: the name no longer finds it, the piece is read back
+    assert prepare_piece("bach/bwv66.6", 1.0, seed=12) is not a
+
+
 def test_unknown_piece_id():
     with pytest.raises(UnknownPieceError):
         prepare_piece("ryans/NoSuchReel")

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from agents.baselines.oltw import OnlineTimeWarping, frame_features
+from agents.baselines.oltw import OnlineTimeWarping, frame_features, noise_gate
 from lmm_envs.audio.features import FPS, N_BINS
 from lmm_envs.audio.keyboard import make_keyboard, to_linear, to_log, velocity_scale
 from lmm_envs.envs.accompaniment import PLAY, WAIT, accompaniment_events
@@ -45,15 +45,21 @@ class FollowerAccompanist:
     score would feed its own timing errors back into its estimate. So it cancels itself out: it knows what it
     played (the events' notes from the score, struck when it chose, on the keyboard of its own synth), subtracts
     that sound from each frame it hears, and follows what is left against the solo part synthesized deadpan.
+    Three details make the cancellation clean: it subtracts from the quietest sound each uint8 pixel could stand
+    for (in loud bins the rounding alone is as loud as a note), it models its own notes at their notated length
+    (an estimated tempo's jitter would leak into what is left), and a noise gate of ``gate`` on both the remainder
+    and the reference turns what is still left into silence.
     The agent keeps a clock: a score position advancing at its tempo each frame; each OLTW estimate pulls the
     position by ``position_gain`` of the difference and the slope of the last ``tempo_horizon`` estimates pulls the
-    tempo by ``tempo_gain``, which keeps OLTW's frame-to-frame jitter out of the timing. Each event is played at
-    the frame nearest the moment the clock reaches it.
+    tempo by ``tempo_gain``, which keeps OLTW's frame-to-frame jitter out of the timing. Only frames in which the
+    soloist is heard, and placed where the score has them sounding, count as estimates: through the soloist's
+    rests the clock runs on at its tempo. Each event is played at the frame nearest the moment the clock reaches it.
     """
 
     def __init__(self, env, synth: str = "harmonic", window: int = 100, max_run: int = 3, tempo_horizon: int = 60,
-                 position_gain: float = 0.1, tempo_gain: float = 0.05):
+                 position_gain: float = 0.1, tempo_gain: float = 0.05, gate: float = 0.3):
         self.env = env
+        self.gate = gate
         self.synth = synth
         self.window = window
         self.max_run = max_run
@@ -65,7 +71,9 @@ class FollowerAccompanist:
     def reset(self, obs, info) -> None:
         score = self.env.unwrapped.piece.score  # the agent reads the score, never the soloist's truth
         solo = info["solo_part"]
-        self.oltw = OnlineTimeWarping.for_score(score.select_parts([solo]), self.synth, self.window, self.max_run)
+        self.oltw = OnlineTimeWarping.for_score(score.select_parts([solo]), self.synth, self.window, self.max_run,
+                                                self.gate)
+        self.sounding = self.oltw.sounding
         self.event_notes = accompaniment_events(score, solo)[1]
         self.score = score
         self.own = np.zeros((N_BINS, int(score.end_seconds * FPS * 4) + 200), dtype=np.float32)
@@ -77,29 +85,35 @@ class FollowerAccompanist:
 
     def _slope(self) -> float | None:
         h = min(self.tempo_horizon, len(self.estimates))
-        if h < 20:
+        recent = np.asarray(self.estimates[-h:])
+        heard = np.isfinite(recent)  # frames in which the soloist was heard
+        if heard.sum() < 20:
             return None
-        return float(np.polyfit(np.arange(h) / FPS, np.asarray(self.estimates[-h:]), 1)[0])
+        return float(np.polyfit(np.flatnonzero(heard) / FPS, recent[heard], 1)[0])
 
     def _strike(self, event: int) -> None:
         """Add the sound of the event it plays now to what it knows it is playing."""
         score, f = self.score, self.frame
         for note in self.event_notes[event]:
             seconds = float(score.tempo.beats_to_seconds(score.onset[note] + score.duration[note] * ARTICULATION)
-                            - score.tempo.beats_to_seconds(score.onset[note])) / self.tempo
+                            - score.tempo.beats_to_seconds(score.onset[note]))
             self.keyboard.add_note(self.own, f, int(score.pitch[note]), int(round(seconds * FPS)),
                                    float(velocity_scale(score.velocity[note])))
 
     def act(self, obs, info):
         f = min(self.frame, self.own.shape[1] - 1)
-        heard = to_linear(obs["audio"][0][:, -1].astype(np.float32) / AUDIO_SCALE)
-        solo = to_log(np.maximum(heard - self.own[:, f], 0.0)).astype(np.float64)
+        # the quietest sound each pixel could stand for: subtracting from it leaves nothing where the soloist rests
+        heard = to_linear(np.maximum(obs["audio"][0][:, -1].astype(np.float32) - 0.5, 0.0) / AUDIO_SCALE)
+        solo = noise_gate(to_log(np.maximum(heard - self.own[:, f], 0.0)).astype(np.float64), self.gate)
         estimate = self.oltw.push(frame_features(solo[:, None], self.previous)[0]) / FPS
         self.previous = solo
-        if self.estimates:
+        if self.frame:
             self.position += self.tempo / FPS
-        self.estimates.append(estimate)
-        self.position += self.position_gain * (estimate - self.position)
+        if solo.any() and self.sounding[min(int(round(estimate * FPS)), self.sounding.size - 1)]:
+            self.estimates.append(estimate)
+            self.position += self.position_gain * (estimate - self.position)
+        else:
+            self.estimates.append(np.nan)
         slope = self._slope()
         if slope is not None:
             self.tempo += self.tempo_gain * (float(np.clip(slope, 0.25, 3.0)) - self.tempo)

@@ -23,16 +23,28 @@ from lmm_envs.pieces import prepare_piece
 ROW, COLUMN, BOTH = 0, 1, 2
 
 
+SILENCE_FLOOR = 0.05  # the constant component: silence matches silence, and is far from any sounding frame
+
+
 def frame_features(spec: np.ndarray, previous: np.ndarray | None = None) -> np.ndarray:
-    """Per-frame features for the warping cost: the log spectrum and its positive change, unit length.
+    """Per-frame features for the warping cost: the log spectrum, its positive change and a small constant, unit
+    length. The constant makes a silent frame a unit vector of its own, so silence matches silence at cost 0
+    (without it, rests cost 1 against everything and the path has no reason to cross them on the diagonal).
 
     ``spec`` is (bins, frames); ``previous`` is the frame before the first one (zeros if None).
     """
     spec = np.asarray(spec, dtype=np.float64)
     before = np.zeros((spec.shape[0], 1)) if previous is None else np.asarray(previous, dtype=np.float64).reshape(-1, 1)
     flux = np.maximum(np.diff(np.concatenate([before, spec], axis=1), axis=1), 0.0)
-    feats = np.concatenate([spec, 2.0 * flux], axis=0).T
-    return feats / (np.linalg.norm(feats, axis=1, keepdims=True) + 1e-3)
+    floor = np.full((1, spec.shape[1]), SILENCE_FLOOR)
+    feats = np.concatenate([spec, 2.0 * flux, floor], axis=0).T
+    return feats / np.linalg.norm(feats, axis=1, keepdims=True)
+
+
+def noise_gate(spec: np.ndarray, gate: float) -> np.ndarray:
+    """Spectrogram values under ``gate`` set to 0: what is left of a sound that was cancelled imperfectly (and the
+    quiet tails of the reference) counts as silence on both sides of the match."""
+    return spec if gate <= 0 else np.where(spec < gate, 0.0, spec)
 
 
 class OnlineTimeWarping:
@@ -52,12 +64,17 @@ class OnlineTimeWarping:
         self._previous = None
         self._run = 0
         self._pending = BOTH
+        self.sounding = np.ones(self.n_ref, dtype=bool)  # which reference frames are not silent (for_score sets it)
 
     @classmethod
-    def for_score(cls, score, synth: str = "harmonic", window: int = 100, max_run: int = 3) -> OnlineTimeWarping:
-        """OLTW against ``score`` synthesized deadpan with ``synth`` (what a follower that reads the score expects)."""
-        reference = prepare_piece(score, expressiveness=0.0, seed=0, synth=synth).spectrogram
-        return cls(frame_features(reference), window, max_run)
+    def for_score(cls, score, synth: str = "harmonic", window: int = 100, max_run: int = 3,
+                  gate: float = 0.0) -> OnlineTimeWarping:
+        """OLTW against ``score`` synthesized deadpan with ``synth`` (what a follower that reads the score expects);
+        spectrogram values under ``gate`` are set to silence (see :func:`noise_gate`)."""
+        reference = noise_gate(prepare_piece(score, expressiveness=0.0, seed=0, synth=synth).spectrogram, gate)
+        oltw = cls(frame_features(reference), window, max_run)
+        oltw.sounding = reference.any(axis=0)
+        return oltw
 
     # --- cost matrix --------------------------------------------------------------------------------------
     def _cells(self, idx_rows, idx_cols):
@@ -103,18 +120,24 @@ class OnlineTimeWarping:
         self.j = j
 
     # --- the path ---------------------------------------------------------------------------------------
+    @staticmethod
+    def _last_argmin(values: np.ndarray) -> int:
+        """The index of the minimum, the latest of equal minima: through a held note or a rest, where many
+        reference frames match equally well, the path keeps to the diagonal instead of sticking at the start."""
+        return int(np.flatnonzero(values <= values.min() + 1e-9)[-1])  # equal up to rounding
+
     def _best_in_row(self) -> tuple[int, float]:
         lo = max(0, self.j - self.window + 1)
         cols = np.arange(lo, self.j + 1)
         norm = self._cells(np.full(cols.size, self.t), cols) / (self.t + cols + 2)
-        k = int(np.argmin(norm))
+        k = self._last_argmin(norm)
         return int(cols[k]), float(norm[k])
 
     def _best_in_column(self) -> tuple[int, float]:
         lo = max(0, self.t - self.window + 1)
         rows = np.arange(lo, self.t + 1)
         norm = self._cells(rows, np.full(rows.size, self.j)) / (rows + self.j + 2)
-        k = int(np.argmin(norm))
+        k = self._last_argmin(norm)
         return int(rows[k]), float(norm[k])
 
     def get_inc(self) -> int:

@@ -130,7 +130,10 @@ def protocol_episodes(env_id: str, pieces=None, limit: int | None = None, synth:
 
     proto = get_protocol(env_id)
     episodes = []
-    for e in proto.expressiveness:
+    levels = proto.expressiveness
+    if env_kwargs and "expressiveness" in env_kwargs:  # the user's own level replaces the protocol's (custom)
+        levels = (float(env_kwargs["expressiveness"]),)
+    for e in levels:
         env = _make_eval_env(env_id, {**proto.env_kwargs, **(env_kwargs or {})}, pieces, e, synth, proto.split)
         sources = env.unwrapped.sources[: limit or None]
         for i, source in enumerate(sources):

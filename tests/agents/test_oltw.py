@@ -1,6 +1,6 @@
 import numpy as np
 
-from agents.baselines.oltw import OnlineTimeWarping, frame_features
+from agents.baselines.oltw import OnlineTimeWarping, frame_features, noise_gate
 
 
 def synthetic_sequence(n, dims=24, seed=0):
@@ -37,3 +37,21 @@ def test_prefix_minimum_solves_the_recurrence():
         previous = min(start[k], previous + local[k])
         expected[k] = previous
     assert np.allclose(OnlineTimeWarping._prefix_min(start, local), expected)
+
+
+def test_rests_and_held_notes_are_crossed_on_the_diagonal():
+    """A live sequence equal to the reference is followed frame for frame, through a rest longer than the window
+    (silence must match silence) and a long held note (many equally good reference frames)."""
+    notes = synthetic_sequence(120)
+    held = np.repeat(notes[:1], 50, axis=0)
+    rest = np.zeros((150, notes.shape[1]))
+    reference = np.concatenate([notes[:60], rest, held, notes[60:]])
+    oltw = OnlineTimeWarping(frame_features(reference.T), window=40)
+    estimates = np.array([oltw.push(f) for f in frame_features(reference.T)])
+    assert np.array_equal(estimates, np.arange(len(reference)))
+
+
+def test_noise_gate_silences_quiet_values_only():
+    spec = np.array([[0.1, 0.5], [0.29, 3.0]])
+    assert np.array_equal(noise_gate(spec, 0.3), [[0.0, 0.5], [0.0, 3.0]])
+    assert noise_gate(spec, 0.0) is spec

@@ -3,7 +3,7 @@ import json
 import numpy as np
 import pytest
 
-from lmm_envs.benchmark.evaluate import evaluate, result_digest, write_result
+from lmm_envs.benchmark.evaluate import evaluate, protocol_episodes, result_digest, write_result
 from lmm_envs.benchmark.protocol import (
     PROTOCOLS,
     TRACKS,
@@ -68,3 +68,9 @@ def test_bootstrap_interval_is_seeded_and_brackets_the_mean():
     a, b = bootstrap_interval(x), bootstrap_interval(x)
     assert a == b and a["low"] < a["mean"] < a["high"]
     assert np.isnan(bootstrap_interval([np.nan])["mean"])
+
+
+def test_an_expressiveness_env_arg_replaces_the_protocols_level():
+    episodes = protocol_episodes("lmm/Accompaniment-v0", limit=1, env_kwargs={"expressiveness": 0.0})
+    assert episodes and {e["expressiveness"] for e in episodes} == {0.0}
+    assert {e["expressiveness"] for e in protocol_episodes("lmm/Accompaniment-v0", limit=1)} == {1.0}
