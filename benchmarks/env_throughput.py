@@ -4,7 +4,9 @@
 
 1. Single env through ``gym.make``, next to CartPole-v1's (the ratio music env / CartPole).
 2. ``num_envs`` envs through the native vector env (``vectorization_mode="vector_entry_point"``) next to
-   ``SyncVectorEnv`` over the same number of single envs: aggregate steps per second and their ratio.
+   ``SyncVectorEnv`` over the same number of single envs: aggregate steps per second and their ratio. For
+   ScoreFollowing, also the rate at which numpy can only cut the N observation windows (uint8 rows of 40 and 80
+   bytes, one strided gather): the ceiling of that ratio on this machine whatever else a step does.
 
 Actions are sampled from the action space; resets happen when episodes end. Prints figures and ratios.
 """
@@ -80,6 +82,29 @@ def main() -> None:
         native = vector_steps_per_second(env_id, "vector_entry_point", n, vector_steps, pieces=pieces)
         sync = vector_steps_per_second(env_id, "sync", n, vector_steps, pieces=pieces)
         print(f"{env_id:<28}{native:>12.0f}{sync:>12.0f}{native / sync:>12.2f}")
+        if env_id == "lmm/ScoreFollowing-v0":
+            floor = gather_seconds(n, vector_steps, pieces)
+            print(f"{'  observation cut alone':<28}{n / floor:>12.0f}{'':>12}{n / floor / sync:>12.2f}"
+                  "  (the ceiling of the native/sync ratio with these observations)")
+
+
+def gather_seconds(num_envs: int, steps: int, pieces: list[str]) -> float:
+    """Seconds per step that the ScoreFollowing vector env spends cutting the N observation windows alone
+    (nothing else of a step): a lower bound on its step time, so ``num_envs / this`` bounds its steps/s."""
+    import numpy as np
+
+    envs = gym.make_vec("lmm/ScoreFollowing-v0", num_envs=num_envs, vectorization_mode="vector_entry_point",
+                        pieces=pieces)
+    envs.reset(seed=0)
+    base = envs.unwrapped
+    active = np.ones(num_envs, dtype=bool)
+    base._gather(active)
+    start = time.perf_counter()
+    for _ in range(steps):
+        base._gather(active)
+    elapsed = (time.perf_counter() - start) / steps
+    envs.close()
+    return elapsed
 
 
 if __name__ == "__main__":
