@@ -57,7 +57,7 @@ class FollowerAccompanist:
     """
 
     def __init__(self, env, synth: str = "harmonic", window: int = 100, max_run: int = 3, tempo_horizon: int = 60,
-                 position_gain: float = 0.1, tempo_gain: float = 0.05, gate: float = 0.3):
+                 position_gain: float = 0.25, tempo_gain: float = 0.05, gate: float = 0.3):
         self.env = env
         self.gate = gate
         self.synth = synth
