@@ -131,12 +131,13 @@ def prepare_piece(
 
     ``source`` is a bundled piece id or a :class:`Score`. The same arguments give the same piece, bit for bit.
     """
-    by_name = (source, expressiveness, seed, _synth_name(synth)) if isinstance(source, str) else None
-    if by_name is not None and by_name[-1] is not None and cache is None:  # a piece kept in memory, found without re-deriving its key
-        hit = _MEMORY.get(_KEYS.get(by_name, ""))
-        if hit is not None:
-            _MEMORY.move_to_end(_KEYS[by_name])
-            return hit
+    # a bundled piece kept in memory is found from its arguments, without re-deriving its cache key
+    name = _synth_name(synth)
+    by_name = (source, expressiveness, seed, name) if isinstance(source, str) and name and cache is None else None
+    known = _KEYS.get(by_name) if by_name is not None else None
+    if known in _MEMORY:
+        _MEMORY.move_to_end(known)
+        return _MEMORY[known]
     synth_obj = make_synth(synth)
     score = corpus_score(source, cache) if isinstance(source, str) else source
     if not isinstance(score, Score):
@@ -148,7 +149,7 @@ def prepare_piece(
         "piece", score=score.content_hash(), expressiveness=float(expressiveness), seed=int(seed),
         synth=synth_obj.cache_key(), features=FEATURE_VERSION, render=RENDER_VERSION,
     )
-    if by_name is not None and by_name[-1] is not None and len(_KEYS) < 100_000:
+    if by_name is not None and len(_KEYS) < 100_000:
         _KEYS[by_name] = key
     hit = _MEMORY.get(key)
     if hit is not None:

@@ -73,7 +73,6 @@ class FollowerAccompanist:
         solo = info["solo_part"]
         self.oltw = OnlineTimeWarping.for_score(score.select_parts([solo]), self.synth, self.window, self.max_run,
                                                 self.gate)
-        self.sounding = self.oltw.sounding
         self.event_notes = accompaniment_events(score, solo)[1]
         self.score = score
         self.own = np.zeros((N_BINS, int(score.end_seconds * FPS * 4) + 200), dtype=np.float32)
@@ -105,11 +104,12 @@ class FollowerAccompanist:
         # the quietest sound each pixel could stand for: subtracting from it leaves nothing where the soloist rests
         heard = to_linear(np.maximum(obs["audio"][0][:, -1].astype(np.float32) - 0.5, 0.0) / AUDIO_SCALE)
         solo = noise_gate(to_log(np.maximum(heard - self.own[:, f], 0.0)).astype(np.float64), self.gate)
-        estimate = self.oltw.push(frame_features(solo[:, None], self.previous)[0]) / FPS
+        matched = self.oltw.push(frame_features(solo[:, None], self.previous)[0])  # a reference frame
+        estimate = matched / FPS
         self.previous = solo
         if self.frame:
             self.position += self.tempo / FPS
-        if solo.any() and self.sounding[min(int(round(estimate * FPS)), self.sounding.size - 1)]:
+        if solo.any() and self.oltw.sounding[matched]:
             self.estimates.append(estimate)
             self.position += self.position_gain * (estimate - self.position)
         else:

@@ -64,7 +64,8 @@ class OnlineTimeWarping:
         self._previous = None
         self._run = 0
         self._pending = BOTH
-        self.sounding = np.ones(self.n_ref, dtype=bool)  # which reference frames are not silent (for_score sets it)
+        # which reference frames sound: all but the last component (frame_features' constant) are zero in silence
+        self.sounding = np.any(self.reference[:, :-1] > 0, axis=1)
 
     @classmethod
     def for_score(cls, score, synth: str = "harmonic", window: int = 100, max_run: int = 3,
@@ -72,9 +73,7 @@ class OnlineTimeWarping:
         """OLTW against ``score`` synthesized deadpan with ``synth`` (what a follower that reads the score expects);
         spectrogram values under ``gate`` are set to silence (see :func:`noise_gate`)."""
         reference = noise_gate(prepare_piece(score, expressiveness=0.0, seed=0, synth=synth).spectrogram, gate)
-        oltw = cls(frame_features(reference), window, max_run)
-        oltw.sounding = reference.any(axis=0)
-        return oltw
+        return cls(frame_features(reference), window, max_run)
 
     # --- cost matrix --------------------------------------------------------------------------------------
     def _cells(self, idx_rows, idx_cols):
