@@ -1,12 +1,15 @@
 """The experiment of the LMM challenge on one env: raw against LM-conditioned agents, several seeds, one command.
 
     python -m agents.experiment --env lmm/ScoreFollowing-v0 --paired-budget 8 --steps 100000 --seeds 0 1 2 \\
-        --features raw lmm --lm-dir runs/lm --out runs/experiment [--limit 0] [--parallel 2]
+        --features raw lmm [--reward env lm] --lm-dir runs/lm --out runs/experiment [--limit 0] [--parallel 2]
 
-Trains every (features, seed) with :func:`agents.train.train`, evaluates each model under the env's protocol
-(``--limit N``: only the first N protocol pieces, for a quicker, off-leaderboard measurement), writes the
-result files to ``out/results`` and prints, per features, the mean over seeds of the normalised score and the
-main metric with a 95% t-interval across seeds.
+Trains every (features, reward, seed) with :func:`agents.train.train`, evaluates each model under the env's
+protocol (``--limit N``: only the first N protocol pieces, for a quicker, off-leaderboard measurement), writes
+the result files to ``out/results`` and prints, per arm (features, and the reward when more than the env's is
+asked), the mean over seeds of the normalised score and the main metric with a 95% t-interval across seeds.
+
+``--reward env lm`` on lmm/SightReading-v0 is the closed-loop comparison: the env's own audio reward against
+LM^A's likelihood of what the agent plays (:class:`agents.lm.reward.LMRewardWrapper`), scored on note F1.
 """
 
 from __future__ import annotations
@@ -27,14 +30,15 @@ def _one(job: dict) -> dict:
     from agents.train import track_of, train
     from lmm_envs.benchmark.evaluate import evaluate, write_result
 
-    run = Path(job["out"]) / f"{job['features']}_s{job['seed']}"
+    arm = job["arm"]
+    run = Path(job["out"]) / f"{arm}_s{job['seed']}"
     train(job["env"], "ppo", job["features"], job["paired_budget"], job["steps"], job["seed"], "cpu", run,
-          lm_dir=job["lm_dir"], progress=False)
-    result = evaluate(job["env"], str(run / "model.zip"), agent_name=f"ppo-{job['features']} seed {job['seed']}",
+          lm_dir=job["lm_dir"], progress=False, reward=job["reward"])
+    result = evaluate(job["env"], str(run / "model.zip"), agent_name=f"ppo-{arm} seed {job['seed']}",
                       track=track_of(job["paired_budget"], job["steps"]), limit=job["limit"] or None, trust=True,
                       progress=False)
-    write_result(result, Path(job["out"]) / "results" / f"{job['features']}_s{job['seed']}.json")
-    return {"features": job["features"], "seed": job["seed"], "score": result["normalised_score"]["mean"],
+    write_result(result, Path(job["out"]) / "results" / f"{arm}_s{job['seed']}.json")
+    return {"arm": arm, "seed": job["seed"], "score": result["normalised_score"]["mean"],
             "main": result["aggregate"][result["main_metric"]]["mean"], "metric": result["main_metric"]}
 
 
@@ -55,25 +59,28 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--steps", type=int, default=100_000)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--features", nargs="+", default=["raw", "lmm"], choices=["raw", "lmm"])
+    ap.add_argument("--reward", nargs="+", default=["env"], choices=["env", "lm"],
+                    help="lm: LM^A's likelihood of the agent's own audio (SightReading, PlayByEar)")
     ap.add_argument("--lm-dir", default="runs/lm")
     ap.add_argument("--limit", type=int, default=0, help="evaluate on the first N protocol pieces only")
     ap.add_argument("--parallel", type=int, default=2, help="runs at a time (one CPU thread each)")
     ap.add_argument("--out", default="runs/experiment")
     args = ap.parse_args(argv)
-    jobs = [dict(env=args.env, paired_budget=args.paired_budget, steps=args.steps, seed=s, features=f,
-                 lm_dir=args.lm_dir, limit=args.limit, out=args.out) for f in args.features for s in args.seeds]
+    arms = [(f, r, f if args.reward == ["env"] else f"{f}-{r}") for f in args.features for r in args.reward]
+    jobs = [dict(env=args.env, paired_budget=args.paired_budget, steps=args.steps, seed=s, features=f, reward=r,
+                 arm=arm, lm_dir=args.lm_dir, limit=args.limit, out=args.out) for f, r, arm in arms for s in args.seeds]
     with ProcessPoolExecutor(max_workers=args.parallel) as pool:
         rows = list(pool.map(_one, jobs))
     summary = {}
-    for f in args.features:
-        mine = [r for r in rows if r["features"] == f]
+    for f in (arm for _, _, arm in arms):
+        mine = [r for r in rows if r["arm"] == f]
         scores, mains = [r["score"] for r in mine], [r["main"] for r in mine]
         summary[f] = {"seeds": [r["seed"] for r in mine], "normalised_score": scores, rows[0]["metric"]: mains,
                       "normalised_mean": float(np.mean(scores)), "normalised_interval": t_interval(scores),
                       "main_mean": float(np.mean(mains)), "main_interval": t_interval(mains)}
         lo, hi = summary[f]["normalised_interval"]
         mlo, mhi = summary[f]["main_interval"]
-        print(f"{f:>4}: normalised score {np.mean(scores):.3f} [{lo:.3f}, {hi:.3f}], {rows[0]['metric']} "
+        print(f"{f:>7}: normalised score {np.mean(scores):.3f} [{lo:.3f}, {hi:.3f}], {rows[0]['metric']} "
               f"{np.mean(mains):.3f} [{mlo:.3f}, {mhi:.3f}] over seeds {[r['seed'] for r in mine]}")
     Path(args.out).mkdir(parents=True, exist_ok=True)
     (Path(args.out) / "summary.json").write_text(json.dumps(summary, indent=1))

@@ -38,7 +38,13 @@ def _flat_size(space: gym.Space) -> int:
 
 
 class RawExtractor(BaseFeaturesExtractor):
-    """A small CNN over each observation window, the rest flattened, then one trainable layer."""
+    """A small CNN over each observation window, the rest flattened, then one trainable layer.
+
+    The two convolutions (stride 2 each) keep a map of the window at a quarter of its resolution, which the
+    layer reads whole: no global pooling, because where a note is matters (which key to press, whether the
+    performance is ahead of or behind the agent's place). Pooling the map down to 4 x 4 cells of about 22
+    pitches x 1 s had left PPO unable to learn either.
+    """
 
     def __init__(self, observation_space: gym.spaces.Dict, features_dim: int = 128):
         super().__init__(observation_space, features_dim)
@@ -46,11 +52,12 @@ class RawExtractor(BaseFeaturesExtractor):
         total = 0
         for key, space in observation_space.spaces.items():
             if _is_window(space):
-                self.branches[key] = nn.Sequential(
+                branch = nn.Sequential(
                     nn.Conv2d(space.shape[0], 16, kernel_size=5, stride=2, padding=2), nn.ReLU(),
-                    nn.Conv2d(16, 32, kernel_size=3, stride=2, padding=1), nn.ReLU(),
-                    nn.AdaptiveAvgPool2d((4, 4)), nn.Flatten())
-                total += 32 * 16
+                    nn.Conv2d(16, 32, kernel_size=3, stride=2, padding=1), nn.ReLU(), nn.Flatten())
+                with torch.no_grad():
+                    total += branch(torch.zeros(1, *space.shape)).shape[1]
+                self.branches[key] = branch
             else:
                 self.branches[key] = nn.Flatten()
                 total += _flat_size(space)

@@ -69,6 +69,8 @@ def main() -> None:
             from lmm_envs.pieces import performance_seed, prepare_piece
 
             prepare_piece(pid, 1.0, performance_seed(pid, variant))
+    import mir_eval  # noqa: F401  the playing metrics' dependency: loaded before timing, not at a first episode end
+
     reference = steps_per_second("CartPole-v1", args.steps)
     print(f"{'env':<28}{'steps/s':>12}{'x CartPole':>12}")
     print(f"{'CartPole-v1':<28}{reference:>12.0f}{1.0:>12.2f}")

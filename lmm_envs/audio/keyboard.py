@@ -12,6 +12,8 @@ and the notes that sound at once are summed in linear amplitude (the spectrogram
 interference between partials that share a band). :class:`KeyboardPlayer` computes this one frame at a time from
 key states; :meth:`Keyboard.render_keys` runs the same player over a whole key-state sequence, so a target
 rendered offline and the same keys played live give the same frames, bit for bit.
+:class:`BatchedKeyboardPlayer` plays N key-state streams at once, each bit for bit as its own player would (the
+motion tasks' vector envs).
 
 Templates come from any :class:`~lmm_envs.audio.synth.Synth` (HarmonicSynth by default, FluidSynth when asked),
 so the keyboard sounds like the synth that renders the pieces; they are cached on disk.
@@ -101,7 +103,7 @@ class Keyboard:
     def add_note(self, out: np.ndarray, frame: int, pitch: int, held_frames: int, gain: float) -> int:
         """Add a note of MIDI ``pitch`` struck at ``frame`` into linear-amplitude frames ``out`` ``(N_BINS, T)``
         (cut at the end of ``out``); returns the frame after the last one it reached."""
-        key = int(np.clip(pitch - PITCH_LOW, 0, N_KEYS - 1))
+        key = min(max(int(pitch) - PITCH_LOW, 0), N_KEYS - 1)
         sound = self.note_sound(key, held_frames, gain)
         end = min(frame + sound.shape[1], out.shape[1])
         out[:, frame:end] += sound[:, :end - frame]
@@ -192,6 +194,97 @@ class KeyboardPlayer:
                     alive.append(note)
         self._notes = alive
         self.frame = f + 1
+        return out
+
+
+
+class BatchedKeyboardPlayer:
+    """``n`` :class:`KeyboardPlayer` s stepped together, each giving the same frames as its own player, bit for bit.
+
+    The notes of all players live in ``(n, capacity)`` arrays (key, onset frame, gain, release frame, alive),
+    grown when a player needs more. A player's frame sums its notes in the order a :class:`KeyboardPlayer` keeps
+    them, which is by (onset, key); so the sums run over that order, one vectorised add per note rank.
+    """
+
+    def __init__(self, keyboard: Keyboard, n: int, capacity: int = 8):
+        self.keyboard = keyboard
+        self.n = n
+        self.frame = np.zeros(n, dtype=np.int64)
+        self.held = np.zeros((n, N_KEYS), dtype=bool)
+        self._key = np.zeros((n, capacity), dtype=np.int64)
+        self._onset = np.zeros((n, capacity), dtype=np.int64)
+        self._gain = np.zeros((n, capacity), dtype=np.float32)
+        self._released = np.full((n, capacity), -1, dtype=np.int64)
+        self._alive = np.zeros((n, capacity), dtype=bool)
+        self._rows = np.arange(n)
+
+    def reset(self, i: int) -> None:
+        """Player ``i`` starts again: nothing held, nothing sounding, frame 0."""
+        self.frame[i] = 0
+        self.held[i] = False
+        self._alive[i] = False
+
+    def _grow(self, capacity: int) -> None:
+        extra = capacity - self._key.shape[1]
+        pad = ((0, 0), (0, extra))
+        self._key, self._onset, self._gain = (np.pad(a, pad) for a in (self._key, self._onset, self._gain))
+        self._released = np.pad(self._released, pad, constant_values=-1)
+        self._alive = np.pad(self._alive, pad)
+
+    def step(self, down: np.ndarray, gains: np.ndarray | None = None, active: np.ndarray | None = None) -> np.ndarray:
+        """Set every player's keys down (``(n, N_KEYS)`` bool) and return their frames, ``(n, N_BINS)`` float32.
+
+        ``gains`` (``(n, N_KEYS)`` float32, :func:`velocity_scale` of the strike velocities) applies to the keys
+        struck now (default 1). Players outside ``active`` (a ``(n,)`` bool mask) neither change nor advance;
+        their rows of the result are zero.
+        """
+        f = self.frame
+        if active is not None:
+            down = down & active[:, None]
+        struck = down & ~self.held
+        lifted = self.held & ~down
+        if active is not None:
+            lifted &= active[:, None]
+        # the held note of a lifted key is released now
+        releasing = self._alive & (self._released < 0) & lifted[self._rows[:, None], self._key]
+        self._released = np.where(releasing, f[:, None], self._released)
+        new_env, new_key = np.nonzero(struck)  # by player, then by key: the order a KeyboardPlayer appends
+        if new_env.size:
+            free = ~self._alive
+            need = np.bincount(new_env, minlength=self.n)
+            if np.any(need > free.sum(1)):
+                self._grow(self._key.shape[1] + int((need - free.sum(1)).max()))
+                free = ~self._alive
+            free_env, free_slot = np.nonzero(free)
+            first_free = np.concatenate([[0], np.cumsum(np.bincount(free_env, minlength=self.n))[:-1]])
+            first_new = np.concatenate([[0], np.cumsum(need)[:-1]])
+            slot = free_slot[first_free[new_env] + np.arange(new_env.size) - first_new[new_env]]
+            self._key[new_env, slot] = new_key
+            self._onset[new_env, slot] = f[new_env]
+            self._gain[new_env, slot] = 1.0 if gains is None else gains[new_env, new_key]
+            self._released[new_env, slot] = -1
+            self._alive[new_env, slot] = True
+        self.held = np.where(active[:, None], down, self.held) if active is not None else down
+        age = f[:, None] - self._onset
+        since = f[:, None] - self._released
+        holding = self._released < 0
+        ringing = ~holding & (since < RELEASE_FRAMES) & (age < TEMPLATE_FRAMES + RELEASE_FRAMES)
+        self._alive &= holding | ringing
+        release = self.keyboard.release[self._key, np.clip(since, 0, RELEASE_FRAMES - 1)]
+        coefficient = np.where(holding, np.where(age < TEMPLATE_FRAMES, self._gain, np.float32(0.0)),
+                               self._gain * release)
+        coefficient = np.where(self._alive, coefficient, np.float32(0.0)).astype(np.float32)
+        if active is not None:
+            coefficient[~active] = 0.0
+        never = np.iinfo(np.int64).max
+        order = np.lexsort((self._key, np.where(self._alive, self._onset, never)), axis=-1)
+        out = np.zeros((self.n, N_BINS), dtype=np.float32)
+        age = np.clip(age, 0, TEMPLATE_FRAMES + RELEASE_FRAMES - 1)
+        for rank in range(int(self._alive.sum(1).max(initial=0))):
+            slot = order[:, rank]
+            c = coefficient[self._rows, slot]
+            out += c[:, None] * self.keyboard._rows[self._key[self._rows, slot], age[self._rows, slot]]
+        self.frame = f + (1 if active is None else active)
         return out
 
 

@@ -16,8 +16,10 @@ ENV_IDS = {
 
 # native vector envs: gym.make_vec(ID, num_envs=N, vectorization_mode="vector_entry_point")
 VECTOR_ENTRY_POINTS = {
-    env_id: f"lmm_envs.envs.vector:{entry.rsplit(':', 1)[1].replace('Env', 'VectorEnv')}"
-    for env_id, entry in ENV_IDS.items()
+    "lmm/ScoreFollowing-v0": "lmm_envs.envs.vector:ScoreFollowingVectorEnv",
+    "lmm/Accompaniment-v0": "lmm_envs.envs.vector_accompaniment:AccompanimentVectorEnv",
+    "lmm/SightReading-v0": "lmm_envs.envs.vector_playing:SightReadingVectorEnv",
+    "lmm/PlayByEar-v0": "lmm_envs.envs.vector_playing:PlayByEarVectorEnv",
 }
 
 

@@ -7,9 +7,8 @@ the single env's do (each sub-env keeps its own seeded RNG and piece choice), so
 same observations and rewards as ``SyncVectorEnv`` over single envs, bit for bit. Autoreset follows gymnasium's
 default ``NEXT_STEP`` mode: the step after an episode ends resets that sub-env and ignores its action.
 
-:class:`LoopVectorEnv` serves the playing tasks (whose per-step work, the keyboard and the event logic, is per
-episode): it steps the unwrapped envs in a plain loop into preallocated buffers, without the per-env wrapper
-stack and batching of ``SyncVectorEnv``.
+The other ids' batched envs build on :class:`_BatchedBase`: :mod:`lmm_envs.envs.vector_accompaniment` and
+:mod:`lmm_envs.envs.vector_playing` (the motion tasks).
 """
 
 from __future__ import annotations
@@ -24,10 +23,8 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from lmm_envs.audio.features import FPS
 from lmm_envs.envs import MAX_EPISODE_STEPS
-from lmm_envs.envs.accompaniment import AccompanimentEnv
 from lmm_envs.envs.base import AUDIO_WINDOW, SCORE_WINDOW
 from lmm_envs.envs.score_following import MAX_RATIO, TEMPO_STEP, ScoreFollowingEnv
-from lmm_envs.envs.sight_reading import PlayByEarEnv, SightReadingEnv
 from lmm_envs.errors import ConfigError, InvalidActionError
 
 
@@ -201,72 +198,3 @@ class ScoreFollowingVectorEnv(_BatchedBase):
     def _batched_obs(self) -> dict[str, np.ndarray]:
         return dict(self._obs)  # fresh arrays each step: no copy needed
 
-
-class LoopVectorEnv(_BatchedBase):
-    """N envs of one id stepped in a plain loop into preallocated buffers (``NEXT_STEP`` autoreset)."""
-
-    env_class: type[gym.Env]
-
-    def __init__(self, num_envs: int = 1, max_episode_steps: int = MAX_EPISODE_STEPS, **kwargs: Any):
-        self.envs = [self.env_class(**kwargs) for _ in range(num_envs)]
-        self._make_spaces(self.envs[0], num_envs)
-        self.max_episode_steps = int(max_episode_steps)
-        self._elapsed = np.zeros(num_envs, dtype=np.int64)
-        self._needs_reset = np.zeros(num_envs, dtype=bool)
-
-    def _put(self, i: int, obs: dict) -> None:
-        for k, v in obs.items():
-            self._obs[k][i] = v
-
-    def reset(self, *, seed: int | list | None = None, options: dict | None = None):
-        super().reset(seed=seed)
-        for i, (env, s) in enumerate(zip(self.envs, _seeds(seed, self.num_envs), strict=True)):
-            self._put(i, env.reset(seed=s, options=options)[0])
-        self._elapsed[:] = 0
-        self._needs_reset[:] = False
-        return self._batched_obs(), {}
-
-    def step(self, actions):
-        n = self.num_envs
-        rewards = np.zeros(n)
-        terminated = np.zeros(n, dtype=bool)
-        truncated = np.zeros(n, dtype=bool)
-        metrics: dict[int, dict] = {}
-        for i, env in enumerate(self.envs):
-            if self._needs_reset[i]:
-                self._put(i, env.reset()[0])
-                self._elapsed[i] = 0
-                continue
-            obs, r, term, trunc, info = env.step(actions[i])
-            self._elapsed[i] += 1
-            trunc = trunc or (not term and self._elapsed[i] >= self.max_episode_steps)
-            self._put(i, obs)
-            rewards[i], terminated[i], truncated[i] = r, term, trunc
-            if term or trunc:
-                metrics[i] = info.get("episode_metrics") or env.episode_metrics()
-        self._needs_reset = terminated | truncated
-        infos: dict = {}
-        if metrics:
-            index = np.array(sorted(metrics))
-            keys = metrics[index[0]]
-            infos["episode_metrics"] = {k: np.array([metrics[i][k] for i in index]) for k in keys}
-            infos["episode_metrics_index"] = index
-        return self._batched_obs(), rewards, terminated, truncated, infos
-
-
-class AccompanimentVectorEnv(LoopVectorEnv):
-    """lmm/Accompaniment-v0, N at a time."""
-
-    env_class = AccompanimentEnv
-
-
-class SightReadingVectorEnv(LoopVectorEnv):
-    """lmm/SightReading-v0, N at a time."""
-
-    env_class = SightReadingEnv
-
-
-class PlayByEarVectorEnv(LoopVectorEnv):
-    """lmm/PlayByEar-v0, N at a time."""
-
-    env_class = PlayByEarEnv

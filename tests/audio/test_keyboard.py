@@ -7,6 +7,8 @@ from lmm_envs.audio.keyboard import (
     PITCH_LOW,
     RELEASE_FRAMES,
     TEMPLATE_FRAMES,
+    VELOCITY_LEVELS,
+    BatchedKeyboardPlayer,
     make_keyboard,
     to_linear,
     to_log,
@@ -74,3 +76,26 @@ def test_velocity_scales_amplitude_and_louder_is_louder(keyboard):
 def test_linear_and_log_units_round_trip():
     x = np.linspace(0, 8, 50, dtype=np.float32)
     np.testing.assert_allclose(to_log(to_linear(x)), x, atol=1e-5)
+
+
+def test_batched_player_equals_one_player_per_row_bit_for_bit(keyboard):
+    """Random key states with re-strikes, chords, velocities and rows that sit out steps (as resetting envs do)."""
+    rng = np.random.default_rng(5)
+    n, frames = 5, 150
+    batched = BatchedKeyboardPlayer(keyboard, n, capacity=2)  # small: it has to grow
+    players = [keyboard.player() for _ in range(n)]
+    for f in range(frames):
+        down = rng.random((n, N_KEYS)) < np.where(np.arange(n) < 2, 0.02, 0.3)[:, None]  # sparse and dense rows
+        velocities = rng.choice(VELOCITY_LEVELS, size=(n, N_KEYS))
+        active = rng.random(n) < 0.9
+        if f == 70:
+            batched.reset(3)
+            players[3] = keyboard.player()
+        out = batched.step(down, velocity_scale(velocities).astype(np.float32), active)
+        for i in np.flatnonzero(active):
+            keys = np.flatnonzero(down[i])
+            expected = players[i].step(keys, velocities[i, keys])
+            assert out[i].tobytes() == expected.tobytes(), (f, i)
+            assert np.array_equal(batched.held[i], players[i].keys_down)
+        assert not out[~active].any()
+    assert batched._key.shape[1] > 2

@@ -12,7 +12,11 @@ ENV_IDS = sorted(k for k in gym.registry if k.startswith("lmm/"))
 PIECES = (sorted(piece_ids(split="test", collection="bach"), key=lambda p: piece_info(p).seconds)[:2]
           + sorted((p for p in piece_ids(split="test") if piece_info(p).monophonic), key=lambda p: piece_info(p).seconds)[:2])
 CASES = [(env_id, {}) for env_id in ENV_IDS] + [("lmm/ScoreFollowing-v0", {"action_type": "continuous"}),
-                                                  ("lmm/SightReading-v0", {"polyphony": "poly", "velocity": True})]
+                                                  ("lmm/SightReading-v0", {"polyphony": "poly", "velocity": True}),
+                                                  ("lmm/SightReading-v0", {"velocity": True, "reward": "symbolic"}),
+                                                  ("lmm/PlayByEar-v0", {"polyphony": "poly", "reward": "symbolic"}),
+                                                  ("lmm/Accompaniment-v0", {"dynamics": True}),
+                                                  ("lmm/Accompaniment-v0", {"solo_part": "bottom", "tolerance": 0.1})]
 
 
 @pytest.mark.parametrize("env_id,kwargs", CASES, ids=lambda x: str(x))
@@ -45,3 +49,19 @@ def test_native_score_following_refuses_bad_actions():
         with pytest.raises(InvalidActionError):
             envs.step(bad)
     envs.step(np.array([0, 1, 2]))  # still usable
+
+
+@pytest.mark.parametrize("env_id,kwargs", [("lmm/SightReading-v0", {}), ("lmm/SightReading-v0", {"polyphony": "poly"}),
+                                            ("lmm/Accompaniment-v0", {})], ids=["mono", "poly", "accompaniment"])
+def test_native_envs_refuse_bad_actions_and_take_whole_floats(env_id, kwargs):
+    envs = gym.make_vec(env_id, num_envs=2, vectorization_mode="vector_entry_point", pieces=PIECES, **kwargs)
+    envs.reset(seed=0)
+    good = envs.action_space.sample()
+    high = envs.single_action_space.n if "poly" not in kwargs.values() else 2
+    for bad in (np.full_like(good, high), good[:1], good + 0.5, np.full(good.shape, np.nan), "x"):
+        with pytest.raises(InvalidActionError):
+            envs.step(bad)
+    _, rewards, *_ = envs.step(good.astype(np.float32))  # SB3 hands MultiBinary actions over as floats
+    assert rewards.shape == (2,)
+    _, rewards, *_ = envs.step(good)
+    assert rewards.shape == (2,)

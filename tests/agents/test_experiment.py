@@ -1,0 +1,33 @@
+import json
+
+import pytest
+
+from agents.experiment import main, t_interval
+from agents.pretrain import pretrain
+
+
+@pytest.fixture(scope="module")
+def lm_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("lms")
+    pretrain(out, size="tiny", lm_steps=10, budgets=(2,), methods=("regression",), pool_limit=3, progress=False)
+    return out
+
+
+def test_reward_arms_train_with_their_own_reward_and_are_scored_apart(lm_dir, tmp_path):
+    out = tmp_path / "exp"
+    assert main(["--env", "lmm/SightReading-v0", "--paired-budget", "2", "--steps", "64", "--seeds", "0",
+                 "--features", "raw", "--reward", "env", "lm", "--lm-dir", str(lm_dir), "--limit", "1",
+                 "--parallel", "1", "--out", str(out)]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert set(summary) == {"raw-env", "raw-lm"}
+    for arm, reward in (("raw-env", "env"), ("raw-lm", "lm")):
+        assert json.loads((out / f"{arm}_s0" / "run.json").read_text())["reward"] == reward
+        result = json.loads((out / "results" / f"{arm}_s0.json").read_text())
+        assert result["main_metric"] == "note_f1" and result["agent"]["name"] == f"ppo-{arm} seed 0"
+        assert summary[arm]["note_f1"] == [result["aggregate"]["note_f1"]["mean"]]
+
+
+def test_t_interval_is_centred_on_the_mean_and_needs_two_seeds():
+    lo, hi = t_interval([0.1, 0.2, 0.3])
+    assert lo < 0.2 < hi and abs((lo + hi) / 2 - 0.2) < 1e-12
+    assert all(x != x for x in t_interval([0.5]))  # NaN: no interval from one seed
