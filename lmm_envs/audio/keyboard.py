@@ -145,13 +145,12 @@ class KeyboardPlayer:
         # per sounding note: key, onset frame, gain, release frame (-1 while down)
         self._notes: list[list] = []
         self._sounding_index: dict[int, list] = {}
+        self._held_mask = np.zeros(N_KEYS, dtype=bool)
 
     @property
     def keys_down(self) -> np.ndarray:
         """The keys held now, ``(N_KEYS,)`` bool."""
-        out = np.zeros(N_KEYS, dtype=bool)
-        out[list(self._held)] = True
-        return out
+        return self._held_mask.copy()
 
     def step(self, down: np.ndarray, velocities: np.ndarray | None = None) -> np.ndarray:
         """Set the keys down at this frame (key indices, 0 = A0) and return the frame's sound, ``(N_BINS,)``.
@@ -175,8 +174,11 @@ class KeyboardPlayer:
                 note = [k, f, np.float32(gains[k]), -1]
                 self._notes.append(note)
                 self._sounding_index[k] = note
+        if now != before:
+            self._held_mask[:] = False
+            self._held_mask[keys] = True
         self._held = now
-        out = np.zeros(N_BINS, dtype=np.float32)
+        out = None  # the first sounding note's frame becomes the sum (0 + x is x for these non-negative frames)
         rows = self.keyboard._rows
         release = self.keyboard.release
         alive = []
@@ -184,17 +186,23 @@ class KeyboardPlayer:
             k, onset, gain, released = note
             age = f - onset
             if released < 0:
-                if age < TEMPLATE_FRAMES:
-                    out += gain * rows[k, age]
                 alive.append(note)
+                if age >= TEMPLATE_FRAMES:
+                    continue
+                sound = gain * rows[k, age]
             else:
                 r = f - released
-                if r < RELEASE_FRAMES and age < TEMPLATE_FRAMES + RELEASE_FRAMES:
-                    out += (gain * release[k, r]) * rows[k, age]
-                    alive.append(note)
+                if r >= RELEASE_FRAMES or age >= TEMPLATE_FRAMES + RELEASE_FRAMES:
+                    continue
+                alive.append(note)
+                sound = (gain * release[k, r]) * rows[k, age]
+            if out is None:
+                out = sound
+            else:
+                out += sound
         self._notes = alive
         self.frame = f + 1
-        return out
+        return np.zeros(N_BINS, dtype=np.float32) if out is None else out
 
 
 
