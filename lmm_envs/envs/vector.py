@@ -7,7 +7,7 @@ the single env's do (each sub-env keeps its own seeded RNG and piece choice), so
 same observations and rewards as ``SyncVectorEnv`` over single envs, bit for bit. Autoreset follows gymnasium's
 default ``NEXT_STEP`` mode: the step after an episode ends resets that sub-env and ignores its action.
 
-The other ids' batched envs build on :class:`_BatchedBase`: :mod:`lmm_envs.envs.vector_accompaniment` and
+The other ids' batched envs build on :class:`BatchedVectorEnv`: :mod:`lmm_envs.envs.vector_accompaniment` and
 :mod:`lmm_envs.envs.vector_playing` (the motion tasks).
 """
 
@@ -28,7 +28,8 @@ from lmm_envs.envs.score_following import MAX_RATIO, TEMPO_STEP, ScoreFollowingE
 from lmm_envs.errors import ConfigError, InvalidActionError
 
 
-def _seeds(seed: int | list | None, n: int) -> list:
+def env_seeds(seed: int | list | None, n: int) -> list:
+    """One reset seed per sub-env, as ``SyncVectorEnv`` hands them out (``seed + i`` from one integer)."""
     if seed is None:
         return [None] * n
     if isinstance(seed, (int, np.integer)):
@@ -38,8 +39,16 @@ def _seeds(seed: int | list | None, n: int) -> list:
     return list(seed)
 
 
-class _BatchedBase(VectorEnv):
+class BatchedVectorEnv(VectorEnv):
+    """What the native vector envs share: sub-envs that keep each episode's seeded choices, ``NEXT_STEP``
+    autoreset, and observations that subclasses put as fresh arrays into ``self._obs``.
+
+    A subclass holds ``self.envs`` and implements ``_load(i)`` (take sub-env i's freshly reset episode into the
+    batch) and ``_observe()`` (fill ``self._obs`` for every env).
+    """
+
     metadata = {"autoreset_mode": AutoresetMode.NEXT_STEP, "render_modes": []}
+    envs: list
 
     def _make_spaces(self, env: gym.Env, num_envs: int) -> None:
         if not isinstance(num_envs, int) or num_envs < 1:
@@ -50,16 +59,45 @@ class _BatchedBase(VectorEnv):
         self.observation_space = batch_space(env.observation_space, num_envs)
         self.action_space = batch_space(env.action_space, num_envs)
         self._obs = {k: np.zeros((num_envs, *s.shape), dtype=s.dtype) for k, s in env.observation_space.spaces.items()}
+        self._needs_reset = np.zeros(num_envs, dtype=bool)
 
-    def _batched_obs(self) -> dict[str, np.ndarray]:
-        return {k: v.copy() for k, v in self._obs.items()}
+    def _load(self, i: int) -> None:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _observe(self) -> None:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def reset(self, *, seed: int | list | None = None, options: dict | None = None):
+        super().reset(seed=seed)
+        for i, (env, s) in enumerate(zip(self.envs, env_seeds(seed, self.num_envs), strict=True)):
+            env.reset(seed=s, options=options)
+            self._load(i)
+        self._needs_reset[:] = False
+        self._observe()
+        return dict(self._obs), {}
+
+    def _reset_finished(self) -> np.ndarray:
+        """Reset the sub-envs whose episode ended last step; returns the mask of those that act this step."""
+        for i in np.flatnonzero(self._needs_reset):
+            self.envs[i].reset()
+            self._load(i)
+        return ~self._needs_reset
+
+    def _ended_info(self, metrics_of) -> dict:
+        """``infos`` of a step: the episode metrics of the envs that ended (``metrics_of(i)``), by index."""
+        ended = np.flatnonzero(self._needs_reset)
+        if not ended.size:
+            return {}
+        metrics = [metrics_of(i) for i in ended]
+        return {"episode_metrics": {k: np.array([m[k] for m in metrics]) for k in metrics[0]},
+                "episode_metrics_index": ended}
 
     def close_extras(self, **kwargs: Any) -> None:
         for env in self.envs:
             env.close()
 
 
-class ScoreFollowingVectorEnv(_BatchedBase):
+class ScoreFollowingVectorEnv(BatchedVectorEnv):
     """N lmm/ScoreFollowing-v0 episodes stepped together (see the module docstring); same kwargs as the env."""
 
     def __init__(self, num_envs: int = 1, max_episode_steps: int = MAX_EPISODE_STEPS, **kwargs: Any):
@@ -81,7 +119,6 @@ class ScoreFollowingVectorEnv(_BatchedBase):
         self._last = np.zeros(n, dtype=np.int64)
         self._end = np.zeros(n)
         self._elapsed = np.zeros(n, dtype=np.int64)
-        self._needs_reset = np.zeros(n, dtype=bool)
         self._slots: dict[str, np.ndarray] = {}
         self._views: dict[str, np.ndarray] = {}
         self._index = np.arange(n)
@@ -123,14 +160,8 @@ class ScoreFollowingVectorEnv(_BatchedBase):
         self._end[i] = env._score_end
         self._elapsed[i] = 0
 
-    def reset(self, *, seed: int | list | None = None, options: dict | None = None):
-        super().reset(seed=seed)
-        for i, (env, s) in enumerate(zip(self.envs, _seeds(seed, self.num_envs), strict=True)):
-            env.reset(seed=s, options=options)
-            self._load(i)
-        self._needs_reset[:] = False
+    def _observe(self) -> None:
         self._gather(np.zeros(self.num_envs, dtype=bool))
-        return self._batched_obs(), {}
 
     def _check_actions(self, actions) -> np.ndarray:
         a = np.asarray(actions)
@@ -147,10 +178,7 @@ class ScoreFollowingVectorEnv(_BatchedBase):
         a = self._check_actions(actions)
         n = self.num_envs
         rewards = np.zeros(n)
-        for i in np.flatnonzero(self._needs_reset):
-            self.envs[i].reset()
-            self._load(i)
-        act = ~self._needs_reset
+        act = self._reset_finished()
         if self.discrete:
             ratio = np.minimum(np.maximum(self._ratio + (a - 1) * TEMPO_STEP, 0.0), MAX_RATIO)
         else:
@@ -170,18 +198,13 @@ class ScoreFollowingVectorEnv(_BatchedBase):
         self._elapsed += act
         truncated = act & ~terminated & (self._elapsed >= self.max_episode_steps)
         self._needs_reset = terminated | truncated
-        infos: dict = {}
-        ended = np.flatnonzero(self._needs_reset)
-        if ended.size:
-            metrics = []
-            for i in ended:
-                env = self.envs[i]
-                env._frame = int(self._frame[i])
-                env._trajectory = self._slots["trajectory"][i, 0, :env._trajectory.size].copy()
-                metrics.append(env.episode_metrics())
-            infos["episode_metrics"] = {k: np.array([m[k] for m in metrics]) for k in metrics[0]}
-            infos["episode_metrics_index"] = ended
-        return self._batched_obs(), rewards, terminated, truncated, infos
+        return dict(self._obs), rewards, terminated, truncated, self._ended_info(self._episode_metrics)
+
+    def _episode_metrics(self, i: int) -> dict[str, float]:
+        env = self.envs[i]
+        env._frame = int(self._frame[i])
+        env._trajectory = self._slots["trajectory"][i, 0, :env._trajectory.size].copy()
+        return env.episode_metrics()
 
     def _gather(self, act: np.ndarray) -> np.ndarray:
         """Record the pointers, read the true positions and cut the observation windows, for all envs at once."""
@@ -194,7 +217,3 @@ class ScoreFollowingVectorEnv(_BatchedBase):
         self._obs["score"] = self._view("score", SCORE_WINDOW)[idx, :, columns].reshape(n, 1, -1, SCORE_WINDOW)
         self._obs["tempo"] = self._ratio.astype(np.float32).reshape(n, 1)
         return truth
-
-    def _batched_obs(self) -> dict[str, np.ndarray]:
-        return dict(self._obs)  # fresh arrays each step: no copy needed
-

@@ -19,13 +19,13 @@ from lmm_envs.audio.keyboard import VELOCITY_LEVELS
 from lmm_envs.envs import MAX_EPISODE_STEPS
 from lmm_envs.envs.accompaniment import EXTRA_PENALTY, MISS_PENALTY, WAIT, AccompanimentEnv
 from lmm_envs.envs.base import AUDIO_WINDOW, SCORE_WINDOW
-from lmm_envs.envs.vector import _BatchedBase, _seeds
+from lmm_envs.envs.vector import BatchedVectorEnv
 from lmm_envs.errors import InvalidActionError
 
 _EVENT_TABLES = ("target_times", "deadline", "score_column", "target_velocity")
 
 
-class AccompanimentVectorEnv(_BatchedBase):
+class AccompanimentVectorEnv(BatchedVectorEnv):
     """lmm/Accompaniment-v0, N at a time (see the module docstring); same kwargs as the env."""
 
     def __init__(self, num_envs: int = 1, max_episode_steps: int = MAX_EPISODE_STEPS, **kwargs: Any):
@@ -46,7 +46,6 @@ class AccompanimentVectorEnv(_BatchedBase):
         self._last_column = np.zeros(n, dtype=np.int64)  # the last score column a window may start at
         self._pixel_length = np.zeros(n, dtype=np.int64)
         self._elapsed = np.zeros(n, dtype=np.int64)
-        self._needs_reset = np.zeros(n, dtype=bool)
         self._events = {name: np.zeros((n, 1)) for name in _EVENT_TABLES}
         self._events["score_column"] = np.zeros((n, 1), dtype=np.int64)
         self._pixels = np.zeros((n, N_BINS, 1), dtype=np.uint8)
@@ -103,15 +102,6 @@ class AccompanimentVectorEnv(_BatchedBase):
         self._elapsed[i] = 0
         self._reloaded[i] = True
 
-    def reset(self, *, seed: int | list | None = None, options: dict | None = None):
-        super().reset(seed=seed)
-        for i, (env, s) in enumerate(zip(self.envs, _seeds(seed, self.num_envs), strict=True)):
-            env.reset(seed=s, options=options)
-            self._load(i)
-        self._needs_reset[:] = False
-        self._observe()
-        return dict(self._obs), {}
-
     # --- stepping --------------------------------------------------------------------------------------------
     def _check_actions(self, actions) -> np.ndarray:
         try:
@@ -130,10 +120,7 @@ class AccompanimentVectorEnv(_BatchedBase):
 
     def step(self, actions):
         a = self._check_actions(actions)
-        for i in np.flatnonzero(self._needs_reset):
-            self.envs[i].reset()
-            self._load(i)
-        act = ~self._needs_reset
+        act = self._reset_finished()
         frame = self._frame
         now = frame / FPS
         play = act & (a != WAIT)
@@ -166,13 +153,7 @@ class AccompanimentVectorEnv(_BatchedBase):
         truncated = act & ~terminated & (self._elapsed >= self.max_episode_steps)
         self._needs_reset = terminated | truncated
         self._observe()
-        infos: dict = {}
-        ended = np.flatnonzero(self._needs_reset)
-        if ended.size:
-            metrics = [self._episode_metrics(i) for i in ended]
-            infos["episode_metrics"] = {k: np.array([m[k] for m in metrics]) for k in metrics[0]}
-            infos["episode_metrics_index"] = ended
-        return dict(self._obs), rewards, terminated, truncated, infos
+        return dict(self._obs), rewards, terminated, truncated, self._ended_info(self._episode_metrics)
 
     def _window(self, name: str, width: int, axis: int) -> np.ndarray:
         view = self._views.get(name)

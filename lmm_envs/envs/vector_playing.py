@@ -19,11 +19,11 @@ from lmm_envs.audio.keyboard import N_KEYS, VELOCITY_LEVELS, BatchedKeyboardPlay
 from lmm_envs.envs import MAX_EPISODE_STEPS
 from lmm_envs.envs.base import AUDIO_WINDOW, SCORE_WINDOW, audio_pixels
 from lmm_envs.envs.sight_reading import PlayByEarEnv, PlayingEnv, SightReadingEnv
-from lmm_envs.envs.vector import _BatchedBase, _seeds
+from lmm_envs.envs.vector import BatchedVectorEnv
 from lmm_envs.errors import InvalidActionError
 
 
-class PlayingVectorEnv(_BatchedBase):
+class PlayingVectorEnv(BatchedVectorEnv):
     """N episodes of a motion task stepped together (see the module docstring); same kwargs as the env."""
 
     env_class: type[PlayingEnv]
@@ -42,7 +42,6 @@ class PlayingVectorEnv(_BatchedBase):
         self._frame = np.zeros(n, dtype=np.int64)
         self._length = np.zeros(n, dtype=np.int64)
         self._elapsed = np.zeros(n, dtype=np.int64)
-        self._needs_reset = np.zeros(n, dtype=bool)
         self._keys_obs = np.zeros((n, self.n_keys), dtype=np.int8)
         self._slots: dict[str, np.ndarray] = {}
         self._views: dict[str, np.ndarray] = {}
@@ -102,15 +101,6 @@ class PlayingVectorEnv(_BatchedBase):
         self._elapsed[i] = 0
         self._keys_obs[i] = 0
 
-    def reset(self, *, seed: int | list | None = None, options: dict | None = None):
-        super().reset(seed=seed)
-        for i, (env, s) in enumerate(zip(self.envs, _seeds(seed, self.num_envs), strict=True)):
-            env.reset(seed=s, options=options)
-            self._load(i)
-        self._needs_reset[:] = False
-        self._observe()
-        return self._batched_obs(), {}
-
     # --- stepping --------------------------------------------------------------------------------------------
     def _check_actions(self, actions) -> np.ndarray:
         """Whole numbers inside the action space, one row per env (floats such as SB3's 0./1. MultiBinary
@@ -147,10 +137,7 @@ class PlayingVectorEnv(_BatchedBase):
 
     def step(self, actions):
         a = self._check_actions(actions)
-        for i in np.flatnonzero(self._needs_reset):
-            self.envs[i].reset()
-            self._load(i)
-        act = ~self._needs_reset
+        act = self._reset_finished()
         down, velocity = self._keys(a, act)
         gains = None if velocity is None else velocity_scale(velocity).astype(np.float32)
         sound = np.log1p(self._player.step(down, gains, act))
@@ -169,13 +156,7 @@ class PlayingVectorEnv(_BatchedBase):
         truncated = act & ~terminated & (self._elapsed >= self.max_episode_steps)
         self._needs_reset = terminated | truncated
         self._observe()
-        infos: dict = {}
-        ended = np.flatnonzero(self._needs_reset)
-        if ended.size:
-            metrics = [self._episode_metrics(i) for i in ended]
-            infos["episode_metrics"] = {k: np.array([m[k] for m in metrics]) for k in metrics[0]}
-            infos["episode_metrics_index"] = ended
-        return self._batched_obs(), rewards, terminated, truncated, infos
+        return dict(self._obs), rewards, terminated, truncated, self._ended_info(self._episode_metrics)
 
     def _rewards(self, sound: np.ndarray, down: np.ndarray, rows: np.ndarray, f: np.ndarray) -> np.ndarray:
         """The single env's per-frame reward, for the stepping envs at once (same float operations)."""
@@ -196,9 +177,6 @@ class PlayingVectorEnv(_BatchedBase):
         ahead = self._window("ahead", SCORE_WINDOW)[idx, :, f]
         self._obs[self.window_key] = ahead.reshape(n, 1, -1, SCORE_WINDOW)
         self._obs["held"] = self._keys_obs.copy()
-
-    def _batched_obs(self) -> dict[str, np.ndarray]:
-        return dict(self._obs)  # fresh arrays each step
 
     def _episode_metrics(self, i: int) -> dict[str, float]:
         """Hand episode i's records to its sub-env (as views) and ask it for the episode's metrics."""
