@@ -5,8 +5,9 @@
 1. Single env through ``gym.make``, next to CartPole-v1's (the ratio music env / CartPole).
 2. ``num_envs`` envs through the native vector env (``vectorization_mode="vector_entry_point"``) next to
    ``SyncVectorEnv`` over the same number of single envs: aggregate steps per second and their ratio. For
-   ScoreFollowing, also the rate at which numpy can only cut the N observation windows (uint8 rows of 40 and 80
-   bytes, one strided gather): the ceiling of that ratio on this machine whatever else a step does.
+   ScoreFollowing, also the rate at which its vector env can only cut the N observation windows (64 x 163 uint8
+   rows of 40 and 80 bytes, gathered as whole rows): the ceiling of that ratio on this machine whatever else a
+   step does.
 
 Actions are sampled from the action space; resets happen when episodes end. Prints figures and ratios.
 """

@@ -68,14 +68,12 @@ ONSET_TOLERANCE_S = 0.05
 def key_notes(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The notes of a key-state sequence ``(n_frames, n_keys)``: (key, onset frame, offset frame) of each press."""
     keys = np.asarray(keys, dtype=bool)
-    padded = np.zeros((keys.shape[0] + 2, keys.shape[1]), dtype=np.int8)
-    padded[1:-1] = keys
-    change = np.diff(padded, axis=0)
-    on_f, on_k = np.nonzero(change == 1)
-    off_f, off_k = np.nonzero(change == -1)
-    on_order = np.lexsort((on_f, on_k))
-    off_order = np.lexsort((off_f, off_k))
-    return on_k[on_order], on_f[on_order], off_f[off_order]
+    n = keys.shape[0]
+    padded = np.zeros((keys.shape[1], n + 2), dtype=np.int8)  # key-major: flat indices come sorted by key, frame
+    padded[:, 1:-1] = keys.T
+    change = np.diff(padded, axis=1)
+    on_k, on_f = np.divmod(np.flatnonzero(change == 1), n + 1)
+    return on_k, on_f, np.flatnonzero(change == -1) % (n + 1)
 
 
 def note_onset_metrics(played: np.ndarray, target: np.ndarray, fps: float,

@@ -17,8 +17,10 @@ def _keys(notes, n_frames=40, n_keys=10):
 
 
 def test_key_notes_finds_each_press_including_repeats():
-    k, on, off = key_notes(_keys([(2, 0, 4), (2, 5, 7), (3, 1, 2)]))
-    assert sorted(zip(k.tolist(), on.tolist(), off.tolist(), strict=True)) == [(2, 0, 4), (2, 5, 7), (3, 1, 2)]
+    notes = [(2, 0, 4), (2, 5, 7), (3, 1, 2), (0, 35, 40), (9, 0, 40)]  # the last two held to the end
+    k, on, off = key_notes(_keys(notes))
+    assert list(zip(k.tolist(), on.tolist(), off.tolist(), strict=True)) == sorted(notes)  # by key, then onset
+    assert [a.size for a in key_notes(np.zeros((0, 88), dtype=bool))] == [0, 0, 0]
 
 
 def test_note_onsets_within_50ms_match_and_further_ones_do_not():

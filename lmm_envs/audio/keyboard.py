@@ -90,6 +90,12 @@ class Keyboard:
         self.synth_name = synth_name
         # the template of every key in (key, frame, bin) order: one contiguous row per frame of a note
         self._rows = np.ascontiguousarray(self.templates.transpose(0, 2, 1))
+        self._release_factors = [list(map(np.float32, factors)) for factors in self.release]  # scalars: fast to index
+        # the frames of a released note struck at the reference velocity, (key, frames since release, age, bin):
+        # the float32 products a player would compute, looked up instead (the default, velocity-free case)
+        self._released_rows = self.release[:, :, None, None] * self._rows[:, None]
+        for table in (self._rows, self._released_rows):  # players hand out views of these: nobody writes them
+            table.flags.writeable = False
 
     def note_sound(self, key: int, held_frames: int, gain: float) -> np.ndarray:
         """The frames ``(N_BINS, held + RELEASE_FRAMES)`` of one note held ``held_frames`` frames (the player's
@@ -142,7 +148,7 @@ class KeyboardPlayer:
     def reset(self) -> None:
         self.frame = 0
         self._held: set[int] = set()
-        # per sounding note: key, onset frame, gain, release frame (-1 while down)
+        # per sounding note: key, onset frame, gain (None: 1.0, the reference velocity), release frame (-1 while down)
         self._notes: list[list] = []
         self._sounding_index: dict[int, list] = {}
         self._held_mask = np.zeros(N_KEYS, dtype=bool)
@@ -153,13 +159,15 @@ class KeyboardPlayer:
         return self._held_mask.copy()
 
     def step(self, down: np.ndarray, velocities: np.ndarray | None = None) -> np.ndarray:
-        """Set the keys down at this frame (key indices, 0 = A0) and return the frame's sound, ``(N_BINS,)``.
+        """Set the keys down at this frame (key indices, 0 = A0) and return the frame's sound, ``(N_BINS,)``, a new
+        array.
 
         A key that was up and is now down strikes a note (at ``velocities`` for those keys, default
         :data:`REF_VELOCITY`); a key that goes up releases its note.
         """
         f = self.frame
-        keys = np.asarray(down, dtype=np.int64).reshape(-1).tolist()
+        keys = down.tolist() if isinstance(down, np.ndarray) and down.ndim == 1 and down.dtype.kind in "iu" \
+            else np.asarray(down, dtype=np.int64).reshape(-1).tolist()
         now = set(keys)
         before = self._held
         for k in before - now:
@@ -171,16 +179,21 @@ class KeyboardPlayer:
                 vel = np.broadcast_to(np.asarray(velocities, dtype=np.float64), (len(keys),))
                 gains = {k: float(g) for k, g in zip(keys, velocity_scale(vel).tolist(), strict=True) if k not in before}
             for k in sorted(gains):
-                note = [k, f, np.float32(gains[k]), -1]
+                gain = np.float32(gains[k])
+                note = [k, f, None if gain == 1.0 else gain, -1]
                 self._notes.append(note)
                 self._sounding_index[k] = note
         if now != before:
             self._held_mask[:] = False
             self._held_mask[keys] = True
         self._held = now
-        out = None  # the first sounding note's frame becomes the sum (0 + x is x for these non-negative frames)
+        # A note struck at the reference velocity (gain None: 1.0) sounds a template row as it is, a view into the
+        # keyboard's tables; the sum copies before it adds in place. The first note's frame becomes the sum (0 + x
+        # is x for these non-negative frames).
+        out, own = None, False
         rows = self.keyboard._rows
-        release = self.keyboard.release
+        released_rows = self.keyboard._released_rows
+        release = self.keyboard._release_factors
         alive = []
         for note in self._notes:
             k, onset, gain, released = note
@@ -189,19 +202,23 @@ class KeyboardPlayer:
                 alive.append(note)
                 if age >= TEMPLATE_FRAMES:
                     continue
-                sound = gain * rows[k, age]
+                sound = rows[k, age] if gain is None else gain * rows[k, age]
             else:
                 r = f - released
                 if r >= RELEASE_FRAMES or age >= TEMPLATE_FRAMES + RELEASE_FRAMES:
                     continue
                 alive.append(note)
-                sound = (gain * release[k, r]) * rows[k, age]
+                sound = released_rows[k, r, age] if gain is None else (gain * release[k][r]) * rows[k, age]
             if out is None:
-                out = sound
-            else:
+                out, own = sound, gain is not None
+            elif own:
                 out += sound
+            else:
+                out, own = out + sound, True
         self._notes = alive
         self.frame = f + 1
+        if out is not None and not own:
+            return out.copy()
         return np.zeros(N_BINS, dtype=np.float32) if out is None else out
 
 

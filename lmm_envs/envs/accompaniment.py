@@ -177,8 +177,11 @@ class AccompanimentEnv(LMMEnv):
         self._pixels = derived(piece, f"{name}-tolerance{self.tolerance}-pixels",
                                lambda: self.pad_audio(np.log1p(self._solo_linear))).copy()
         self._roll = derived(piece, f"{name}-roll", lambda: self._score_rolls(score, self._solo))
+        self._n_events = len(ev)
+        self._end_column = int(score.end_seconds * FPS)  # where the score window stops once every event is done
         self._frame = 0
         self._next = 0
+        self._n_played = 0
         self._played_times = np.full(len(ev), np.nan)
         self._played_velocity = np.full(len(ev), np.nan)
         self._extra = 0
@@ -225,7 +228,7 @@ class AccompanimentEnv(LMMEnv):
         if action != WAIT:
             velocity = float(VELOCITY_LEVELS[action - 1]) if self.dynamics else None
             i = self._next
-            if i < len(ev):
+            if i < self._n_events:
                 asynchrony = now - ev.target_times[i]
                 reward = max(-1.0, 1.0 - abs(asynchrony) / self.tolerance)
                 if self.dynamics and reward > 0:
@@ -233,6 +236,7 @@ class AccompanimentEnv(LMMEnv):
                 if self.dynamics:
                     self._played_velocity[i] = velocity
                 self._played_times[i] = now
+                self._n_played += 1
                 self._sound(i, velocity, f)
                 self._next = i + 1
             else:
@@ -240,10 +244,10 @@ class AccompanimentEnv(LMMEnv):
                 reward = -EXTRA_PENALTY
         self._frame = f + 1
         later = self._frame / FPS
-        while self._next < len(ev) and later > ev.target_times[self._next] + self.tolerance:
+        while self._next < self._n_events and later > ev.target_times[self._next] + self.tolerance:
             self._next += 1  # missed: the soloist has moved on
             reward -= MISS_PENALTY
-        terminated = self._frame >= self._n_frames - 1 and self._next >= len(ev)
+        terminated = self._frame >= self._n_frames - 1 and self._next >= self._n_events
         return self._observation(), float(reward), terminated, False, self._info()
 
     def oracle_action(self) -> int:
@@ -256,30 +260,28 @@ class AccompanimentEnv(LMMEnv):
         return 1 + int(np.argmin(np.abs(VELOCITY_LEVELS - ev.target_velocity[i])))
 
     def _observation(self) -> dict[str, np.ndarray]:
-        f = self._frame
-        ev = self._events
-        i = min(self._next, len(ev) - 1)
-        c = int(ev.score_times[i] * FPS + 0.5) if self._next < len(ev) else int(self.piece.score.end_seconds * FPS)
+        f, i = self._frame, self._next
+        c = int(self._events.score_times[i] * FPS + 0.5) if i < self._n_events else self._end_column
         c = min(c, self._roll.shape[2] - SCORE_WINDOW)
         return {
             "audio": self._pixels[:, :, f:f + AUDIO_WINDOW].copy(),
             "score": self._roll[:, :, c:c + SCORE_WINDOW].copy(),
-            "progress": np.array([self._next / len(ev)], dtype=np.float32),
+            "progress": np.array([i / self._n_events], dtype=np.float32),
         }
 
     def _info(self) -> dict:
         ev, i = self._events, self._next
-        due = i < len(ev)
+        due = i < self._n_events
         return {
             "piece_id": self.piece.id,
             "frame": self._frame,
             "time": self._frame / FPS,
             "solo_part": self._solo,
             "next_event": i,
-            "n_events": len(ev),
+            "n_events": self._n_events,
             "event_score_time": float(ev.score_times[i]) if due else float("nan"),  # nominal seconds (the score)
             "event_time": float(ev.target_times[i]) if due else float("nan"),  # ground truth: the soloist's timing
-            "played": int(np.isfinite(self._played_times).sum()),
+            "played": self._n_played,
             "extra": self._extra,
         }
 

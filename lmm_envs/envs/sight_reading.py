@@ -44,6 +44,16 @@ class PlayingTarget:
         return int(self.keys.shape[0])
 
     @cached_property
+    def frame_totals(self) -> list[float]:
+        """Each frame's spectrum summed (as ``spectrum[:, f].sum()`` gives it): the audio reward's target part."""
+        return np.ascontiguousarray(self.spectrum.T).sum(axis=1).astype(np.float64).tolist()
+
+    @cached_property
+    def frame_key_counts(self) -> list[int]:
+        """How many keys each frame holds: the symbolic reward's target part."""
+        return np.count_nonzero(self.keys, axis=1).tolist()
+
+    @cached_property
     def score_pixels(self) -> np.ndarray:
         """The keys as a padded piano roll (255 where a key goes down, 128 while held): the "score" windows."""
         roll = np.where(self.keys, 128, 0).astype(np.uint8)
@@ -234,7 +244,8 @@ class PlayingEnv(LMMEnv):
     # --- episode ------------------------------------------------------------------------------------------
     def _start(self, piece: Piece):
         self._target = playing_target(piece, self.mono, self.velocity, self.synth)
-        n = self._target.n_frames
+        n = self._n_frames = self._target.n_frames
+        self._ahead = self._ahead_pixels(self._target)
         self._player = self.keyboard.player()
         self._frame = 0
         self._own_spec = np.zeros((N_BINS, n), dtype=np.float32)
@@ -247,38 +258,43 @@ class PlayingEnv(LMMEnv):
     def _advance(self, action):
         f = self._frame
         down, vel = self._keys_of(action)
-        frame = np.log1p(self._player.step(down, vel))  # linear amplitudes are sums of non-negative templates
+        frame = self._player.step(down, vel)  # a new array: made log here, in place
+        np.log1p(frame, out=frame)  # linear amplitudes are sums of non-negative templates
         self._own_spec[:, f] = frame
-        self._own_pixels[0, :, f + AUDIO_WINDOW - 1] = audio_pixels(frame)
+        # audio_pixels(frame) written in place: frame >= 0, so only the upper clip is needed
+        pixels = frame * AUDIO_SCALE
+        self._own_pixels[0, :, f + AUDIO_WINDOW - 1] = np.minimum(np.rint(pixels, out=pixels), 255, out=pixels)
         self._played[f, down] = True
         if vel is not None:
             self._played_velocity[f, down] = vel
-        self._keys_obs[:] = 0
+        self._keys_obs = np.zeros(self.n_keys, dtype=np.int8)  # a fresh array each step: the observation holds it
         self._keys_obs[down - self.key_low] = 1
-        if self.reward_type == "audio":
-            target = self._target.spectrum[:, f]
-            total = float(frame.sum()) + float(target.sum())  # spectral_distance for one frame, inlined
-            reward = 1.0 - float(np.abs(frame - target).sum()) / total if total > 1e-6 else 1.0
+        if self.reward_type == "audio":  # spectral_distance for one frame, inlined
+            total = float(np.add.reduce(frame)) + self._target.frame_totals[f]
+            reward = 1.0 - float(np.add.reduce(np.abs(frame - self._target.spectrum[:, f]))) / total \
+                if total > 1e-6 else 1.0
         else:
-            target = self._target.keys[f]
-            union = int(np.count_nonzero(target)) + down.size - int(np.count_nonzero(target[down]))
-            reward = float(np.count_nonzero(target[down])) / union if union else 1.0
+            hits = int(np.count_nonzero(self._target.keys[f, down]))
+            union = self._target.frame_key_counts[f] + down.size - hits
+            reward = hits / union if union else 1.0
         self._frame = f + 1
-        terminated = self._frame >= self._target.n_frames
+        terminated = self._frame >= self._n_frames
         return self._observation(), reward, terminated, False, self._info()
 
     def _observation(self) -> dict[str, np.ndarray]:
         f = self._frame
-        obs = {"audio": self._own_pixels[:, :, f:f + AUDIO_WINDOW].copy()}
-        obs.update(self._extra_observation(f))
-        obs["held"] = self._keys_obs.copy()
-        return obs
+        return {"audio": self._own_pixels[:, :, f:f + AUDIO_WINDOW].copy(),
+                self.ahead_key: self._ahead[:, :, f:f + SCORE_WINDOW].copy(),
+                "held": self._keys_obs}
 
-    def _extra_observation(self, frame: int) -> dict[str, np.ndarray]:  # pragma: no cover - abstract
+    ahead_key: str  # the observation that looks ahead: "score" (SightReading) or "target" (PlayByEar)
+
+    def _ahead_pixels(self, target: PlayingTarget) -> np.ndarray:  # pragma: no cover - abstract
+        """The padded pixels the ``ahead_key`` windows are cut from."""
         raise NotImplementedError
 
     def _info(self) -> dict:
-        f = min(self._frame, self._target.n_frames - 1)
+        f = min(self._frame, self._n_frames - 1)
         return {
             "piece_id": self.piece.id,
             "frame": self._frame,
@@ -376,8 +392,10 @@ class SightReadingEnv(PlayingEnv):
     def _extra_spaces(self):
         return {"score": self.score_space()}
 
-    def _extra_observation(self, frame):
-        return {"score": self._target.score_pixels[:, :, frame:frame + SCORE_WINDOW].copy()}
+    ahead_key = "score"
+
+    def _ahead_pixels(self, target):
+        return target.score_pixels
 
 
 class PlayByEarEnv(PlayingEnv):
@@ -413,5 +431,7 @@ class PlayByEarEnv(PlayingEnv):
     def _extra_spaces(self):
         return {"target": gym.spaces.Box(0, 255, shape=(1, N_BINS, SCORE_WINDOW), dtype=np.uint8)}
 
-    def _extra_observation(self, frame):
-        return {"target": self._target.spectrum_pixels[:, :, frame:frame + SCORE_WINDOW].copy()}
+    ahead_key = "target"
+
+    def _ahead_pixels(self, target):
+        return target.spectrum_pixels

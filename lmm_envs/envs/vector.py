@@ -19,13 +19,31 @@ import gymnasium as gym
 import numpy as np
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
-from numpy.lib.stride_tricks import sliding_window_view
 
 from lmm_envs.audio.features import FPS
 from lmm_envs.envs import MAX_EPISODE_STEPS
 from lmm_envs.envs.base import AUDIO_WINDOW, SCORE_WINDOW
 from lmm_envs.envs.score_following import MAX_RATIO, TEMPO_STEP, ScoreFollowingEnv
 from lmm_envs.errors import ConfigError, InvalidActionError
+
+
+def row_windows(table: np.ndarray, width: int) -> np.ndarray:
+    """Every ``width``-long window along the last axis of a C-contiguous uint8 ``table`` ``(..., L)``, as a view
+    ``(..., L - width + 1)`` whose elements are whole window rows (numpy void of ``width`` bytes).
+
+    A fancy index into it copies each row of a window as one element, not byte by byte: cutting 64 envs'
+    observation windows takes about two thirds of the time the same index on a ``sliding_window_view`` takes.
+    :func:`as_pixels` turns what it gathers back into pixels.
+    """
+    if table.dtype != np.uint8 or not table.flags.c_contiguous:
+        raise ValueError("row_windows needs a C-contiguous uint8 table")
+    shape = (*table.shape[:-1], table.shape[-1] - width + 1)
+    return np.ndarray(shape, dtype=np.dtype((np.void, width)), buffer=table, strides=table.strides)
+
+
+def as_pixels(windows: np.ndarray) -> np.ndarray:
+    """Window rows gathered from :func:`row_windows` ``(..., rows)`` -> their uint8 pixels ``(..., rows, width)``."""
+    return windows.view(np.uint8).reshape(*windows.shape, windows.itemsize)
 
 
 def env_seeds(seed: int | list | None, n: int) -> list:
@@ -139,7 +157,7 @@ class ScoreFollowingVectorEnv(BatchedVectorEnv):
     def _view(self, name: str, width: int) -> np.ndarray:
         view = self._views.get(name)
         if view is None:
-            view = sliding_window_view(self._slots[name], width, axis=2)
+            view = row_windows(self._slots[name], width)
             self._views[name] = view
         return view
 
@@ -166,7 +184,7 @@ class ScoreFollowingVectorEnv(BatchedVectorEnv):
     def _check_actions(self, actions) -> np.ndarray:
         a = np.asarray(actions)
         if self.discrete:
-            if a.shape != (self.num_envs,) or not np.issubdtype(a.dtype, np.integer) or np.any((a < 0) | (a > 2)):
+            if a.shape != (self.num_envs,) or a.dtype.kind not in "iu" or a.min() < 0 or a.max() > 2:
                 raise InvalidActionError(f"actions must be {self.num_envs} integers in 0..2, got {actions!r}")
             return a.astype(np.int64)
         a = a.astype(np.float64).reshape(self.num_envs, -1) if a.size == self.num_envs else a
@@ -213,7 +231,7 @@ class ScoreFollowingVectorEnv(BatchedVectorEnv):
         truth = self._slots["truth"][idx, 0, f]
         columns = (self._pointer * FPS + 0.5).astype(np.int64)
         n = self.num_envs
-        self._obs["audio"] = self._view("audio", AUDIO_WINDOW)[idx, :, f].reshape(n, 1, -1, AUDIO_WINDOW)
-        self._obs["score"] = self._view("score", SCORE_WINDOW)[idx, :, columns].reshape(n, 1, -1, SCORE_WINDOW)
+        self._obs["audio"] = as_pixels(self._view("audio", AUDIO_WINDOW)[idx, :, f]).reshape(n, 1, -1, AUDIO_WINDOW)
+        self._obs["score"] = as_pixels(self._view("score", SCORE_WINDOW)[idx, :, columns]).reshape(n, 1, -1, SCORE_WINDOW)
         self._obs["tempo"] = self._ratio.astype(np.float32).reshape(n, 1)
         return truth

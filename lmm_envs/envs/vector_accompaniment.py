@@ -12,14 +12,13 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from numpy.lib.stride_tricks import sliding_window_view
 
 from lmm_envs.audio.features import FPS, N_BINS
 from lmm_envs.audio.keyboard import VELOCITY_LEVELS
 from lmm_envs.envs import MAX_EPISODE_STEPS
 from lmm_envs.envs.accompaniment import EXTRA_PENALTY, MISS_PENALTY, WAIT, AccompanimentEnv
 from lmm_envs.envs.base import AUDIO_WINDOW, SCORE_WINDOW
-from lmm_envs.envs.vector import BatchedVectorEnv
+from lmm_envs.envs.vector import BatchedVectorEnv, as_pixels, row_windows
 from lmm_envs.errors import InvalidActionError
 
 _EVENT_TABLES = ("target_times", "deadline", "score_column", "target_velocity")
@@ -94,7 +93,7 @@ class AccompanimentVectorEnv(BatchedVectorEnv):
         self._roll[i, :, :, :columns] = env._roll
         self._n_events[i] = e
         self._n_frames[i] = env._n_frames
-        self._end_column[i] = int(env.piece.score.end_seconds * FPS)
+        self._end_column[i] = env._end_column
         self._last_column[i] = columns - SCORE_WINDOW
         self._frame[i] = 0
         self._next[i] = 0
@@ -135,6 +134,7 @@ class AccompanimentVectorEnv(BatchedVectorEnv):
         for i in np.flatnonzero(due):  # sounding a chord into the mix: per episode, and only when one is played
             env, event = self.envs[i], int(self._next[i])
             env._played_times[event] = now[i]
+            env._n_played += 1
             if self.dynamics:
                 env._played_velocity[event] = float(velocity[i])
             env._sound(event, float(velocity[i]) if self.dynamics else None, int(frame[i]))
@@ -155,22 +155,22 @@ class AccompanimentVectorEnv(BatchedVectorEnv):
         self._observe()
         return dict(self._obs), rewards, terminated, truncated, self._ended_info(self._episode_metrics)
 
-    def _window(self, name: str, width: int, axis: int) -> np.ndarray:
+    def _window(self, name: str, width: int) -> np.ndarray:
         view = self._views.get(name)
         if view is None:
-            view = self._views[name] = sliding_window_view(getattr(self, name), width, axis=axis)
+            view = self._views[name] = row_windows(getattr(self, name), width)
         return view
 
     def _observe(self) -> None:
         idx, n = self._index, self.num_envs
-        audio = self._window("_pixels", AUDIO_WINDOW, 2)[idx, :, self._frame]
+        audio = as_pixels(self._window("_pixels", AUDIO_WINDOW)[idx, :, self._frame])
         self._obs["audio"] = audio.reshape(n, 1, N_BINS, AUDIO_WINDOW)
         column = np.where(self._next < self._n_events, self._event("score_column"), self._end_column)
         column = np.minimum(column, self._last_column)
         # the score window moves only when an event is played or missed: re-cut just the envs whose window moved
         moved = np.flatnonzero((column != self._column) | self._reloaded)
         if moved.size:
-            self._score[moved] = self._window("_roll", SCORE_WINDOW, 3)[moved, :, :, column[moved]]
+            self._score[moved] = as_pixels(self._window("_roll", SCORE_WINDOW)[moved, :, :, column[moved]])
             self._column = column
             self._reloaded[:] = False
         self._obs["score"] = self._score.copy()

@@ -12,14 +12,13 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
-from numpy.lib.stride_tricks import sliding_window_view
 
 from lmm_envs.audio.features import N_BINS
 from lmm_envs.audio.keyboard import N_KEYS, VELOCITY_LEVELS, BatchedKeyboardPlayer, velocity_scale
 from lmm_envs.envs import MAX_EPISODE_STEPS
 from lmm_envs.envs.base import AUDIO_WINDOW, SCORE_WINDOW, audio_pixels
 from lmm_envs.envs.sight_reading import PlayByEarEnv, PlayingEnv, SightReadingEnv
-from lmm_envs.envs.vector import BatchedVectorEnv
+from lmm_envs.envs.vector import BatchedVectorEnv, as_pixels, row_windows
 from lmm_envs.errors import InvalidActionError
 
 
@@ -27,7 +26,6 @@ class PlayingVectorEnv(BatchedVectorEnv):
     """N episodes of a motion task stepped together (see the module docstring); same kwargs as the env."""
 
     env_class: type[PlayingEnv]
-    window_key: str  # the observation that looks ahead: "score" (SightReading) or "target" (PlayByEar)
 
     def __init__(self, num_envs: int = 1, max_episode_steps: int = MAX_EPISODE_STEPS, **kwargs: Any):
         self.envs = [self.env_class(**kwargs) for _ in range(num_envs)]
@@ -76,7 +74,7 @@ class PlayingVectorEnv(BatchedVectorEnv):
     def _window(self, name: str, width: int) -> np.ndarray:
         view = self._views.get(name)
         if view is None:
-            view = self._views[name] = sliding_window_view(self._slots[name], width, axis=2)
+            view = self._views[name] = row_windows(self._slots[name], width)
         return view
 
     def _load(self, i: int) -> None:
@@ -84,7 +82,7 @@ class PlayingVectorEnv(BatchedVectorEnv):
         env = self.envs[i]
         target = env._target
         n = target.n_frames
-        ahead = target.score_pixels if self.window_key == "score" else target.spectrum_pixels
+        ahead = env._ahead
         self._ensure("ahead", (ahead.shape[1], None), ahead.shape[2], np.uint8)[i, :, :ahead.shape[2]] = ahead[0]
         self._ensure("own_pixels", (N_BINS, None), n + AUDIO_WINDOW, np.uint8)[i, :, :n + AUDIO_WINDOW] = 0
         self._ensure("own_spec", (N_BINS, None), n, np.float32)
@@ -173,9 +171,10 @@ class PlayingVectorEnv(BatchedVectorEnv):
 
     def _observe(self) -> None:
         idx, f, n = self._index, self._frame, self.num_envs
-        self._obs["audio"] = self._window("own_pixels", AUDIO_WINDOW)[idx, :, f].reshape(n, 1, N_BINS, AUDIO_WINDOW)
-        ahead = self._window("ahead", SCORE_WINDOW)[idx, :, f]
-        self._obs[self.window_key] = ahead.reshape(n, 1, -1, SCORE_WINDOW)
+        self._obs["audio"] = as_pixels(self._window("own_pixels", AUDIO_WINDOW)[idx, :, f]).reshape(
+            n, 1, N_BINS, AUDIO_WINDOW)
+        ahead = as_pixels(self._window("ahead", SCORE_WINDOW)[idx, :, f])
+        self._obs[self.env_class.ahead_key] = ahead.reshape(n, 1, -1, SCORE_WINDOW)
         self._obs["held"] = self._keys_obs.copy()
 
     def _episode_metrics(self, i: int) -> dict[str, float]:
@@ -193,11 +192,9 @@ class SightReadingVectorEnv(PlayingVectorEnv):
     """lmm/SightReading-v0, N at a time."""
 
     env_class = SightReadingEnv
-    window_key = "score"
 
 
 class PlayByEarVectorEnv(PlayingVectorEnv):
     """lmm/PlayByEar-v0, N at a time."""
 
     env_class = PlayByEarEnv
-    window_key = "target"

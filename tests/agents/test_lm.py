@@ -6,7 +6,7 @@ from agents.lm import data as lm_data
 from agents.lm import mapping as lm_mapping
 from agents.lm.audio import train_audio_lm
 from agents.lm.mapping import Mapping, fit_mapping, retrieval_accuracy
-from agents.lm.model import FrameLM
+from agents.lm.model import FrameLM, resolve_device
 from agents.lm.symbolic import train_symbolic_lm
 from lmm_envs.music import corpus
 
@@ -86,3 +86,10 @@ def test_lm_reward_wrapper_scores_the_agents_own_audio(tiny_lms):
     assert np.all(np.isfinite(rewards)) and np.std(rewards) > 0
     with pytest.raises(ValueError, match="playing env"):
         LMRewardWrapper(gym.make("lmm/ScoreFollowing-v0", pieces=mono), lm_a)
+
+
+@pytest.mark.parametrize("cuda", [True, False])
+def test_device_auto_takes_the_gpu_when_torch_sees_one(monkeypatch, cuda):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
+    assert resolve_device("auto") == ("cuda" if cuda else "cpu")
+    assert resolve_device("cpu") == "cpu"

@@ -78,8 +78,10 @@ def test_linear_and_log_units_round_trip():
     np.testing.assert_allclose(to_log(to_linear(x)), x, atol=1e-5)
 
 
-def test_batched_player_equals_one_player_per_row_bit_for_bit(keyboard):
-    """Random key states with re-strikes, chords, velocities and rows that sit out steps (as resetting envs do)."""
+@pytest.mark.parametrize("with_velocities", [True, False])
+def test_batched_player_equals_one_player_per_row_bit_for_bit(keyboard, with_velocities):
+    """Random key states with re-strikes, chords, velocities (or the reference one) and rows that sit out steps
+    (as resetting envs do)."""
     rng = np.random.default_rng(5)
     n, frames = 5, 150
     batched = BatchedKeyboardPlayer(keyboard, n, capacity=2)  # small: it has to grow
@@ -91,11 +93,28 @@ def test_batched_player_equals_one_player_per_row_bit_for_bit(keyboard):
         if f == 70:
             batched.reset(3)
             players[3] = keyboard.player()
-        out = batched.step(down, velocity_scale(velocities).astype(np.float32), active)
+        gains = velocity_scale(velocities).astype(np.float32) if with_velocities else None
+        out = batched.step(down, gains, active)
         for i in np.flatnonzero(active):
             keys = np.flatnonzero(down[i])
-            expected = players[i].step(keys, velocities[i, keys])
+            expected = players[i].step(keys, velocities[i, keys] if with_velocities else None)
             assert out[i].tobytes() == expected.tobytes(), (f, i)
             assert np.array_equal(batched.held[i], players[i].keys_down)
         assert not out[~active].any()
     assert batched._key.shape[1] > 2
+
+
+def test_a_played_frame_is_the_callers_to_change(keyboard):
+    """The player hands out a fresh frame even where it reads a note straight from the keyboard's tables: changing
+    it (as an env's in-place log1p or a user's edit does) changes nothing that any player plays later."""
+    strokes = ([39], [39], [], [], [12], [])
+
+    def play() -> list[bytes]:
+        player, frames = keyboard.player(), []
+        for keys in strokes:
+            frame = player.step(np.array(keys, dtype=np.int64))
+            frames.append(frame.tobytes())
+            frame += 1.0
+        return frames
+
+    assert play() == play()

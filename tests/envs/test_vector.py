@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 import lmm_envs  # noqa: F401
+from lmm_envs.envs.vector import as_pixels, row_windows
 from lmm_envs.errors import InvalidActionError
 from lmm_envs.music.corpus import piece_ids, piece_info
 
@@ -65,3 +66,15 @@ def test_native_envs_refuse_bad_actions_and_take_whole_floats(env_id, kwargs):
     assert rewards.shape == (2,)
     _, rewards, *_ = envs.step(good)
     assert rewards.shape == (2,)
+
+
+def test_row_windows_cut_what_a_sliding_window_view_cuts():
+    table = np.random.default_rng(0).integers(0, 256, (4, 2, 7, 60), dtype=np.uint8)
+    rows, starts = np.array([3, 0, 3]), np.array([0, 17, 40])
+    expected = np.lib.stride_tricks.sliding_window_view(table, 20, axis=3)[rows, :, :, starts]
+    cut = as_pixels(row_windows(table, 20)[rows, :, :, starts])
+    assert cut.shape == (3, 2, 7, 20) and np.array_equal(cut, expected)
+    with pytest.raises(ValueError, match="C-contiguous uint8"):
+        row_windows(table.astype(np.float32), 20)
+    with pytest.raises(ValueError, match="C-contiguous uint8"):
+        row_windows(table[..., ::2], 20)
