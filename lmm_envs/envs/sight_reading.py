@@ -264,11 +264,16 @@ class PlayingEnv(LMMEnv):
         # audio_pixels(frame) written in place: frame >= 0, so only the upper clip is needed
         pixels = frame * AUDIO_SCALE
         self._own_pixels[0, :, f + AUDIO_WINDOW - 1] = np.minimum(np.rint(pixels, out=pixels), 255, out=pixels)
-        self._played[f, down] = True
+        self._keys_obs = np.zeros(self.n_keys, dtype=np.int8)  # a fresh array each step: the observation holds it
+        if down.size == 1:  # one key (mono plays at most one): scalar writes, cheaper than an index array
+            key = int(down[0])
+            self._played[f, key] = True
+            self._keys_obs[key - self.key_low] = 1
+        else:
+            self._played[f, down] = True
+            self._keys_obs[down - self.key_low] = 1
         if vel is not None:
             self._played_velocity[f, down] = vel
-        self._keys_obs = np.zeros(self.n_keys, dtype=np.int8)  # a fresh array each step: the observation holds it
-        self._keys_obs[down - self.key_low] = 1
         if self.reward_type == "audio":  # spectral_distance for one frame, inlined
             total = float(np.add.reduce(frame)) + self._target.frame_totals[f]
             reward = 1.0 - float(np.add.reduce(np.abs(frame - self._target.spectrum[:, f]))) / total \

@@ -32,12 +32,15 @@ def test_native_vector_env_equals_sync_vector_env_bit_for_bit(env_id, kwargs):
     for _ in range(400):
         action = native.action_space.sample()
         a, ra, ta, tra, info = native.step(action)
-        b, rb, tb, trb, _ = sync.step(action)
+        b, rb, tb, trb, sync_info = sync.step(action)
         assert all(a[k].tobytes() == b[k].tobytes() for k in a)
         assert np.array_equal(ra, rb) and np.array_equal(ta, tb) and np.array_equal(tra, trb)
         if ta.any() or tra.any():
             ends += 1
-            assert set(info["episode_metrics_index"]) == set(np.flatnonzero(ta | tra))
+            ended = info["episode_metrics_index"]
+            assert set(ended) == set(np.flatnonzero(ta | tra))
+            for name, values in info["episode_metrics"].items():  # the same metrics, bit for bit
+                assert values.tobytes() == np.asarray(sync_info["episode_metrics"][name][ended], float).tobytes()
     assert ends > 0  # episodes ended and were reset inside the run
     native.close()
     sync.close()
