@@ -102,14 +102,18 @@ def gather_seconds(num_envs: int, steps: int, pieces: list[str]) -> float:
     (nothing else of a step): a lower bound on its step time, so ``num_envs / this`` bounds its steps/s."""
     import numpy as np
 
+    from lmm_envs.audio.features import FPS
+
     envs = gym.make_vec("lmm/ScoreFollowing-v0", num_envs=num_envs, vectorization_mode="vector_entry_point",
                         pieces=pieces)
     envs.reset(seed=0)
     base = envs.unwrapped
     active = np.ones(num_envs, dtype=bool)
-    base._gather(active)
+    # the windows move as they do in stepping (one frame a step, the pointer with it), so memory is read as then
+    frames = [np.minimum(k, base._last) for k in range(steps)]
+    pointers = [np.minimum(f / FPS, base._end) for f in frames]
     start = time.perf_counter()
-    for _ in range(steps):
+    for base._frame, base._pointer in zip(frames, pointers, strict=True):
         base._gather(active)
     elapsed = (time.perf_counter() - start) / steps
     envs.close()
