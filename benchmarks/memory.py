@@ -3,7 +3,8 @@
     python benchmarks/memory.py [--env lmm/ScoreFollowing-v0] [--split train] [--limit 0] [--workers 8]
 
 Figures are reported beyond a baseline measured in the same run: the interpreter with numpy, torch,
-stable-baselines3 and lmm_envs imported. Prepared pieces are shared through the on-disk cache; each process keeps
+stable-baselines3 and lmm_envs imported. Workers are forked, so their RSS counts the pages they share with the
+parent; their PSS divides those among the sharers and sums to what they really hold. Prepared pieces are shared through the on-disk cache; each process keeps
 at most a small LRU of them in memory.
 """
 
@@ -22,6 +23,19 @@ def rss_mb(pid: int | str = "self") -> float:
         for line in f:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) / 1024.0
+    return float("nan")
+
+
+def pss_mb(pid: int | str = "self") -> float:
+    """Proportional set size: a process's own pages plus its share of pages it shares (forked workers share the
+    parent's imports), so summing it over processes counts shared memory once. NaN where the kernel lacks it."""
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as f:
+            for line in f:
+                if line.startswith("Pss:"):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
     return float("nan")
 
 
@@ -62,9 +76,12 @@ def main() -> None:
     for _ in range(300):
         envs.step(envs.action_space.sample())
     workers = [rss_mb(p.pid) for p in envs.processes]
+    shares = [pss_mb(p.pid) for p in envs.processes]
     envs.close()
-    print(f"{args.workers} AsyncVectorEnv workers: {sum(workers):.0f} MB in all, {max(workers):.0f} MB the largest "
-          f"(each a fresh interpreter with lmm_envs; main process {rss_mb():.0f} MB, pid {os.getpid()})")
+    print(f"{args.workers} AsyncVectorEnv workers: RSS {max(workers):.0f} MB the largest, {sum(workers):.0f} MB summed "
+          f"(pages shared with the parent counted in each); PSS {sum(shares):.0f} MB in all, {max(shares):.0f} MB the "
+          f"largest (shared pages divided among the processes sharing them); main process RSS {rss_mb():.0f} MB, "
+          f"PSS {pss_mb():.0f} MB, pid {os.getpid()}")
 
 
 if __name__ == "__main__":
