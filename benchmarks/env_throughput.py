@@ -7,8 +7,10 @@
    ``SyncVectorEnv`` over the same number of single envs: aggregate steps per second and their ratio. For
    ScoreFollowing, also the rate at which its vector env can only cut the N observation windows (64 x 163 uint8
    rows of 40 and 80 bytes, gathered as whole rows): the ceiling of that ratio on this machine whatever else a
-   step does; and both rates with ``terminate_on_lost=False``, where random actions no longer end an episode
-   every ~170 steps, which shows what resetting episodes and computing their metrics costs.
+   step does; ``SyncVectorEnv`` passing on only the infos the native env returns (the metrics of episodes that
+   end; merging every env's per-step info dict is a large part of its cost); and both rates with
+   ``terminate_on_lost=False``, where random actions no longer end an episode every ~170 steps, which shows what
+   resetting episodes and computing their metrics costs.
 
 Actions are sampled from the action space; resets happen when episodes end. Prints figures and ratios.
 """
@@ -41,8 +43,22 @@ def steps_per_second(env_id: str, steps: int, **kwargs) -> float:
     return steps / (time.perf_counter() - start)
 
 
-def vector_steps_per_second(env_id: str, mode: str, num_envs: int, steps: int, **kwargs) -> float:
-    envs = gym.make_vec(env_id, num_envs=num_envs, vectorization_mode=mode, **kwargs)
+class EndInfoOnly(gym.Wrapper):
+    """Passes on only the info a native vector env returns (the metrics of an episode that ends), so that
+    ``SyncVectorEnv`` merges no per-step info dicts: the cost of those, measured apart."""
+
+    def reset(self, **kwargs):
+        obs, _ = self.env.reset(**kwargs)
+        return obs, {}
+
+    def step(self, action):
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        kept = {"episode_metrics": info["episode_metrics"]} if "episode_metrics" in info else {}
+        return obs, reward, terminated, truncated, kept
+
+
+def vector_steps_per_second(env_id: str, mode: str, num_envs: int, steps: int, wrappers=None, **kwargs) -> float:
+    envs = gym.make_vec(env_id, num_envs=num_envs, vectorization_mode=mode, wrappers=wrappers, **kwargs)
     envs.reset(seed=0)
     envs.action_space.seed(0)
     actions = [envs.action_space.sample() for _ in range(steps)]
@@ -90,6 +106,9 @@ def main() -> None:
             floor = gather_seconds(n, vector_steps, pieces)
             print(f"{'  observation cut alone':<28}{n / floor:>12.0f}{'':>12}{n / floor / sync:>12.2f}"
                   "  (the ceiling of the native/sync ratio with these observations)")
+            lean = vector_steps_per_second(env_id, "sync", n, vector_steps, wrappers=[EndInfoOnly], pieces=pieces)
+            print(f"{'  sync, no per-step infos':<28}{native:>12.0f}{lean:>12.0f}{native / lean:>12.2f}"
+                  "  (SyncVectorEnv merging only what the native env returns: the episode metrics)")
             kept = {"pieces": pieces, "terminate_on_lost": False}  # episodes run to the end: far fewer resets
             native = vector_steps_per_second(env_id, "vector_entry_point", n, vector_steps, **kept)
             sync = vector_steps_per_second(env_id, "sync", n, vector_steps, **kept)

@@ -7,6 +7,10 @@ the single env's do (each sub-env keeps its own seeded RNG and piece choice), so
 same observations and rewards as ``SyncVectorEnv`` over single envs, bit for bit. Autoreset follows gymnasium's
 default ``NEXT_STEP`` mode: the step after an episode ends resets that sub-env and ignores its action.
 
+``infos`` carry what training needs, the metrics of the episodes that end: ``infos["episode_metrics"]`` (a dict of
+arrays, one value per ended env) and ``infos["episode_metrics_index"]`` (which envs). The single envs' per-step
+diagnostics (piece id, frame, time, ...) are not batched; step a single env for those.
+
 The other ids' batched envs build on :class:`BatchedVectorEnv`: :mod:`lmm_envs.envs.vector_accompaniment` and
 :mod:`lmm_envs.envs.vector_playing` (the motion tasks).
 """
