@@ -4,8 +4,8 @@
 
 Figures are reported beyond a baseline measured in the same run: the interpreter with numpy, torch,
 stable-baselines3 and lmm_envs imported. Workers are forked, so their RSS counts the pages they share with the
-parent; their PSS divides those among the sharers and sums to what they really hold. Prepared pieces are shared through the on-disk cache; each process keeps
-at most a small LRU of them in memory.
+parent; their PSS divides those among the sharers and sums to what they really hold. Prepared pieces are shared
+through the on-disk cache; each process keeps at most a small LRU of them in memory.
 """
 
 from __future__ import annotations

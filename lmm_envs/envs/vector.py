@@ -67,7 +67,8 @@ class BatchedVectorEnv(VectorEnv):
     autoreset, and observations that subclasses put as fresh arrays into ``self._obs``.
 
     A subclass holds ``self.envs`` and implements ``_load(i)`` (take sub-env i's freshly reset episode into the
-    batch) and ``_observe()`` (fill ``self._obs`` for every env).
+    batch) and ``_observe()`` (fill ``self._obs`` for every env), cutting observation windows from its per-env
+    tables through ``_windows``.
     """
 
     metadata = {"autoreset_mode": AutoresetMode.NEXT_STEP, "render_modes": []}
@@ -82,7 +83,15 @@ class BatchedVectorEnv(VectorEnv):
         self.observation_space = batch_space(env.observation_space, num_envs)
         self.action_space = batch_space(env.action_space, num_envs)
         self._obs = {k: np.zeros((num_envs, *s.shape), dtype=s.dtype) for k, s in env.observation_space.spaces.items()}
+        self._window_views: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         self._needs_reset = np.zeros(num_envs, dtype=bool)
+
+    def _windows(self, name: str, table: np.ndarray, width: int) -> np.ndarray:
+        """:func:`row_windows` of the per-env table ``name``, made once per table (a grown table gets a new view)."""
+        cached = self._window_views.get(name)
+        if cached is None or cached[0] is not table:
+            cached = self._window_views[name] = (table, row_windows(table, width))
+        return cached[1]
 
     def _load(self, i: int) -> None:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -143,7 +152,6 @@ class ScoreFollowingVectorEnv(BatchedVectorEnv):
         self._end = np.zeros(n)
         self._elapsed = np.zeros(n, dtype=np.int64)
         self._slots: dict[str, np.ndarray] = {}
-        self._views: dict[str, np.ndarray] = {}
         self._index = np.arange(n)
 
     # --- episodes -----------------------------------------------------------------------------------------
@@ -156,15 +164,7 @@ class ScoreFollowingVectorEnv(BatchedVectorEnv):
             if table is not None:
                 grown[..., :table.shape[-1]] = table
             self._slots[name] = table = grown
-            self._views.pop(name, None)
         return table
-
-    def _view(self, name: str, width: int) -> np.ndarray:
-        view = self._views.get(name)
-        if view is None:
-            view = row_windows(self._slots[name], width)
-            self._views[name] = view
-        return view
 
     def _load(self, i: int) -> None:
         """Take sub-env i's freshly reset episode into the batch state (its arrays into slot i)."""
@@ -236,7 +236,9 @@ class ScoreFollowingVectorEnv(BatchedVectorEnv):
         truth = self._slots["truth"][idx, 0, f]
         columns = (self._pointer * FPS + 0.5).astype(np.int64)
         n = self.num_envs
-        self._obs["audio"] = as_pixels(self._view("audio", AUDIO_WINDOW)[idx, :, f]).reshape(n, 1, -1, AUDIO_WINDOW)
-        self._obs["score"] = as_pixels(self._view("score", SCORE_WINDOW)[idx, :, columns]).reshape(n, 1, -1, SCORE_WINDOW)
+        audio = self._windows("audio", self._slots["audio"], AUDIO_WINDOW)[idx, :, f]
+        score = self._windows("score", self._slots["score"], SCORE_WINDOW)[idx, :, columns]
+        self._obs["audio"] = as_pixels(audio).reshape(n, 1, -1, AUDIO_WINDOW)
+        self._obs["score"] = as_pixels(score).reshape(n, 1, -1, SCORE_WINDOW)
         self._obs["tempo"] = self._ratio.astype(np.float32).reshape(n, 1)
         return truth

@@ -18,7 +18,7 @@ from lmm_envs.audio.keyboard import VELOCITY_LEVELS
 from lmm_envs.envs import MAX_EPISODE_STEPS
 from lmm_envs.envs.accompaniment import EXTRA_PENALTY, MISS_PENALTY, WAIT, AccompanimentEnv
 from lmm_envs.envs.base import AUDIO_WINDOW, SCORE_WINDOW
-from lmm_envs.envs.vector import BatchedVectorEnv, as_pixels, row_windows
+from lmm_envs.envs.vector import BatchedVectorEnv, as_pixels
 from lmm_envs.errors import InvalidActionError
 
 _EVENT_TABLES = ("target_times", "deadline", "score_column", "target_velocity")
@@ -49,7 +49,6 @@ class AccompanimentVectorEnv(BatchedVectorEnv):
         self._events["score_column"] = np.zeros((n, 1), dtype=np.int64)
         self._pixels = np.zeros((n, N_BINS, 1), dtype=np.uint8)
         self._roll = np.zeros((n, 2, 88, SCORE_WINDOW), dtype=np.uint8)
-        self._views: dict[str, np.ndarray] = {}
         self._score = np.zeros((n, 2, 88, SCORE_WINDOW), dtype=np.uint8)  # each env's score window now
         self._column = np.zeros(n, dtype=np.int64)  # where it was cut
         self._reloaded = np.ones(n, dtype=bool)  # a new episode: cut it whatever its column
@@ -66,7 +65,6 @@ class AccompanimentVectorEnv(BatchedVectorEnv):
             self._events[name] = grown
         else:
             setattr(self, name, grown)
-            self._views.pop(name, None)
         if name == "_pixels":  # the sub-envs sound their plays into the slots: point them at the new table
             for i, env in enumerate(self.envs):
                 if self._pixel_length[i]:
@@ -156,10 +154,7 @@ class AccompanimentVectorEnv(BatchedVectorEnv):
         return dict(self._obs), rewards, terminated, truncated, self._ended_info(self._episode_metrics)
 
     def _window(self, name: str, width: int) -> np.ndarray:
-        view = self._views.get(name)
-        if view is None:
-            view = self._views[name] = row_windows(getattr(self, name), width)
-        return view
+        return self._windows(name, getattr(self, name), width)
 
     def _observe(self) -> None:
         idx, n = self._index, self.num_envs

@@ -18,7 +18,7 @@ from lmm_envs.audio.keyboard import N_KEYS, VELOCITY_LEVELS, BatchedKeyboardPlay
 from lmm_envs.envs import MAX_EPISODE_STEPS
 from lmm_envs.envs.base import AUDIO_WINDOW, SCORE_WINDOW, audio_pixels
 from lmm_envs.envs.sight_reading import PlayByEarEnv, PlayingEnv, SightReadingEnv
-from lmm_envs.envs.vector import BatchedVectorEnv, as_pixels, row_windows
+from lmm_envs.envs.vector import BatchedVectorEnv, as_pixels
 from lmm_envs.errors import InvalidActionError
 
 
@@ -42,7 +42,6 @@ class PlayingVectorEnv(BatchedVectorEnv):
         self._elapsed = np.zeros(n, dtype=np.int64)
         self._keys_obs = np.zeros((n, self.n_keys), dtype=np.int8)
         self._slots: dict[str, np.ndarray] = {}
-        self._views: dict[str, np.ndarray] = {}
         self._index = np.arange(n)
 
     def _action_high(self) -> np.ndarray:
@@ -68,14 +67,10 @@ class PlayingVectorEnv(BatchedVectorEnv):
             if table is not None:
                 grown[(slice(None),) * time_axis + (slice(0, old),)] = table
             self._slots[name] = table = grown
-            self._views.pop(name, None)
         return table
 
     def _window(self, name: str, width: int) -> np.ndarray:
-        view = self._views.get(name)
-        if view is None:
-            view = self._views[name] = row_windows(self._slots[name], width)
-        return view
+        return self._windows(name, self._slots[name], width)
 
     def _load(self, i: int) -> None:
         """Take sub-env i's freshly reset episode into the batch (its target into slot i, its records cleared)."""
