@@ -72,23 +72,28 @@ def vector_steps_per_second(env_id: str, mode: str, num_envs: int, steps: int, w
     return steps * num_envs / elapsed
 
 
+def benchmark_pieces() -> list[str]:
+    """The 8 test pieces the env benchmarks step through, with every rendering an episode can draw prepared, so
+    that timing measures stepping: 4 chorales (multi-part, for Accompaniment) and 4 monophonic tunes."""
+    from lmm_envs.music.corpus import piece_ids, piece_info
+    from lmm_envs.pieces import performance_seed, prepare_piece
+
+    chorales = piece_ids(split="test", collection="bach")[:4]
+    tunes = [p for p in piece_ids(split="test") if piece_info(p).monophonic][:4]
+    for pid in chorales + tunes:
+        for variant in range(8):
+            prepare_piece(pid, 1.0, performance_seed(pid, variant))
+    import mir_eval  # noqa: F401  the playing metrics' dependency: loaded before timing, not at a first episode end
+
+    return chorales + tunes
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--steps", type=int, default=20000)
     ap.add_argument("--num-envs", type=int, default=64)
     args = ap.parse_args()
-    from lmm_envs.music.corpus import piece_ids, piece_info
-
-    chorales = piece_ids(split="test", collection="bach")[:4]
-    tunes = [p for p in piece_ids(split="test") if piece_info(p).monophonic][:4]
-    pieces = chorales + tunes  # multi-part pieces for Accompaniment, monophonic ones for the mono motion tasks
-    for pid in pieces:  # prepare the renderings episodes will draw, so that timing measures stepping
-        for variant in range(8):
-            from lmm_envs.pieces import performance_seed, prepare_piece
-
-            prepare_piece(pid, 1.0, performance_seed(pid, variant))
-    import mir_eval  # noqa: F401  the playing metrics' dependency: loaded before timing, not at a first episode end
-
+    pieces = benchmark_pieces()
     reference = steps_per_second("CartPole-v1", args.steps)
     print(f"{'env':<28}{'steps/s':>12}{'x CartPole':>12}")
     print(f"{'CartPole-v1':<28}{reference:>12.0f}{1.0:>12.2f}")

@@ -11,6 +11,9 @@ default ``NEXT_STEP`` mode: the step after an episode ends resets that sub-env a
 arrays, one value per ended env) and ``infos["episode_metrics_index"]`` (which envs). The single envs' per-step
 diagnostics (piece id, frame, time, ...) are not batched; step a single env for those.
 
+With ``device="cuda"`` (or ``"cpu"``, ``"auto"``), ScoreFollowing's entry point gives the torch batched env of
+:mod:`lmm_envs.envs.vector_torch` instead, whose observations and rewards are tensors on that device.
+
 The other ids' batched envs build on :class:`BatchedVectorEnv`: :mod:`lmm_envs.envs.vector_accompaniment` and
 :mod:`lmm_envs.envs.vector_playing` (the motion tasks).
 """
@@ -74,15 +77,23 @@ class BatchedVectorEnv(VectorEnv):
     metadata = {"autoreset_mode": AutoresetMode.NEXT_STEP, "render_modes": []}
     envs: list
 
-    def _make_spaces(self, env: gym.Env, num_envs: int) -> None:
-        if not isinstance(num_envs, int) or num_envs < 1:
+    @staticmethod
+    def _sub_envs(env_class: type[gym.Env], num_envs: int, kwargs: dict) -> list:
+        """``num_envs`` single envs of ``env_class`` built with ``kwargs``, after checking ``num_envs``."""
+        if not isinstance(num_envs, (int, np.integer)) or isinstance(num_envs, bool) or num_envs < 1:
             raise ConfigError(f"num_envs must be a positive integer, got {num_envs!r}")
+        return [env_class(**kwargs) for _ in range(num_envs)]
+
+    def _make_spaces(self, env: gym.Env, num_envs: int, numpy_observations: bool = True) -> None:
+        """Spaces from sub-env ``env``; with ``numpy_observations``, ``self._obs`` holds a numpy array per key."""
+        num_envs = int(num_envs)
         self.num_envs = num_envs
         self.single_observation_space = env.observation_space
         self.single_action_space = env.action_space
         self.observation_space = batch_space(env.observation_space, num_envs)
         self.action_space = batch_space(env.action_space, num_envs)
-        self._obs = {k: np.zeros((num_envs, *s.shape), dtype=s.dtype) for k, s in env.observation_space.spaces.items()}
+        spaces = env.observation_space.spaces if numpy_observations else {}
+        self._obs = {k: np.zeros((num_envs, *s.shape), dtype=s.dtype) for k, s in spaces.items()}
         self._window_views: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         self._needs_reset = np.zeros(num_envs, dtype=bool)
 
@@ -129,11 +140,22 @@ class BatchedVectorEnv(VectorEnv):
             env.close()
 
 
+def make_score_following_vector(num_envs: int = 1, device: str | None = None, **kwargs: Any) -> VectorEnv:
+    """lmm/ScoreFollowing-v0's ``vector_entry_point``: the numpy :class:`ScoreFollowingVectorEnv`, or with
+    ``device`` (``"cpu"``, ``"cuda"``, ``"auto"``) the torch one, whose arrays stay on that device
+    (:class:`lmm_envs.envs.vector_torch.TorchScoreFollowingVectorEnv`)."""
+    if device is None:
+        return ScoreFollowingVectorEnv(num_envs, **kwargs)
+    from lmm_envs.envs.vector_torch import TorchScoreFollowingVectorEnv
+
+    return TorchScoreFollowingVectorEnv(num_envs, device=device, **kwargs)
+
+
 class ScoreFollowingVectorEnv(BatchedVectorEnv):
     """N lmm/ScoreFollowing-v0 episodes stepped together (see the module docstring); same kwargs as the env."""
 
     def __init__(self, num_envs: int = 1, max_episode_steps: int = MAX_EPISODE_STEPS, **kwargs: Any):
-        self.envs = [ScoreFollowingEnv(**kwargs) for _ in range(num_envs)]
+        self.envs = self._sub_envs(ScoreFollowingEnv, num_envs, kwargs)
         first = self.envs[0]
         self._make_spaces(first, num_envs)
         self.max_episode_steps = int(max_episode_steps)

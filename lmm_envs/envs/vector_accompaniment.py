@@ -28,7 +28,7 @@ class AccompanimentVectorEnv(BatchedVectorEnv):
     """lmm/Accompaniment-v0, N at a time (see the module docstring); same kwargs as the env."""
 
     def __init__(self, num_envs: int = 1, max_episode_steps: int = MAX_EPISODE_STEPS, **kwargs: Any):
-        self.envs = [AccompanimentEnv(**kwargs) for _ in range(num_envs)]
+        self.envs = self._sub_envs(AccompanimentEnv, num_envs, kwargs)
         first = self.envs[0]
         self._make_spaces(first, num_envs)
         self.max_episode_steps = int(max_episode_steps)

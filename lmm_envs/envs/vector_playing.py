@@ -28,7 +28,7 @@ class PlayingVectorEnv(BatchedVectorEnv):
     env_class: type[PlayingEnv]
 
     def __init__(self, num_envs: int = 1, max_episode_steps: int = MAX_EPISODE_STEPS, **kwargs: Any):
-        self.envs = [self.env_class(**kwargs) for _ in range(num_envs)]
+        self.envs = self._sub_envs(self.env_class, num_envs, kwargs)
         first = self.envs[0]
         self._make_spaces(first, num_envs)
         self.max_episode_steps = int(max_episode_steps)

@@ -6,7 +6,7 @@ import pytest
 
 import lmm_envs  # noqa: F401
 from lmm_envs.envs.vector import as_pixels, row_windows
-from lmm_envs.errors import InvalidActionError
+from lmm_envs.errors import ConfigError, InvalidActionError
 from lmm_envs.music.corpus import piece_ids, piece_info
 
 ENV_IDS = sorted(k for k in gym.registry if k.startswith("lmm/"))
@@ -81,3 +81,10 @@ def test_row_windows_cut_what_a_sliding_window_view_cuts():
         row_windows(table.astype(np.float32), 20)
     with pytest.raises(ValueError, match="C-contiguous uint8"):
         row_windows(table[..., ::2], 20)
+
+
+@pytest.mark.parametrize("env_id", ENV_IDS)
+def test_native_envs_refuse_a_number_of_envs_that_is_not_a_positive_integer(env_id):
+    for bad in (0, -2, 2.5, True):
+        with pytest.raises(ConfigError, match="num_envs must be a positive integer"):
+            gym.make_vec(env_id, num_envs=bad, vectorization_mode="vector_entry_point", pieces=PIECES)
