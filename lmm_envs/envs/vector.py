@@ -65,6 +65,16 @@ def env_seeds(seed: int | list | None, n: int) -> list:
     return list(seed)
 
 
+def metrics_info(ended: np.ndarray, metrics_of) -> dict:
+    """``infos`` of a batched step: ``metrics_of(i)`` of each env ``i`` in ``ended`` as a dict of arrays under
+    ``episode_metrics``, and ``ended`` under ``episode_metrics_index``; empty when no episode ended."""
+    if not len(ended):
+        return {}
+    metrics = [metrics_of(i) for i in ended]
+    return {"episode_metrics": {k: np.array([m[k] for m in metrics]) for k in metrics[0]},
+            "episode_metrics_index": ended}
+
+
 class BatchedVectorEnv(VectorEnv):
     """What the native vector envs share: sub-envs that keep each episode's seeded choices, ``NEXT_STEP``
     autoreset, and observations that subclasses put as fresh arrays into ``self._obs``.
@@ -128,12 +138,7 @@ class BatchedVectorEnv(VectorEnv):
 
     def _ended_info(self, metrics_of) -> dict:
         """``infos`` of a step: the episode metrics of the envs that ended (``metrics_of(i)``), by index."""
-        ended = np.flatnonzero(self._needs_reset)
-        if not ended.size:
-            return {}
-        metrics = [metrics_of(i) for i in ended]
-        return {"episode_metrics": {k: np.array([m[k] for m in metrics]) for k in metrics[0]},
-                "episode_metrics_index": ended}
+        return metrics_info(np.flatnonzero(self._needs_reset), metrics_of)
 
     def close_extras(self, **kwargs: Any) -> None:
         for env in self.envs:
@@ -151,20 +156,27 @@ def make_score_following_vector(num_envs: int = 1, device: str | None = None, **
     return TorchScoreFollowingVectorEnv(num_envs, device=device, **kwargs)
 
 
-class ScoreFollowingVectorEnv(BatchedVectorEnv):
-    """N lmm/ScoreFollowing-v0 episodes stepped together (see the module docstring); same kwargs as the env."""
+class ScoreFollowingBatch(BatchedVectorEnv):
+    """What the numpy and the torch batched ScoreFollowing envs share: their sub-envs, spaces and step settings."""
 
-    def __init__(self, num_envs: int = 1, max_episode_steps: int = MAX_EPISODE_STEPS, **kwargs: Any):
+    def _set_up(self, num_envs: int, max_episode_steps: int, kwargs: dict, numpy_observations: bool = True) -> None:
         self.envs = self._sub_envs(ScoreFollowingEnv, num_envs, kwargs)
         first = self.envs[0]
-        self._make_spaces(first, num_envs)
+        self._make_spaces(first, num_envs, numpy_observations)
         self.max_episode_steps = int(max_episode_steps)
         self.discrete = first.action_type == "discrete"
         self.reward_width = first.reward_width
         self.lost_tolerance = first.lost_tolerance
         self.lost_patience = first.lost_patience
         self.terminate_on_lost = first.terminate_on_lost
-        n = num_envs
+
+
+class ScoreFollowingVectorEnv(ScoreFollowingBatch):
+    """N lmm/ScoreFollowing-v0 episodes stepped together (see the module docstring); same kwargs as the env."""
+
+    def __init__(self, num_envs: int = 1, max_episode_steps: int = MAX_EPISODE_STEPS, **kwargs: Any):
+        self._set_up(num_envs, max_episode_steps, kwargs)
+        n = self.num_envs
         self._frame = np.zeros(n, dtype=np.int64)
         self._pointer = np.zeros(n)
         self._ratio = np.ones(n)

@@ -24,8 +24,8 @@ import numpy as np
 from lmm_envs.audio.features import FPS
 from lmm_envs.envs import MAX_EPISODE_STEPS
 from lmm_envs.envs.base import AUDIO_WINDOW, SCORE_WINDOW
-from lmm_envs.envs.score_following import MAX_RATIO, TEMPO_STEP, ScoreFollowingEnv
-from lmm_envs.envs.vector import BatchedVectorEnv, env_seeds
+from lmm_envs.envs.score_following import MAX_RATIO, TEMPO_STEP
+from lmm_envs.envs.vector import BatchedVectorEnv, ScoreFollowingBatch, env_seeds, metrics_info
 from lmm_envs.errors import ConfigError, InvalidActionError
 
 
@@ -45,7 +45,7 @@ def torch_device(device: str):
     return resolved
 
 
-class TorchScoreFollowingVectorEnv(BatchedVectorEnv):
+class TorchScoreFollowingVectorEnv(ScoreFollowingBatch):
     """N lmm/ScoreFollowing-v0 episodes stepped together as torch operations on ``device`` (see the module
     docstring); the env's kwargs, plus ``device`` (``"cpu"``, ``"cuda"``, ``"cuda:1"``, ``"auto"``)."""
 
@@ -54,16 +54,8 @@ class TorchScoreFollowingVectorEnv(BatchedVectorEnv):
         import torch
 
         self.device = torch_device(device)
-        self.envs = self._sub_envs(ScoreFollowingEnv, num_envs, kwargs)
-        first = self.envs[0]
-        self._make_spaces(first, num_envs, numpy_observations=False)
-        self.max_episode_steps = int(max_episode_steps)
-        self.discrete = first.action_type == "discrete"
-        self.reward_width = first.reward_width
-        self.lost_tolerance = first.lost_tolerance
-        self.lost_patience = first.lost_patience
-        self.terminate_on_lost = first.terminate_on_lost
-        n, on = num_envs, {"device": self.device}
+        self._set_up(num_envs, max_episode_steps, kwargs, numpy_observations=False)
+        n, on = self.num_envs, {"device": self.device}
         self._frame = torch.zeros(n, dtype=torch.int64, **on)
         self._pointer = torch.zeros(n, dtype=torch.float64, **on)
         self._ratio = torch.ones(n, dtype=torch.float64, **on)
@@ -96,9 +88,9 @@ class TorchScoreFollowingVectorEnv(BatchedVectorEnv):
             self._slots[name] = table = grown
         return table
 
-    def _load_all(self, ids: list[int]) -> None:
+    def _load_all(self, ids: list[int]) -> Any:
         """Take the freshly reset episodes of sub-envs ``ids`` into the device state: each one's tables into its
-        slot, and the step state of all of them set in one write per array."""
+        slot, and the step state of all of them set in one write per array. Returns ``ids`` as a device tensor."""
         import torch
 
         for i in ids:
@@ -117,6 +109,7 @@ class TorchScoreFollowingVectorEnv(BatchedVectorEnv):
             getattr(self, name)[rows] = value
         self._last[rows] = torch.tensor([self.envs[i]._last_frame for i in ids], dtype=torch.int64, device=self.device)
         self._end[rows] = torch.tensor([self.envs[i]._score_end for i in ids], dtype=torch.float64, device=self.device)
+        return rows
 
     def reset(self, *, seed: int | list | None = None, options: dict | None = None):
         super(BatchedVectorEnv, self).reset(seed=seed)  # VectorEnv's: seeds np_random; the episodes are ours
@@ -163,9 +156,8 @@ class TorchScoreFollowingVectorEnv(BatchedVectorEnv):
         if self._ended:
             for i in self._ended:
                 self.envs[i].reset()
-            self._load_all(self._ended)
             act = torch.ones(self.num_envs, dtype=torch.bool, device=self.device)
-            act[torch.tensor(self._ended, device=self.device)] = False
+            act[self._load_all(self._ended)] = False
 
         def acting(new, old):
             return new if act is None else torch.where(act, new, old)
@@ -202,22 +194,24 @@ class TorchScoreFollowingVectorEnv(BatchedVectorEnv):
 
     def _ended_metrics(self) -> dict:
         """``infos`` of a step: the metrics of the episodes that ended, computed on the CPU from their trajectory."""
-        if not self._ended:
-            return {}
         rows = self._ended
+        if not rows:
+            return {}
+        # what the metrics need, read back from the device once for all ended envs
+        at = {i: k for k, i in enumerate(rows)}
         frames = self._frame[rows].tolist()
         lost = self._lost[rows].tolist()
         lost_frames = self._lost_frame[rows].tolist()
         trajectories = self._slots["trajectory"][rows].cpu().numpy()
-        metrics = []
-        for k, i in enumerate(rows):
-            env = self.envs[i]
+
+        def metrics_of(i: int) -> dict[str, float]:
+            env, k = self.envs[i], at[i]
             env._frame = frames[k]
             env._lost_time = lost_frames[k] / FPS if lost[k] else None
             env._trajectory = trajectories[k, :env._trajectory.size].copy()
-            metrics.append(env.episode_metrics())
-        return {"episode_metrics": {name: np.array([m[name] for m in metrics]) for name in metrics[0]},
-                "episode_metrics_index": np.array(rows, dtype=np.int64)}
+            return env.episode_metrics()
+
+        return metrics_info(np.array(rows, dtype=np.int64), metrics_of)
 
     def _gather(self) -> dict[str, Any]:
         """Every env's observation, cut on the device: audio at its frame, score at its pointer's column."""
