@@ -20,6 +20,7 @@ model = PPO("MultiInputPolicy", env, n_steps=256, batch_size=64, seed=0, device=
 model.learn(1024)
 model.save("ppo_scorefollowing.zip")
 
+Path("results").mkdir(exist_ok=True)  # --out writes into an existing folder
 for command in (
     ["evaluate", "--agent", "ppo_scorefollowing.zip", "--name", "my ppo", "--track", "8/100k", "--limit", "2",
      "--quiet", "--out", "results/my_ppo.json"],

@@ -17,6 +17,33 @@ def _progress(args) -> bool:
     return not getattr(args, "quiet", False)
 
 
+def _count(minimum: int):
+    """An argparse type: an integer >= ``minimum`` (argparse reports anything else in one line, exit 2)."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"{value} is below {minimum}")
+        return value
+
+    parse.__name__ = f"integer >= {minimum}"
+    return parse
+
+
+def _finite(text: str) -> float:
+    import math
+
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"{text} is not a finite number >= 0")
+    return value
+
+
 # --- data --------------------------------------------------------------------------------------------------
 def cmd_data_list(args) -> int:
     from lmm_envs.music import corpus
@@ -57,6 +84,9 @@ def cmd_data_prepare(args) -> int:
     return 0
 
 
+RENDER_SUFFIXES = {".png", ".mp4", ".gif", ".wav"}
+
+
 # --- evaluate / render ---------------------------------------------------------------------------------------
 def _env_args(items: list[str]) -> dict:
     """``KEY=VALUE`` options for the env (values read as JSON when they parse: numbers, true/false)."""
@@ -75,7 +105,7 @@ def _env_args(items: list[str]) -> dict:
 def _make_env(args, **extra):
     import gymnasium as gym
 
-    import lmm_envs  # noqa: F401  (registers ids)
+    from lmm_envs.envs.options import check_env_options
 
     kwargs = dict(expressiveness=args.expressiveness, synth=args.synth, **extra)
     kwargs.update(_env_args(getattr(args, "env_arg", None) or []))
@@ -83,35 +113,68 @@ def _make_env(args, **extra):
         kwargs["pieces"] = args.pieces
     else:
         kwargs["split"] = args.split
-    if args.env not in gym.registry:
-        known = ", ".join(k for k in gym.registry if k.startswith("lmm/"))
-        raise LMMError(f"unknown env id {args.env!r}; known: {known}")
+    check_env_options(args.env, kwargs)  # before gym.make, which acts on some options itself (render_mode)
     return gym.make(args.env, **kwargs)
 
 
-def cmd_evaluate(args) -> int:
-    from lmm_envs.benchmark.evaluate import evaluate, write_result
+def _summary_line(summary: dict) -> str:
+    """One JSON line, strict: a NaN (no value) is written as null."""
+    from lmm_envs.benchmark.evaluate import plain
 
-    result = evaluate(args.env, args.agent, agent_name=args.name, track=args.track, pieces=args.pieces,
-                      limit=args.limit or None, synth=args.synth, workers=args.workers, trust=args.trust_checkpoint,
-                      progress=_progress(args), env_kwargs=_env_args(args.env_arg or []) or None)
-    summary = {"agent": result["agent"]["name"], "track": result["track"], "episodes": len(result["episodes"]),
-               "normalised_score": round(result["normalised_score"]["mean"], 4),
-               **{k: round(v["mean"], 4) for k, v in result["aggregate"].items()}}
-    print(json.dumps(summary))
+    return json.dumps(plain(summary), allow_nan=False)
+
+
+def cmd_evaluate(args) -> int:
+    from lmm_envs.benchmark import evaluate as evaluation
+    from lmm_envs.files import check_output_file
+
+    # everything is checked before the evaluation starts: a bad argument or --out loses no work
+    env_kwargs = _env_args(args.env_arg or []) or None
+    evaluation.check_evaluation(args.env, args.agent, args.name, args.track, args.limit or None, args.workers,
+                                env_kwargs)
     if args.out:
-        write_result(result, Path(args.out))
+        check_output_file(args.out)
+    result = evaluation.evaluate(args.env, args.agent, agent_name=args.name, track=args.track, pieces=args.pieces,
+                      limit=args.limit or None, synth=args.synth, workers=args.workers, trust=args.trust_checkpoint,
+                      progress=_progress(args), env_kwargs=env_kwargs)
+    def rounded(value):
+        return None if value is None else round(value, 4)
+
+    summary = {"agent": result["agent"]["name"], "track": result["track"], "episodes": len(result["episodes"]),
+               "normalised_score": rounded(result["normalised_score"]["mean"]),
+               **{k: rounded(v["mean"]) for k, v in result["aggregate"].items()}}
+    print(_summary_line(summary))
+    if args.out:
+        evaluation.write_result(result, Path(args.out))
     return 0
 
 
 def cmd_leaderboard(args) -> int:
-    from lmm_envs.benchmark.leaderboard import html_page, load_results, markdown, rebuild_baselines
+    from lmm_envs.benchmark.leaderboard import (
+        html_page,
+        load_results,
+        markdown,
+        rebuild_baselines,
+        verify_result,
+    )
+    from lmm_envs.files import check_output_file
 
+    for path in (args.out, args.html):
+        if path:
+            check_output_file(path, "--out" if path == args.out else "--html")
     folder = Path(args.folder)
     if args.rebuild_baselines:
         written = rebuild_baselines(folder, workers=args.workers, progress=_progress(args))
         print(f"wrote {len(written)} baseline results to {folder}")
     results = load_results(folder)
+    if args.verify:
+        from tqdm import tqdm
+
+        for r in tqdm(results, desc="verifying", disable=not _progress(args)):
+            r["verified"] = verify_result(r, folder, episodes=args.verify)
+            if not r["verified"].startswith("yes"):
+                print(f"warning: {r['agent']['name']!r} on {r['env_id']} not verified: {r['verified']}",
+                      file=sys.stderr)
     text = markdown(results)
     if args.out:
         _write_text_atomic(Path(args.out), text)
@@ -144,7 +207,7 @@ def write_frames(frames: list, out: Path, fps: int) -> Path:
     from lmm_envs.files import atomic_path
 
     suffix = out.suffix.lower()
-    if suffix not in (".png", ".mp4", ".gif"):
+    if suffix not in RENDER_SUFFIXES - {".wav"}:
         raise LMMError(f"cannot write {suffix!r}; use .png, .mp4, .gif or (for the playing tasks) .wav")
     with atomic_path(out) as tmp:
         if suffix == ".png":
@@ -183,6 +246,11 @@ def write_episode_audio(env, agent: str, seed: int, options: dict | None, out: P
 
 
 def cmd_render(args) -> int:
+    from lmm_envs.files import check_output_file
+
+    out = check_output_file(args.out)
+    if out.suffix.lower() not in RENDER_SUFFIXES:
+        raise LMMError(f"cannot write {out.suffix!r}; use .png, .mp4, .gif or (for the playing tasks) .wav")
     options = {"piece": args.piece, "variant": 0} if args.piece else None
     if Path(args.out).suffix.lower() == ".wav":
         env = _make_env(args)
@@ -201,11 +269,12 @@ def cmd_quickstart(args) -> int:
     """Data -> env -> baselines -> a small PPO agent -> evaluation -> leaderboard, on lmm/ScoreFollowing-v0."""
     from lmm_envs.benchmark.evaluate import evaluate, write_result
     from lmm_envs.benchmark.leaderboard import html_page, load_results, markdown
+    from lmm_envs.files import check_output_folder
     from lmm_envs.music import corpus
     from lmm_envs.pieces import performance_seed, prepare_piece
 
     env_id = "lmm/ScoreFollowing-v0"
-    out = Path(args.out)
+    out = check_output_folder(args.out)
     results = out / "results"
     progress = _progress(args)
     ids = corpus.piece_ids(split="test")[: args.pieces]
@@ -276,8 +345,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = ap.add_subparsers(dest="command", required=True)
 
     q = sub.add_parser("quickstart", help="the main job: data -> env -> baselines -> PPO -> leaderboard -> an episode")
-    q.add_argument("--pieces", type=int, default=8, help="how many test pieces (default 8)")
-    q.add_argument("--steps", type=int, default=8192, help="PPO training steps (default 8192)")
+    q.add_argument("--pieces", type=_count(1), default=8, help="how many test pieces (default 8)")
+    q.add_argument("--steps", type=_count(1), default=8192, help="PPO training steps (default 8192)")
     q.add_argument("--out", default="out", help="output folder (default ./out)")
     q.add_argument("--quiet", action="store_true", help="hide progress bars")
     q.set_defaults(func=cmd_quickstart)
@@ -294,10 +363,10 @@ def build_parser() -> argparse.ArgumentParser:
     ds.set_defaults(func=cmd_data_show)
     dp = dsub.add_parser("prepare", help="render, synthesize and cache a split ahead of time")
     dp.add_argument("--split", choices=["train", "val", "test"], required=True)
-    dp.add_argument("--expressiveness", type=float, default=1.0)
+    dp.add_argument("--expressiveness", type=_finite, default=1.0)
     dp.add_argument("--synth", default="harmonic", choices=["harmonic", "fluidsynth"])
-    dp.add_argument("--variants", type=int, default=1, help="performances per piece (default 1)")
-    dp.add_argument("--limit", type=int, default=0, help="only the first N pieces")
+    dp.add_argument("--variants", type=_count(1), default=1, help="performances per piece (default 1)")
+    dp.add_argument("--limit", type=_count(0), default=0, help="only the first N pieces (0: all)")
     dp.add_argument("--quiet", action="store_true")
     dp.set_defaults(func=cmd_data_prepare)
 
@@ -309,9 +378,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="paired budget/env steps the agent used: 8/100k, 8/1M, 64/100k, 64/1M, all/100k, all/1M, "
                         "or baseline (neither; the default)")
     e.add_argument("--pieces", help="a piece list CSV (score,performance,alignment): your own pieces, off the tracks")
-    e.add_argument("--limit", type=int, default=0, help="only the first N protocol pieces (off the tracks)")
+    e.add_argument("--limit", type=_count(0), default=0,
+                   help="only the first N protocol pieces (off the tracks; 0: all)")
     e.add_argument("--synth", default="harmonic", choices=["harmonic", "fluidsynth"])
-    e.add_argument("--workers", type=int, default=1, help="episodes in parallel processes (same numbers)")
+    e.add_argument("--workers", type=_count(1), default=1, help="episodes in parallel processes (same numbers)")
     e.add_argument("--trust-checkpoint", action="store_true",
                    help="allow an SB3 zip whose pickled policy_kwargs run code on loading")
     e.add_argument("--env-arg", action="append", metavar="KEY=VALUE",
@@ -326,7 +396,10 @@ def build_parser() -> argparse.ArgumentParser:
     lb.add_argument("--html", help="also write an HTML page with plots")
     lb.add_argument("--rebuild-baselines", action="store_true",
                     help="first evaluate random, oracle and the classic baselines of every env into the folder")
-    lb.add_argument("--workers", type=int, default=1)
+    lb.add_argument("--workers", type=_count(1), default=1)
+    lb.add_argument("--verify", type=_count(1), nargs="?", const=2, default=0, metavar="N",
+                    help="re-run N sampled episodes (default 2) of each result from its baseline name or checkpoint "
+                         "and add a 'verified' column")
     lb.add_argument("--quiet", action="store_true")
     lb.set_defaults(func=cmd_leaderboard)
 
@@ -335,9 +408,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--agent", default="oltw", help="a registered agent name (random, oracle, oltw, ...)")
     r.add_argument("--split", default="test", choices=["train", "val", "test"])
     r.add_argument("--pieces", help="a piece list CSV (score,performance,alignment) instead of a split")
-    r.add_argument("--expressiveness", type=float, default=1.0)
+    r.add_argument("--expressiveness", type=_finite, default=1.0)
     r.add_argument("--synth", default="harmonic", choices=["harmonic", "fluidsynth"])
-    r.add_argument("--seed", type=int, default=0)
+    r.add_argument("--seed", type=_count(0), default=0)
     r.add_argument("--env-arg", action="append", metavar="KEY=VALUE",
                    help="an env option, repeatable (e.g. --env-arg polyphony=poly --env-arg velocity=true)")
     r.add_argument("--piece", help="piece id (default: drawn from the split with --seed)")

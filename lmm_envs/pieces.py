@@ -16,9 +16,9 @@ import numpy as np
 from lmm_envs.audio.cache import Cache, default_cache, make_key
 from lmm_envs.audio.features import FEATURE_VERSION, FPS, spectrogram
 from lmm_envs.audio.synth import SYNTHS, Synth, make_synth
-from lmm_envs.errors import ConfigError
+from lmm_envs.errors import AlignmentError, ConfigError
 from lmm_envs.music import corpus
-from lmm_envs.music.expressive import render_performance
+from lmm_envs.music.expressive import check_expressiveness, render_performance
 from lmm_envs.music.io import load_alignment_csv, load_performance_midi, load_score
 from lmm_envs.music.score import Alignment, Performance, Score, TempoMap
 
@@ -75,6 +75,11 @@ class Piece:
         return self.alignment.performance_at(self.onset_score_times)
 
 
+SCORE_ARRAYS = ("pitch", "onset", "duration", "velocity", "part", "tempo_beats", "tempo_bpm", "fermatas", "measures",
+                "part_names", "title")
+PIECE_ARRAYS = ("p_pitch", "p_onset", "p_offset", "p_velocity", "p_part", "a_perf", "a_score", "spectrogram")
+
+
 # --- scores ------------------------------------------------------------------------------------------------
 def score_to_arrays(score: Score) -> dict[str, np.ndarray]:
     return dict(
@@ -99,7 +104,9 @@ def corpus_score(piece_id: str, cache: Cache | None = None) -> Score:
     key = make_key("score", source=info.sha256, id=piece_id)
     hit = _SCORES.get(key)
     if hit is None:
-        hit = score_from_arrays(cache.get_or_create(key, lambda: score_to_arrays(corpus.load_corpus_score(piece_id))))
+        arrays = cache.get_or_create(key, lambda: score_to_arrays(corpus.load_corpus_score(piece_id)),
+                                     required=SCORE_ARRAYS)
+        hit = score_from_arrays(arrays)
         _SCORES[key] = hit
         while len(_SCORES) > _SCORES_SIZE:
             _SCORES.popitem(last=False)
@@ -143,8 +150,7 @@ def prepare_piece(
     if not isinstance(score, Score):
         raise ConfigError(f"source must be a piece id or a Score, got {type(source).__name__}")
     piece_id = source if isinstance(source, str) else (score.title or score.content_hash()[:12])
-    if not np.isfinite(expressiveness) or expressiveness < 0:
-        raise ConfigError(f"expressiveness must be >= 0 (0 is deadpan), got {expressiveness!r}")
+    check_expressiveness(expressiveness)
     key = make_key(
         "piece", score=score.content_hash(), expressiveness=float(expressiveness), seed=int(seed),
         synth=synth_obj.cache_key(), features=FEATURE_VERSION, render=RENDER_VERSION,
@@ -165,7 +171,7 @@ def prepare_piece(
             spectrogram=spectrogram(audio, synth_obj.sample_rate),
         )
 
-    a = (cache or default_cache()).get_or_create(key, build)
+    a = (cache or default_cache()).get_or_create(key, build, required=PIECE_ARRAYS)
     piece = Piece(
         id=piece_id, score=score,
         performance=Performance(a["p_pitch"], a["p_onset"], a["p_offset"], a["p_velocity"], a["p_part"]),
@@ -218,25 +224,43 @@ def load_piece(
     else:
         perf = load_performance_midi(perf_path)
         audio = synth_obj.render(perf)
+    spec = spectrogram(audio, synth_obj.sample_rate)
+    _check_alignment_within(align, spec.shape[1] / FPS, alignment)
     return Piece(
         id=Path(score).stem, score=sc, performance=perf, alignment=align,
-        spectrogram=spectrogram(audio, synth_obj.sample_rate), synth=synth_obj.name,
+        spectrogram=spec, synth=synth_obj.name,
         meta={"performance": str(perf_path), "alignment": str(alignment)},
     )
+
+
+ALIGNMENT_OVERRUN = 1.0  # s an alignment may reach past the performance's end (annotation rounding)
+
+
+def _check_alignment_within(alignment: Alignment, duration: float, path) -> None:
+    """Refuse an alignment that does not lie in the performance's own seconds (it would score nothing)."""
+    first, last = float(alignment.performance_time[0]), float(alignment.performance_time[-1])
+    if first >= duration or last > duration + ALIGNMENT_OVERRUN:
+        raise AlignmentError(f"alignment {path} spans performance times {first:g}..{last:g} s but the performance "
+                             f"lasts {duration:.2f} s; performance_time must be seconds of this performance")
 
 
 def load_piece_list(path: str | Path) -> list[dict[str, str | None]]:
     """Read a piece list CSV (header ``score,performance,alignment``; paths relative to the CSV)."""
     import csv
+    import io
 
     p = Path(path)
     if not p.is_file():
         raise ConfigError(f"piece list not found: {p}")
-    with p.open(newline="") as f:
-        reader = csv.DictReader(f)
-        if reader.fieldnames is None or "score" not in reader.fieldnames:
-            raise ConfigError(f"piece list {p} needs the header score,performance,alignment")
-        rows = []
+    try:
+        text = p.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError:
+        raise ConfigError(f"piece list {p} is not UTF-8 text; save it as a UTF-8 CSV") from None
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    if reader.fieldnames is None or "score" not in reader.fieldnames:
+        raise ConfigError(f"piece list {p} needs the header score,performance,alignment")
+    rows = []
+    try:
         for row in reader:
             entry = {}
             for col in ("score", "performance", "alignment"):
@@ -245,6 +269,8 @@ def load_piece_list(path: str | Path) -> list[dict[str, str | None]]:
             if entry["score"] is None:
                 raise ConfigError(f"piece list {p} has a row without a score")
             rows.append(entry)
+    except csv.Error as e:
+        raise ConfigError(f"piece list {p} is not a readable CSV ({e})") from None
     if not rows:
         raise ConfigError(f"piece list {p} names no pieces")
     return rows
@@ -270,4 +296,4 @@ def part_spectrogram(piece: Piece, parts: list[int], synth: str | Synth = "harmo
         out[:, :n] = spec[:, :n]
         return {"spectrogram": out}
 
-    return (cache or default_cache()).get_or_create(key, build)["spectrogram"]
+    return (cache or default_cache()).get_or_create(key, build, required=("spectrogram",))["spectrogram"]

@@ -123,8 +123,17 @@ class Cache:
                         )
         self._memory[key] = arrays
 
-    def get_or_create(self, key: str, build: Callable[[], dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    def get_or_create(self, key: str, build: Callable[[], dict[str, np.ndarray]],
+                      required: tuple[str, ...] = ()) -> dict[str, np.ndarray]:
+        """The entry of ``key``, or ``build()`` stored under it. An entry that lacks one of the ``required`` arrays
+        (written by another version, or by hand with a valid digest) is treated as corrupt: deleted and rebuilt."""
         arrays = self.get(key)
+        if arrays is not None and any(name not in arrays for name in required):
+            self.rebuilt += 1
+            self._memory.pop(key, None)
+            with contextlib.suppress(OSError):
+                self.path(key).unlink()
+            arrays = None
         if arrays is None:
             arrays = build()
             self.put(key, arrays)

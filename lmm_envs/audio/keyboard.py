@@ -323,7 +323,8 @@ def make_keyboard(synth: str | Synth = "harmonic", cache: Cache | None = None) -
                    frames=TEMPLATE_FRAMES, release=RELEASE_FRAMES, ref=REF_VELOCITY)
     hit = _KEYBOARDS.get(key)
     if hit is None:
-        data = (cache or default_cache()).get_or_create(key, lambda: _build_templates(synth_obj))
+        data = (cache or default_cache()).get_or_create(key, lambda: _build_templates(synth_obj),
+                                                            required=("templates", "release"))
         hit = Keyboard(data["templates"], data["release"], synth_obj.name)
         _KEYBOARDS[key] = hit
     return hit

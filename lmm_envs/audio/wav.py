@@ -24,6 +24,8 @@ def read_audio(path: str | Path, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
         raise ScoreLoadError(f"{p} is not a readable audio file ({e}); use WAV or FLAC") from None
     if data.shape[0] == 0:
         raise ScoreLoadError(f"audio file {p} holds no samples")
+    if not np.all(np.isfinite(data)):
+        raise ScoreLoadError(f"audio file {p} holds NaN or infinite samples; re-export it as PCM WAV or FLAC")
     mono = data.mean(axis=1)
     if sr != sample_rate:
         from scipy.signal import resample_poly

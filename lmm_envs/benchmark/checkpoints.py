@@ -1,51 +1,119 @@
-"""Loading Stable-Baselines3 checkpoints (``.zip``) as agents, without running pickled code.
+"""Loading Stable-Baselines3 checkpoints (``.zip``) as agents, without running code from the file.
 
 SB3 stores weights as ``.pth`` files (read with ``torch.load(weights_only=True)``) and the rest in a JSON
-``data`` entry, where some values (spaces, schedules, the policy class, sometimes ``policy_kwargs``) are
-cloudpickled. Unpickling runs whatever code the file names, so by default every pickled value is replaced
-before SB3 sees it: the spaces come from the env the agent is evaluated on, the policy class from the algorithm's
-``MultiInputPolicy``/``MlpPolicy`` alias, and schedules (training-only) by constants. Pickled ``policy_kwargs``
-(which name the network's classes) are read with a restricted unpickler that only accepts classes from an
-allowlist (the extractors in ``agents.features``, torch activations and optimizers, plain containers); a
-checkpoint naming anything else can only be loaded with ``trust=True``.
+``data`` entry, where some values (spaces, schedules, the policy class, ``policy_kwargs``) are cloudpickled.
+Unpickling runs whatever code the file names, so by default no pickled value reaches SB3: the spaces come from
+the env the agent is evaluated on, the policy class from the algorithm's ``MultiInputPolicy``/``MlpPolicy``
+alias, and schedules (training-only) are constants. The pickled ``policy_kwargs`` (which name the network's
+classes) are read by :func:`safe_policy_kwargs`, which refuses the stream unless
+
+1. it holds only opcodes that build plain data (no ``REDUCE``, ``BUILD``, ``NEWOBJ``, ``INST``, ``OBJ``,
+   persistent ids or extension codes: nothing in it can call anything), and
+2. every class it names is one of the exact ``(module, name)`` pairs of :data:`ALLOWED_CLASSES` (no dotted
+   names, no attribute of a module reached through another), and
+3. what it decodes to is a dict of plain values and those classes.
+
+A checkpoint that needs anything else loads only with ``trust=True`` (CLI: ``--trust-checkpoint``).
 """
 
 from __future__ import annotations
 
 import base64
+import binascii
 import hashlib
+import importlib
 import io
 import json
 import pickle
+import pickletools
 import zipfile
 from pathlib import Path
 
 from lmm_envs.errors import ConfigError, MissingDependencyError
 
-ALLOWED_MODULES = ("agents.features", "torch.nn.modules.activation", "torch.optim")
-ALLOWED_BUILTINS = {"dict", "list", "tuple", "set", "frozenset", "int", "float", "str", "bool", "NoneType"}
+_ACTIVATIONS = ("ReLU", "Tanh", "ELU", "LeakyReLU", "GELU", "SiLU", "Sigmoid", "Softplus", "Mish", "SELU",
+                "Hardtanh", "ReLU6", "CELU", "Softsign", "Tanhshrink", "Hardswish", "Hardsigmoid", "PReLU")
+ALLOWED_CLASSES: frozenset[tuple[str, str]] = frozenset({
+    ("agents.features", "RawExtractor"),
+    ("agents.features", "LMMExtractor"),
+    ("stable_baselines3.common.torch_layers", "CombinedExtractor"),
+    ("stable_baselines3.common.torch_layers", "FlattenExtractor"),
+    ("stable_baselines3.common.torch_layers", "NatureCNN"),
+    ("stable_baselines3.common.sb2_compat.rmsprop_tf_like", "RMSpropTFLike"),
+    ("torch.optim.adam", "Adam"),
+    ("torch.optim.adamw", "AdamW"),
+    ("torch.optim.rmsprop", "RMSprop"),
+    ("torch.optim.sgd", "SGD"),
+    *(("torch.nn.modules.activation", name) for name in _ACTIVATIONS),
+    ("builtins", "set"),
+    ("builtins", "frozenset"),
+})
+"""The only globals a checkpoint's ``policy_kwargs`` may name without ``trust``: network and optimizer classes."""
+
+SAFE_OPCODES = frozenset({
+    "PROTO", "FRAME", "STOP", "MARK", "POP", "POP_MARK", "DUP", "MEMOIZE", "PUT", "BINPUT", "LONG_BINPUT",
+    "GET", "BINGET", "LONG_BINGET", "NONE", "NEWTRUE", "NEWFALSE", "INT", "BININT", "BININT1", "BININT2", "LONG",
+    "LONG1", "LONG4", "FLOAT", "BINFLOAT", "STRING", "BINSTRING", "SHORT_BINSTRING", "UNICODE", "BINUNICODE",
+    "SHORT_BINUNICODE", "BINUNICODE8", "BINBYTES", "SHORT_BINBYTES", "BINBYTES8", "BYTEARRAY8", "EMPTY_LIST",
+    "APPEND", "APPENDS", "LIST", "EMPTY_TUPLE", "TUPLE", "TUPLE1", "TUPLE2", "TUPLE3", "EMPTY_DICT", "DICT",
+    "SETITEM", "SETITEMS", "EMPTY_SET", "ADDITEMS", "FROZENSET", "GLOBAL", "STACK_GLOBAL",
+})
+"""Opcodes that only build data or name a global (resolved through the exact allowlist); none calls anything."""
+
+
+def resolve_global(module: str, name: str):
+    """The object ``module.name`` for an allowlisted pair; anything else is refused without importing it."""
+    if (module, name) not in ALLOWED_CLASSES:
+        raise pickle.UnpicklingError(f"{module}.{name} is not on the allowlist")
+    return getattr(importlib.import_module(module), name)
 
 
 class _RestrictedUnpickler(pickle.Unpickler):
-    """Unpickles only references to allowlisted classes: nothing named in the file can run other code."""
+    """Resolves only the exact pairs of :data:`ALLOWED_CLASSES` (and keeps what it resolved); persistent ids are
+    refused."""
+
+    def __init__(self, file):
+        super().__init__(file)
+        self.resolved: list = []
 
     def find_class(self, module: str, name: str):
-        if module == "builtins" and name in ALLOWED_BUILTINS:
-            return super().find_class(module, name)
-        if module == "collections" and name == "OrderedDict":
-            return super().find_class(module, name)
-        if any(module == m or module.startswith(m + ".") for m in ALLOWED_MODULES) and not name.startswith("_"):
-            return super().find_class(module, name)
-        raise pickle.UnpicklingError(f"{module}.{name} is not on the allowlist")
+        found = resolve_global(module, name)
+        self.resolved.append(found)
+        return found
+
+    def persistent_load(self, pid):
+        raise pickle.UnpicklingError("persistent ids are not allowed")
+
+
+def _plain(value, allowed: list, depth: int = 0) -> bool:
+    """Whether ``value`` is plain data (None, numbers, strings, containers of them) or an allowlisted class."""
+    if depth > 50:
+        return False
+    if value is None or isinstance(value, (bool, int, float, str, bytes)):
+        return True
+    if isinstance(value, type):
+        return any(value is c for c in allowed)
+    if isinstance(value, dict):
+        return all(isinstance(k, str) and _plain(v, allowed, depth + 1) for k, v in value.items())
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return all(_plain(v, allowed, depth + 1) for v in value)
+    return False
 
 
 def safe_policy_kwargs(serialized: dict) -> dict | None:
-    """SB3's pickled ``policy_kwargs``, if they name only allowlisted classes; None otherwise."""
+    """SB3's pickled ``policy_kwargs``, if the stream passes the three checks of the module docstring; None
+    otherwise (never an exception, never a call into anything the stream names)."""
     try:
-        value = _RestrictedUnpickler(io.BytesIO(base64.b64decode(serialized[":serialized:"]))).load()
-    except Exception:  # noqa: BLE001 - any failure means: not provably safe
+        blob = base64.b64decode(str(serialized[":serialized:"]), validate=False)
+        for opcode, _arg, _pos in pickletools.genops(blob):
+            if opcode.name not in SAFE_OPCODES:
+                return None
+        unpickler = _RestrictedUnpickler(io.BytesIO(blob))
+        value = unpickler.load()
+    except (pickle.UnpicklingError, ValueError, TypeError, KeyError, EOFError, IndexError, AttributeError,
+            ImportError, OverflowError, MemoryError, RecursionError, binascii.Error, UnicodeDecodeError):
         return None
-    return value if isinstance(value, dict) else None
+    return value if isinstance(value, dict) and _plain(value, unpickler.resolved) else None
 
 
 def _read_data(path: Path) -> dict:
@@ -54,9 +122,13 @@ def _read_data(path: Path) -> dict:
             names = set(archive.namelist())
             if "data" not in names or "policy.pth" not in names:
                 raise ConfigError(f"{path} is not a Stable-Baselines3 checkpoint (no 'data' and 'policy.pth' inside)")
-            return json.loads(archive.read("data").decode())
-    except (zipfile.BadZipFile, OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ConfigError(f"{path} is not a Stable-Baselines3 checkpoint zip ({e})") from None
+            data = json.loads(archive.read("data").decode())
+    except (zipfile.BadZipFile, OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError, ValueError) as e:
+        reason = "JSON nested too deeply" if isinstance(e, RecursionError) else str(e)
+        raise ConfigError(f"{path} is not a Stable-Baselines3 checkpoint zip ({reason})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path} is not a Stable-Baselines3 checkpoint zip (its 'data' is not a JSON object)")
+    return data
 
 
 def detect_algorithm(data: dict) -> str:
@@ -109,17 +181,20 @@ def load_sb3_agent(path: str | Path, env, trust: bool = False, device: str = "cp
     custom: dict = {}
     if not trust:
         pickled = {k for k, v in data.items() if isinstance(v, dict) and ":serialized:" in v}
-        policy_kwargs = safe_policy_kwargs(data["policy_kwargs"]) if "policy_kwargs" in pickled else None
-        if "policy_kwargs" in pickled and policy_kwargs is None:
-            raise ConfigError(f"{path} names a policy class outside the allowlist in its pickled policy_kwargs; "
-                              "loading it runs code from the file. If you trust it, load it with trust=True "
+        if "policy_kwargs" in pickled:
+            policy_kwargs = safe_policy_kwargs(data["policy_kwargs"])
+        else:  # written as plain JSON: plain values only
+            policy_kwargs = data.get("policy_kwargs", {})
+            policy_kwargs = policy_kwargs if _plain(policy_kwargs, []) else None
+        if not isinstance(policy_kwargs, dict):
+            raise ConfigError(f"{path} holds policy_kwargs that name code or classes outside the allowlist; loading "
+                              "them would run code from the file. If you trust it, load it with trust=True "
                               "(CLI: --trust-checkpoint)")
         import gymnasium as gym
 
         dict_obs = isinstance(env.observation_space, gym.spaces.Dict)
         custom = {k: None for k in pickled}  # nothing pickled is unpickled; what prediction needs is set below
-        if policy_kwargs is not None:
-            custom["policy_kwargs"] = policy_kwargs
+        custom["policy_kwargs"] = policy_kwargs
         custom.update({
             "observation_space": env.observation_space, "action_space": env.action_space,
             "policy_class": algo.policy_aliases["MultiInputPolicy" if dict_obs else "MlpPolicy"],
@@ -128,8 +203,9 @@ def load_sb3_agent(path: str | Path, env, trust: bool = False, device: str = "cp
         })
     try:
         model = algo.load(path, env=None, device=device, custom_objects=custom)
-    except (ValueError, KeyError, RuntimeError) as e:
-        raise ConfigError(f"cannot load {path} for {getattr(env.spec, 'id', 'this env')} ({str(e).splitlines()[0]}); "
+    except Exception as e:  # noqa: BLE001 - a user's file: whatever fails inside SB3 or torch is one line
+        first = (str(e).splitlines() or [type(e).__name__])[0][:200]
+        raise ConfigError(f"cannot load {path} for {getattr(env.spec, 'id', 'this env')} ({first}); "
                           "was it trained on this env's observations?") from None
     obs_space = model.observation_space
     if obs_space != env.observation_space:

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
 
+from lmm_envs.benchmark.protocol import bootstrap_interval, normalised
 from lmm_envs.benchmark.registry import Agent, make_agent
+from lmm_envs.errors import ConfigError
 
 
 class CallableAgent:
@@ -70,7 +73,10 @@ def run_episode(env: gym.Env, agent: str | Agent | Callable, seed: int | None = 
 
 
 # --- evaluation under the protocol ---------------------------------------------------------------------------
-RESULT_FORMAT = 1
+RESULT_FORMAT = 2
+PROTOCOL_OPTIONS = {"split": "the protocol's split", "pieces": "--pieces", "synth": "--synth",
+                    "paired_budget": "the track (--track)", "render_mode": "lmm-envs render",
+                    "performances_per_piece": "the protocol's renderings (2 per piece)"}
 
 
 def _episode_seed(index: int) -> int:
@@ -156,8 +162,6 @@ def _run_all(env_id, agent, episodes, env_kwargs, pieces, synth, split, workers,
         rows.update(_run_chunk(dict(base, episodes=indexed), on_episode=lambda: bar.update(1)))
     else:
         if not isinstance(agent, str):
-            from lmm_envs.errors import ConfigError
-
             raise ConfigError("workers > 1 needs the agent as a name or a checkpoint path (it is rebuilt in each worker)")
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -174,13 +178,78 @@ def _run_all(env_id, agent, episodes, env_kwargs, pieces, synth, split, workers,
     return [rows[i] for i in range(len(indexed))]
 
 
+def plain(value):
+    """``value`` as plain JSON data: numpy scalars and arrays as Python numbers and lists, NaN and infinities as
+    None (strict JSON has no NaN), tuples as lists. Result files hold only such data."""
+    if isinstance(value, dict):
+        return {str(k): plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, np.ndarray)):
+        return [plain(v) for v in value]
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        return float(value) if np.isfinite(value) else None
+    return value
+
+
+def _column(values) -> np.ndarray:
+    return np.array([np.nan if v is None else v for v in values], dtype=np.float64)
+
+
+def summarise(episodes: list[dict], main_metric: str, metrics: tuple[str, ...]) -> dict:
+    """A result's ``aggregate``, ``reference`` and ``normalised_score``, computed from its episodes alone (each
+    with ``metrics`` and the ``reference`` agents' main-metric values on the same episode). The evaluator writes
+    them and the leaderboard recomputes them, so a file whose summary disagrees with its episodes is refused."""
+    a = _column(e["metrics"].get(main_metric) for e in episodes)
+    r = _column(e["reference"]["random"] for e in episodes)
+    o = _column(e["reference"]["oracle"] for e in episodes)
+    with np.errstate(invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns give NaN, reported as null
+        rng = np.random.default_rng(0)
+        idx = rng.integers(0, a.size, size=(1000, a.size))
+        boot = normalised(np.nanmean(a[idx], axis=1), np.nanmean(r[idx], axis=1), np.nanmean(o[idx], axis=1))
+        score = {"mean": float(normalised(np.nanmean(a), np.nanmean(r), np.nanmean(o))),
+                 "low": float(np.nanquantile(boot, 0.025)), "high": float(np.nanquantile(boot, 0.975))}
+        reference = {"random": float(np.nanmean(r)), "oracle": float(np.nanmean(o))}
+    aggregate = {m: bootstrap_interval(_column(e["metrics"].get(m) for e in episodes)) for m in metrics}
+    return plain({"aggregate": aggregate, "reference": reference, "normalised_score": score})
+
+
 def result_digest(result: dict) -> str:
     """SHA-256 of a result's content (everything but the digest), as the evaluator wrote it."""
     import hashlib
     import json
 
     body = {k: v for k, v in result.items() if k != "digest"}
-    return hashlib.sha256(json.dumps(body, sort_keys=True, default=float).encode()).hexdigest()
+    return hashlib.sha256(json.dumps(plain(body), sort_keys=True, allow_nan=False).encode()).hexdigest()
+
+
+def check_evaluation(env_id: str, agent, agent_name: str | None, track: str, limit, workers,
+                     env_kwargs: dict | None) -> None:
+    """Refuse, before anything runs, what would make a wrong or misleading result (one :class:`ConfigError`)."""
+    from lmm_envs.benchmark.protocol import check_track, get_protocol
+    from lmm_envs.envs.options import check_env_options
+
+    proto = get_protocol(env_id)
+    check_track(track)
+    if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool) or limit < 0):
+        raise ConfigError(f"limit must be a positive number of pieces (0 or None for all), got {limit!r}")
+    if not isinstance(workers, int) or isinstance(workers, bool) or workers < 1:
+        raise ConfigError(f"workers must be a positive integer, got {workers!r}")
+    name = agent_name if agent_name is not None else (agent if isinstance(agent, str) else None)
+    if name is not None and (not isinstance(name, str) or not name.strip() or not name.isprintable()):
+        raise ConfigError(f"the agent's name must be one printable line, got {name!r:.80}")
+    for key in env_kwargs or {}:
+        if key in PROTOCOL_OPTIONS:
+            raise ConfigError(f"env option {key} is set by the evaluation, not as an env option; "
+                              f"use {PROTOCOL_OPTIONS[key]}")
+    check_env_options(env_id, {**proto.env_kwargs, **(env_kwargs or {})})
+    if env_kwargs and "expressiveness" in env_kwargs:  # it replaces the protocol's levels: checked here, first
+        from lmm_envs.music.expressive import check_expressiveness
+
+        check_expressiveness(env_kwargs["expressiveness"])
 
 
 def evaluate(env_id: str, agent, agent_name: str | None = None, track: str = "baseline", pieces=None,
@@ -190,26 +259,25 @@ def evaluate(env_id: str, agent, agent_name: str | None = None, track: str = "ba
     protocol of ``env_id``; returns the result (see DESIGN section 6), ready for :func:`write_result`.
 
     The random agent and the oracle are run on the same episodes, so the normalised score is measured in the
-    same run. ``pieces`` (a piece list CSV or list) evaluates a user's own pieces: the result is then marked as
-    outside the leaderboard tracks, as it is with ``limit``, ``env_kwargs`` (options beyond the protocol's) or a
-    synth other than the protocol's. ``workers`` > 1 runs episodes in parallel processes (same numbers).
+    same run; each episode keeps their main-metric values (``reference``) so that the summary can be recomputed
+    from the episodes. ``pieces`` (a piece list CSV or list) evaluates a user's own pieces: the result is then
+    marked as outside the leaderboard tracks, as it is with ``limit``, ``env_kwargs`` (options beyond the
+    protocol's) or a synth other than the protocol's. ``workers`` > 1 runs episodes in parallel processes (same
+    numbers). Bad arguments are refused before any episode runs.
     """
     import lmm_envs
-    from lmm_envs.benchmark.protocol import (
-        CUSTOM_TRACK,
-        bootstrap_interval,
-        check_track,
-        get_protocol,
-        normalised,
-    )
+    from lmm_envs.benchmark.protocol import CUSTOM_TRACK, get_protocol
     from lmm_envs.music.corpus import manifest_hash
 
+    limit = limit or None
+    check_evaluation(env_id, agent, agent_name, track, limit, workers, env_kwargs)
     proto = get_protocol(env_id)
-    check_track(track)
     if pieces is not None and not isinstance(pieces, (str, list, tuple)):
         pieces = str(pieces)
     kwargs = {**proto.env_kwargs, **(env_kwargs or {})}
     episodes = protocol_episodes(env_id, pieces, limit, synth, env_kwargs)
+    if not episodes:
+        raise ConfigError(f"this selection gives {env_id} no episode to evaluate; choose other pieces")
     on_leaderboard = pieces is None and not limit and synth == "harmonic" and not env_kwargs
     name = agent_name or (agent if isinstance(agent, str) else getattr(agent, "__name__", type(agent).__name__))
     runs = {}
@@ -220,17 +288,22 @@ def evaluate(env_id: str, agent, agent_name: str | None = None, track: str = "ba
         runs[who] = _run_all(env_id, spec, episodes, kwargs, pieces, synth, proto.split, workers, trust, progress,
                              f"{who if who != 'agent' else name}")
     main = proto.main_metric
+    rows = []
+    for episode, row, random_row, oracle_row in zip(episodes, runs["agent"], runs["random"], runs["oracle"],
+                                                     strict=True):
+        rows.append(plain({
+            "piece_id": row["piece_id"], "piece_index": episode["piece_index"], "variant": row["variant"],
+            "expressiveness": row["expressiveness"], "return": row["return"], "steps": row["steps"],
+            "metrics": row["metrics"],
+            "reference": {"random": random_row["metrics"].get(main), "oracle": oracle_row["metrics"].get(main)},
+        }))
+    agent_info = {"name": name, "kind": _agent_kind(agent)}
+    if isinstance(agent, str):
+        agent_info["spec"] = agent  # what re-runs it: a registered name or the checkpoint's path
+    if isinstance(agent, str) and agent.endswith(".zip"):
+        from lmm_envs.benchmark.checkpoints import checkpoint_digest
 
-    def column(rows, metric):
-        return np.array([r["metrics"].get(metric, np.nan) for r in rows], dtype=np.float64)
-
-    a, r, o = (column(runs[k], main) for k in ("agent", "random", "oracle"))
-    rng = np.random.default_rng(0)
-    idx = rng.integers(0, a.size, size=(1000, a.size))
-    with np.errstate(invalid="ignore"):
-        boot = normalised(np.nanmean(a[idx], axis=1), np.nanmean(r[idx], axis=1), np.nanmean(o[idx], axis=1))
-    score = {"mean": float(normalised(np.nanmean(a), np.nanmean(r), np.nanmean(o))),
-             "low": float(np.nanquantile(boot, 0.025)), "high": float(np.nanquantile(boot, 0.975))}
+        agent_info["checkpoint_sha256"] = checkpoint_digest(agent)
     result = {
         "format": RESULT_FORMAT,
         "env_id": env_id,
@@ -240,22 +313,16 @@ def evaluate(env_id: str, agent, agent_name: str | None = None, track: str = "ba
         "data_hash": manifest_hash(),
         "track": track if on_leaderboard else CUSTOM_TRACK,
         "on_leaderboard": on_leaderboard,
-        "agent": {"name": name, "kind": _agent_kind(agent)},
+        "agent": agent_info,
         "settings": {"synth": synth, "pieces": None if pieces is None else str(pieces), "limit": limit,
                      "env_kwargs": kwargs},
         "main_metric": main,
-        "episodes": [{k: row[k] for k in ("piece_id", "variant", "expressiveness", "return", "steps", "metrics")}
-                     for row in runs["agent"]],
-        "aggregate": {m: bootstrap_interval(column(runs["agent"], m)) for m in proto.metrics},
-        "reference": {"random": float(np.nanmean(r)), "oracle": float(np.nanmean(o))},
-        "normalised_score": score,
+        "episodes": rows,
+        **summarise(rows, main, proto.metrics),
     }
-    if isinstance(agent, str) and agent.endswith(".zip"):
-        from lmm_envs.benchmark.checkpoints import checkpoint_digest
-
-        result["agent"]["checkpoint_sha256"] = checkpoint_digest(agent)
     if learning_curve:
         result["learning_curve"] = [[float(x), float(y)] for x, y in learning_curve]
+    result = plain(result)
     result["digest"] = result_digest(result)
     return result
 
@@ -274,4 +341,4 @@ def write_result(result: dict, path) -> None:
     from lmm_envs.files import atomic_path
 
     with atomic_path(Path(path)) as tmp, tmp.open("w") as f:
-        json.dump(result, f, indent=1, sort_keys=True, default=float)
+        json.dump(plain(result), f, indent=1, sort_keys=True, allow_nan=False)

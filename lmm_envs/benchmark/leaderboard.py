@@ -1,20 +1,28 @@
 """Result files -> leaderboard tables (Markdown) and a page with plots (HTML with inline SVG).
 
-A result file is refused, with a message naming it and saying why, when it is not valid JSON, lacks a field,
-was written for another env version, protocol version or data manifest, or no longer matches the digest the
-evaluator wrote into it (a hand-edited number).
+A result file is refused, with a message naming it and saying why, when it is not valid JSON, lacks a field or
+has one of the wrong type, was written for another format, env version, protocol or data manifest, no longer
+matches the digest the evaluator wrote into it, or when its summary (aggregates, references, normalised score) is
+not what its episodes give, or an on-track result does not hold exactly the protocol's episodes.
+
+The digest detects accidents (a hand-edited number, a truncated copy), not forgery: anyone can recompute it.
+What stops a forged number is the recomputation from the episodes; what stops forged episodes is re-running
+them: :func:`verify_result` (``lmm-envs leaderboard --verify``) replays a sample of a result's episodes from its
+baseline name or checkpoint and marks the row verified only when they come out the same.
 """
 
 from __future__ import annotations
 
+import functools
 import html
 import json
+import numbers
 from pathlib import Path
 
 import numpy as np
 
-from lmm_envs.benchmark.evaluate import RESULT_FORMAT, result_digest
-from lmm_envs.benchmark.protocol import BASELINE_TRACK, CUSTOM_TRACK, PROTOCOL_VERSION
+from lmm_envs.benchmark.evaluate import RESULT_FORMAT, plain, result_digest, summarise
+from lmm_envs.benchmark.protocol import BASELINE_TRACK, CUSTOM_TRACK, PROTOCOL_VERSION, TRACKS
 from lmm_envs.errors import LMMError
 
 REQUIRED = ("format", "env_id", "env_version", "protocol", "lmm_envs_version", "data_hash", "track", "agent",
@@ -25,38 +33,105 @@ class ResultFileError(LMMError):
     """A result file the leaderboard cannot accept."""
 
 
+def _is_number(value) -> bool:
+    return value is None or (isinstance(value, numbers.Real) and not isinstance(value, bool))
+
+
+def _shape_error(result: dict) -> str | None:
+    """What is of the wrong type in a result (a field path and what it should be), or None."""
+    expect = {"format": int, "env_id": str, "env_version": str, "protocol": dict, "lmm_envs_version": str,
+              "data_hash": str, "track": str, "agent": dict, "main_metric": str, "episodes": list,
+              "aggregate": dict, "reference": dict, "normalised_score": dict, "digest": str,
+              "settings": dict, "on_leaderboard": bool}
+    for key, kind in expect.items():
+        if key in result and not isinstance(result[key], kind):
+            return f"{key} should be {kind.__name__}"
+    agent = result["agent"]
+    if not isinstance(agent.get("name"), str) or not isinstance(agent.get("kind"), str):
+        return "agent should have a name and a kind (strings)"
+    if not result["episodes"]:
+        return "episodes is empty (a result needs at least one episode)"
+    for i, e in enumerate(result["episodes"]):
+        if not isinstance(e, dict) or not isinstance(e.get("metrics"), dict) or not isinstance(e.get("reference"), dict):
+            return f"episodes[{i}] should be an object with metrics and reference objects"
+        if not all(_is_number(v) for v in e["metrics"].values()):
+            return f"episodes[{i}].metrics should hold numbers"
+        if not all(_is_number(e["reference"].get(k, "missing")) for k in ("random", "oracle")):
+            return f"episodes[{i}].reference should hold the random and oracle numbers"
+        if not isinstance(e.get("piece_index"), int) or not isinstance(e.get("variant"), int) \
+                or not _is_number(e.get("expressiveness", "missing")):
+            return f"episodes[{i}] should name its piece_index, variant and expressiveness"
+    return None
+
+
+@functools.cache
+def _protocol_episode_keys(env_id: str) -> list[tuple]:
+    from lmm_envs.benchmark.evaluate import protocol_episodes
+
+    return [(e["piece_index"], e["variant"], e["expressiveness"]) for e in protocol_episodes(env_id)]
+
+
 def load_result(path: str | Path) -> dict:
     """Read and check one result file (see the module docstring for what is refused)."""
+    from lmm_envs.benchmark.protocol import get_protocol
     from lmm_envs.envs import ENV_IDS
     from lmm_envs.music.corpus import manifest_hash
 
     path = Path(path)
+    if not path.is_file():  # a FIFO or device named *.json would block or never end
+        raise ResultFileError(f"{path}: not a regular file")
     try:
-        result = json.loads(path.read_text())
+        result = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError) as e:
         raise ResultFileError(f"{path}: cannot read it ({e})") from None
     except json.JSONDecodeError as e:
         raise ResultFileError(f"{path}: not valid JSON ({e.msg} at line {e.lineno}); re-run lmm-envs evaluate") \
             from None
+    except RecursionError:
+        raise ResultFileError(f"{path}: not a result file (JSON nested too deeply)") from None
     if not isinstance(result, dict):
         raise ResultFileError(f"{path}: not a result file (a JSON object is expected)")
     missing = [k for k in REQUIRED if k not in result]
     if missing:
         raise ResultFileError(f"{path}: not a result file, missing {', '.join(missing)}")
     if result["format"] != RESULT_FORMAT:
-        raise ResultFileError(f"{path}: result format {result['format']}, this version reads {RESULT_FORMAT}")
+        raise ResultFileError(f"{path}: result format {str(result['format'])[:20]}, this version reads "
+                              f"{RESULT_FORMAT}; re-evaluate the agent")
     if result["env_id"] not in ENV_IDS:
-        raise ResultFileError(f"{path}: env {result['env_id']!r} is not registered here (env version mismatch?)")
+        raise ResultFileError(f"{path}: env {str(result['env_id'])[:80]!r} is not registered here "
+                              "(env version mismatch?)")
     if result["env_version"] != result["env_id"].rsplit("-", 1)[-1]:
-        raise ResultFileError(f"{path}: env version {result['env_version']!r} does not match {result['env_id']}")
-    if result["protocol"].get("version") != PROTOCOL_VERSION:
-        raise ResultFileError(f"{path}: written under protocol version {result['protocol'].get('version')}, "
+        raise ResultFileError(f"{path}: env version {str(result['env_version'])[:20]!r} does not match "
+                              f"{result['env_id']}")
+    if not isinstance(result["protocol"], dict) or result["protocol"].get("version") != PROTOCOL_VERSION:
+        version = result["protocol"].get("version") if isinstance(result["protocol"], dict) else None
+        raise ResultFileError(f"{path}: written under protocol version {str(version)[:20]}, "
                               f"this version uses {PROTOCOL_VERSION}; re-evaluate the agent")
     if result["data_hash"] != manifest_hash():
         raise ResultFileError(f"{path}: data hash {str(result['data_hash'])[:12]}... does not match this corpus "
                               f"manifest ({manifest_hash()[:12]}...); re-evaluate the agent on this data")
-    if result_digest(result) != result["digest"]:
+    if not isinstance(result["digest"], str) or result_digest(result) != result["digest"]:
         raise ResultFileError(f"{path}: content does not match its digest (edited by hand?); re-run lmm-envs evaluate")
+    problem = _shape_error(result)
+    if problem:
+        raise ResultFileError(f"{path}: not a result file of this version ({problem}); re-run lmm-envs evaluate")
+    proto = get_protocol(result["env_id"])
+    if plain(result["protocol"]) != plain(proto.describe()) or result["main_metric"] != proto.main_metric:
+        raise ResultFileError(f"{path}: its protocol (metrics, settings) is not {result['env_id']}'s; "
+                              "re-evaluate the agent")
+    if result["track"] not in (*TRACKS, BASELINE_TRACK, CUSTOM_TRACK) \
+            or result.get("on_leaderboard") != (result["track"] != CUSTOM_TRACK):
+        raise ResultFileError(f"{path}: track {str(result['track'])[:20]!r} is not a track of this leaderboard")
+    expected = summarise(result["episodes"], proto.main_metric, proto.metrics)
+    for key, value in expected.items():
+        if plain(result[key]) != value:
+            raise ResultFileError(f"{path}: its {key} is not what its episodes give; the file was altered or "
+                                  "written by another evaluator, re-run lmm-envs evaluate")
+    if result["track"] != CUSTOM_TRACK:
+        keys = [(e["piece_index"], e["variant"], e["expressiveness"]) for e in result["episodes"]]
+        if keys != _protocol_episode_keys(result["env_id"]):
+            raise ResultFileError(f"{path}: its episodes are not the protocol's {len(_protocol_episode_keys(result['env_id']))} "
+                                  f"(it holds {len(keys)}); results on a track must cover the whole protocol")
     return result
 
 
@@ -70,8 +145,61 @@ def load_results(folder: str | Path) -> list[dict]:
     return [load_result(f) for f in files]
 
 
+def _checkpoint_for(result: dict, folder: Path) -> Path | None:
+    """The checkpoint an SB3 result was evaluated from, found beside the result or as recorded, if its SHA-256
+    still matches."""
+    from lmm_envs.benchmark.checkpoints import checkpoint_digest
+
+    spec = Path(str(result["agent"].get("spec", "")))
+    for candidate in (spec, folder / spec, folder / spec.name):
+        if candidate.suffix == ".zip" and candidate.is_file() \
+                and checkpoint_digest(candidate) == result["agent"].get("checkpoint_sha256"):
+            return candidate
+    return None
+
+
+def verify_result(result: dict, folder: str | Path, episodes: int = 2) -> str:
+    """Re-run a seeded sample of ``episodes`` of a result's episodes from its baseline name or checkpoint;
+    returns ``"yes (n/n)"`` when every one gives the recorded metrics, return and steps, else why not."""
+    from lmm_envs.benchmark.evaluate import _run_chunk
+    from lmm_envs.benchmark.protocol import get_protocol
+
+    agent = result["agent"]
+    if agent["kind"] == "registered":
+        spec = str(agent.get("spec", ""))
+    elif agent["kind"] == "sb3":
+        checkpoint = _checkpoint_for(result, Path(folder))
+        if checkpoint is None:
+            return "no: checkpoint not found"
+        spec = str(checkpoint)
+    else:
+        return "no: a Python agent cannot be re-run"
+    settings = result.get("settings") or {}
+    proto = get_protocol(result["env_id"])
+    kwargs = dict(settings.get("env_kwargs") or proto.env_kwargs)
+    rng = np.random.default_rng(0)
+    chosen = sorted(rng.choice(len(result["episodes"]), size=min(episodes, len(result["episodes"])),
+                               replace=False).tolist())
+    task = dict(env_id=result["env_id"], env_kwargs=kwargs, pieces=settings.get("pieces"),
+                synth=settings.get("synth", "harmonic"), split=proto.split, agent=spec, trust=False,
+                episodes=[(i, result["episodes"][i]) for i in chosen])
+    try:
+        rows = _run_chunk(task)
+    except LMMError as e:
+        return f"no: {e}"
+    # the chunk runner seeds each episode and builds its env exactly as the evaluation did
+    same = sum(plain({k: row[k] for k in ("metrics", "return", "steps")})
+               == {k: result["episodes"][i][k] for k in ("metrics", "return", "steps")} for i, row in rows)
+    return f"yes ({same}/{len(rows)})" if same == len(rows) else f"NO: {len(rows) - same} of {len(rows)} differ"
+
+
+def _number(value) -> float:
+    """A summary number as read from a file (null is NaN: no value)."""
+    return float("nan") if value is None else float(value)
+
+
 def _interval(stat: dict, scale: float = 1.0, digits: int = 3) -> str:
-    mean, low, high = (stat.get(k, float("nan")) * scale for k in ("mean", "low", "high"))
+    mean, low, high = (_number(stat.get(k)) * scale for k in ("mean", "low", "high"))
     if not np.isfinite(mean):
         return "n/a"
     return f"{mean:.{digits}f} [{low:.{digits}f}, {high:.{digits}f}]"
@@ -88,13 +216,21 @@ def tables(results: list[dict]) -> list[tuple[str, str, list[dict]]]:
             rows = baselines if track == BASELINE_TRACK else [r for r in mine if r["track"] == track]
             if track not in (BASELINE_TRACK, CUSTOM_TRACK):
                 rows = rows + baselines
-            rows = sorted(rows, key=lambda r: -np.nan_to_num(r["normalised_score"]["mean"], nan=-np.inf))
+            rows = sorted(rows, key=lambda r: -np.nan_to_num(_number(r["normalised_score"]["mean"]), nan=-np.inf))
             if rows:
                 out.append((env_id, track, rows))
     return out
 
 
+def markdown_text(text: str) -> str:
+    """``text`` as one Markdown table cell: no line breaks, ``|`` escaped, no HTML (``<``, ``>``, ``&``)."""
+    text = " ".join(str(text).split())
+    text = html.escape(text, quote=False).replace("\\", "\\\\").replace("|", "\\|")
+    return "".join(c if c.isprintable() else " " for c in text)
+
+
 def markdown(results: list[dict]) -> str:
+    verified = any("verified" in r for r in results)
     lines = ["# Leaderboard", "",
              "Normalised score: `(agent - random) / (oracle - random)` on the protocol's main metric, with a 95% "
              "bootstrap interval over episodes. Made by `lmm-envs leaderboard`; do not edit by hand.", ""]
@@ -104,15 +240,19 @@ def markdown(results: list[dict]) -> str:
         title = {BASELINE_TRACK: "baselines (no paired data, no training)",
                  CUSTOM_TRACK: "custom pieces or settings (outside the tracks)"}.get(
             track, f"track {track} (paired budget / env steps)")
+        last = " episodes | verified |" if verified else " episodes |"
         lines += [f"## {env_id}: {title}", "",
-                  f"| rank | agent | normalised score | {main} | " + " | ".join(extra) + " | episodes |",
-                  "|---" * (5 + len(extra)) + "|"]
+                  f"| rank | agent | normalised score | {main} | " + " | ".join(extra) + f" |{last}",
+                  "|---" * (5 + len(extra) + verified) + "|"]
         for rank, r in enumerate(rows, 1):
-            name = r["agent"]["name"] + (" (baseline)" if r["track"] == BASELINE_TRACK and track != BASELINE_TRACK
-                                          else "")
+            name = markdown_text(r["agent"]["name"]) + (
+                " (baseline)" if r["track"] == BASELINE_TRACK and track != BASELINE_TRACK else "")
             cells = [_interval(r["normalised_score"]), _interval(r["aggregate"][main])]
             cells += [_interval(r["aggregate"].get(m, {})) for m in extra]
-            lines.append(f"| {rank} | {name} | " + " | ".join(cells) + f" | {len(r['episodes'])} |")
+            cells.append(str(len(r["episodes"])))
+            if verified:
+                cells.append(markdown_text(r.get("verified", "not checked")))
+            lines.append(f"| {rank} | {name} | " + " | ".join(cells) + " |")
         lines.append("")
     return "\n".join(lines)
 
@@ -122,7 +262,7 @@ def _svg_strip(rows: list[dict], metric: str, width: int = 640) -> str:
     """Per-episode values of ``metric`` for each agent: one row of dots per agent, its mean as a bar."""
     height = 28 * len(rows) + 30
     left, right = 170, width - 20
-    values = [np.array([e["metrics"].get(metric, np.nan) for e in r["episodes"]], dtype=float) for r in rows]
+    values = [np.array([_number(e["metrics"].get(metric)) for e in r["episodes"]], dtype=float) for r in rows]
     finite = np.concatenate([v[np.isfinite(v)] for v in values] + [np.zeros(1)])
     lo, hi = float(finite.min()), float(finite.max())
     hi = hi if hi > lo else lo + 1.0
@@ -182,12 +322,16 @@ def html_page(results: list[dict]) -> str:
             "bootstrap intervals over episodes.</p>"]
     for env_id, track, rows in tables(results):
         main = rows[0]["main_metric"]
+        verified = any("verified" in r for r in rows)
         body.append(f"<h2>{html.escape(env_id)}: {html.escape(track)}</h2><table><tr><th>rank</th><th>agent</th>"
-                    f"<th>normalised score</th><th>{html.escape(main)}</th><th>episodes</th></tr>")
+                    f"<th>normalised score</th><th>{html.escape(main)}</th><th>episodes</th>"
+                    + ("<th>verified</th>" if verified else "") + "</tr>")
         for rank, r in enumerate(rows, 1):
             body.append(f"<tr><td>{rank}</td><td>{html.escape(r['agent']['name'])}</td>"
                         f"<td>{_interval(r['normalised_score'])}</td><td>{_interval(r['aggregate'][main])}</td>"
-                        f"<td>{len(r['episodes'])}</td></tr>")
+                        f"<td>{len(r['episodes'])}</td>"
+                        + (f"<td>{html.escape(r.get('verified', 'not checked'))}</td>" if verified else "")
+                        + "</tr>")
         body.append("</table>")
         body.append(_svg_strip(rows, main))
         curves = _svg_curves(rows)

@@ -164,6 +164,16 @@ class AccompanimentEnv(LMMEnv):
             return False
         return bool(np.any(score.part == solo)) and bool(np.any(score.part != solo))
 
+    def _why_unsuited(self, sources: list) -> str:
+        parts = [corpus.piece_info(s).n_parts if isinstance(s, str) else
+                 len(np.unique((s.score if isinstance(s, Piece) else s).part)) for s in sources]
+        if max(parts) < 2:
+            return "the pieces have one part each and accompaniment needs two or more; choose other pieces"
+        if isinstance(self.solo_part, (int, np.integer)):
+            return (f"solo_part {self.solo_part} is not a part of any of them (their parts are numbered "
+                    f"0..{max(parts) - 1}); choose another solo_part")
+        return f"solo_part {self.solo_part!r} names no part of theirs; choose 'top', 'bottom', a part index or name"
+
     # --- episode ------------------------------------------------------------------------------------------
     def _start(self, piece: Piece):
         score = piece.score

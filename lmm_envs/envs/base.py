@@ -16,6 +16,7 @@ from lmm_envs.audio.features import FPS, N_BINS
 from lmm_envs.audio.synth import Synth, make_synth
 from lmm_envs.errors import ConfigError, InvalidActionError
 from lmm_envs.music import corpus
+from lmm_envs.music.expressive import check_expressiveness
 from lmm_envs.music.io import MIDI_SUFFIXES, MUSIC21_SUFFIXES
 from lmm_envs.music.score import Score
 from lmm_envs.pieces import (
@@ -83,28 +84,30 @@ class LMMEnv(gym.Env):
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": FPS}
 
+    def __new__(cls, *args: Any, **options: Any):
+        # every option of every task is checked by type here, before any __init__ reads one
+        from lmm_envs.envs.options import check_options
+
+        check_options(cls, options)
+        return super().__new__(cls)
+
     def __init__(
         self,
         split: str = "train",
-        pieces: list | str | None = None,
+        pieces: list | tuple | str | Path | None = None,
         synth: str | Synth = "harmonic",
         expressiveness: float = 1.0,
         paired_budget: int | None = None,
         performances_per_piece: int = 8,
         render_mode: str | None = None,
-        **unknown: Any,
     ):
-        if unknown:
-            raise ConfigError(
-                f"unknown option(s) {', '.join(sorted(unknown))} for {type(self).__name__}; "
-                f"known options: {', '.join(sorted(self.option_names()))}"
-            )
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ConfigError(f"render_mode must be one of {self.metadata['render_modes']} or None, got {render_mode!r}")
-        if not isinstance(expressiveness, (int, float)) or not np.isfinite(expressiveness) or expressiveness < 0:
-            raise ConfigError(f"expressiveness must be a number >= 0 (0 is deadpan), got {expressiveness!r}")
+        check_expressiveness(expressiveness)
         if not isinstance(performances_per_piece, int) or performances_per_piece < 1:
             raise ConfigError(f"performances_per_piece must be a positive integer, got {performances_per_piece!r}")
+        if split not in corpus.SPLITS:
+            raise ConfigError(f"split must be one of {', '.join(corpus.SPLITS)}, got {split!r}")
         self.render_mode = render_mode
         self.expressiveness = float(expressiveness)
         self.performances_per_piece = performances_per_piece
@@ -119,15 +122,9 @@ class LMMEnv(gym.Env):
     # --- configuration ------------------------------------------------------------------------------------
     @classmethod
     def option_names(cls) -> set[str]:
-        import inspect
+        from lmm_envs.envs.options import option_types
 
-        names: set[str] = set()
-        for klass in cls.__mro__:
-            if klass is gym.Env or not issubclass(klass, LMMEnv):
-                continue
-            sig = inspect.signature(klass.__init__)
-            names |= {n for n, p in sig.parameters.items() if n != "self" and p.kind != p.VAR_KEYWORD}
-        return names
+        return set(option_types(cls))
 
     def _resolve_sources(self, split: str, pieces, paired_budget) -> list:
         if pieces is not None:
@@ -144,10 +141,11 @@ class LMMEnv(gym.Env):
             sources = corpus.paired_ids(paired_budget)
         else:
             sources = corpus.piece_ids(split=split)
-        sources = [s for s in sources if self._accepts(s)]
-        if not sources:
-            raise ConfigError(f"no piece suits {type(self).__name__} in this selection; choose other pieces")
-        return sources
+        suitable = [s for s in sources if self._accepts(s)]
+        if not suitable:
+            raise ConfigError(f"no piece suits {type(self).__name__} in this selection: "
+                              f"{self._why_unsuited(sources)}")
+        return suitable
 
     def _resolve_one(self, item):
         if isinstance(item, (Piece, Score)):
@@ -170,26 +168,39 @@ class LMMEnv(gym.Env):
         """Subclasses narrow the piece set (e.g. multi-part pieces only)."""
         return True
 
+    def _why_unsuited(self, sources: list) -> str:
+        """Why none of ``sources`` is accepted (for the error message); subclasses that narrow say more."""
+        return "choose other pieces"
+
     # --- episodes -----------------------------------------------------------------------------------------
     def _choose_piece(self, options: dict | None) -> Piece:
+        if options is not None and not isinstance(options, dict):
+            raise ConfigError(f"reset options must be a dict (e.g. {{'piece': 0, 'variant': 1}}) or None, "
+                              f"got {type(options).__name__}")
         options = dict(options or {})
         which = options.pop("piece", None)
         variant = options.pop("variant", None)
         if options:
-            raise ConfigError(f"unknown reset option(s) {', '.join(sorted(options))}; known: piece, variant")
+            raise ConfigError(f"unknown reset option(s) {', '.join(map(str, options))}; known: piece, variant")
         if which is None:
             index = int(self.np_random.integers(len(self.sources)))
-        elif isinstance(which, (int, np.integer)):
+        elif isinstance(which, (int, np.integer)) and not isinstance(which, bool):
             if not 0 <= int(which) < len(self.sources):
-                raise ConfigError(f"piece index {which} is outside 0..{len(self.sources) - 1}")
+                raise ConfigError(f"reset option piece: index {which} is outside 0..{len(self.sources) - 1}")
             index = int(which)
-        else:
+        elif isinstance(which, str):
             names = [s if isinstance(s, str) else getattr(s, "id", getattr(s, "title", "")) for s in self.sources]
             if which not in names:
-                raise ConfigError(f"piece {which!r} is not among this env's {len(names)} pieces")
+                raise ConfigError(f"reset option piece: {which!r:.80} is not among this env's {len(names)} pieces")
             index = names.index(which)
+        else:
+            raise ConfigError(f"reset option piece must be an index or a piece id, got {which!r:.80}")
         if variant is None:
             variant = int(self.np_random.integers(self.performances_per_piece))
+        elif not isinstance(variant, (int, np.integer)) or isinstance(variant, bool) \
+                or not 0 <= int(variant) < self.performances_per_piece:
+            raise ConfigError(f"reset option variant must be an integer in 0..{self.performances_per_piece - 1} "
+                              f"(performances_per_piece), got {variant!r:.80}")
         source = self.sources[index]
         if isinstance(source, Piece):
             return source
@@ -223,7 +234,7 @@ class LMMEnv(gym.Env):
                 return int(action)  # the common case, without the general checks below
             try:
                 value = int(action)
-            except (TypeError, ValueError):
+            except (TypeError, ValueError, OverflowError):
                 raise InvalidActionError(f"action {action!r} is not an integer of {space}") from None
             if value != np.asarray(action).item() or not space.contains(value):
                 raise InvalidActionError(f"action {action!r} is outside {space}")

@@ -61,12 +61,23 @@ def log_tempo_curve(score: Score, grid: np.ndarray, expressiveness: float, rng: 
     return curve
 
 
+MAX_EXPRESSIVENESS = 4.0  # beyond it tempo curves overflow (16 already stretches a piece threefold)
+
+
+def check_expressiveness(expressiveness) -> float:
+    """``expressiveness`` as a float if it is a number in 0..:data:`MAX_EXPRESSIVENESS`, else a ConfigError."""
+    ok = isinstance(expressiveness, (int, float, np.integer, np.floating)) and not isinstance(expressiveness, bool)
+    if not ok or not np.isfinite(expressiveness) or not 0 <= expressiveness <= MAX_EXPRESSIVENESS:
+        raise ConfigError(f"expressiveness must be a number from 0 (deadpan) to {MAX_EXPRESSIVENESS:g}, "
+                          f"got {expressiveness!r:.40}")
+    return float(expressiveness)
+
+
 def render_performance(
     score: Score, expressiveness: float = 1.0, seed: int | np.random.Generator | None = 0
 ) -> tuple[Performance, Alignment]:
     """Render ``score`` expressively; the same seed gives the same performance, bit for bit."""
-    if not np.isfinite(expressiveness) or expressiveness < 0:
-        raise ConfigError(f"expressiveness must be >= 0 (0 is deadpan), got {expressiveness!r}")
+    check_expressiveness(expressiveness)
     rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
     e = float(expressiveness)
     end_beat = score.end_beat + 1.0

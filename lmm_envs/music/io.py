@@ -34,10 +34,12 @@ def load_score(path: str | Path) -> Score:
     """Load a score from MIDI (pretty_midi) or MusicXML / ABC / Humdrum (music21)."""
     p = _existing(path, "score")
     suffix = p.suffix.lower()
-    if suffix in MIDI_SUFFIXES:
-        return _score_from_midi(p)
-    if suffix in MUSIC21_SUFFIXES:
-        return _score_from_music21(p)
+    read = {**dict.fromkeys(MIDI_SUFFIXES, _score_from_midi), **dict.fromkeys(MUSIC21_SUFFIXES, _score_from_music21)}
+    if suffix in read:
+        try:
+            return read[suffix](p)
+        except ScoreLoadError as e:  # what the score itself says is wrong (tempo, notes), named with its file
+            raise ScoreLoadError(str(e) if str(p) in str(e) else f"{p}: {e}") from None
     raise ScoreLoadError(
         f"unsupported score format {suffix!r} for {p}; use one of {sorted(MIDI_SUFFIXES | MUSIC21_SUFFIXES)}"
     )
@@ -193,8 +195,13 @@ def load_alignment_csv(path: str | Path) -> Alignment:
     p = Path(path)
     if not p.is_file():
         raise AlignmentError(f"alignment file not found: {p}; check the path")
-    with p.open(newline="") as f:
-        rows = [r for r in csv.reader(f) if r and any(c.strip() for c in r)]
+    try:
+        with p.open(newline="", encoding="utf-8-sig") as f:
+            rows = [r for r in csv.reader(f) if r and any(c.strip() for c in r)]
+    except UnicodeDecodeError:
+        raise AlignmentError(f"alignment file {p} is not UTF-8 text; save it as a UTF-8 CSV") from None
+    except csv.Error as e:
+        raise AlignmentError(f"alignment file {p} is not a readable CSV ({e})") from None
     if not rows:
         raise AlignmentError(f"alignment file {p} is empty; it needs the header performance_time,score_time and rows")
     header = tuple(c.strip() for c in rows[0])

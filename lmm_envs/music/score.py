@@ -270,7 +270,7 @@ class Performance:
 class Alignment:
     """A monotonic map between performance time and nominal score time (both seconds).
 
-    Matching points are interpolated linearly; outside them the map is extended at the end points' slope 1.
+    Matching points are interpolated linearly; outside them the map holds its end points (clamped).
     ``performance_time`` must strictly increase and ``score_time`` must not decrease.
     """
 
