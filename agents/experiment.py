@@ -1,7 +1,8 @@
 """The experiment of the LMM challenge on one env: raw against LM-conditioned agents, several seeds, one command.
 
     python -m agents.experiment --env lmm/ScoreFollowing-v0 --paired-budget 8 --steps 100000 --seeds 0 1 2 \\
-        --features raw lmm [--reward env lm] --lm-dir runs/lm --out runs/experiment [--limit 0] [--parallel 2]
+        --features raw lmm [--reward env lm] --lm-dir runs/lm --out runs/experiment [--limit 0] [--parallel 2] \\
+        [--warm-start dagger --teacher oracle] [--n-envs 16]
 
 Trains every (features, reward, seed) with :func:`agents.train.train`, evaluates each model under the env's
 protocol (``--limit N``: only the first N protocol pieces, for a quicker, off-leaderboard measurement), writes
@@ -33,8 +34,10 @@ def _one(job: dict) -> dict:
     arm = job["arm"]
     run = Path(job["out"]) / f"{arm}_s{job['seed']}"
     train(job["env"], "ppo", job["features"], job["paired_budget"], job["steps"], job["seed"], "cpu", run,
-          lm_dir=job["lm_dir"], progress=False, reward=job["reward"])
-    result = evaluate(job["env"], str(run / "model.zip"), agent_name=f"ppo-{arm} seed {job['seed']}",
+          lm_dir=job["lm_dir"], progress=False, reward=job["reward"], n_envs=job["n_envs"],
+          warm_start=job["warm_start"], warm_start_steps=job["warm_start_steps"], teacher=job["teacher"])
+    name = f"{job['warm_start']}+ppo" if job["warm_start"] else "ppo"
+    result = evaluate(job["env"], str(run / "model.zip"), agent_name=f"{name}-{arm} seed {job['seed']}",
                       track=track_of(job["paired_budget"], job["steps"]), limit=job["limit"] or None, trust=True,
                       progress=False)
     write_result(result, Path(job["out"]) / "results" / f"{arm}_s{job['seed']}.json")
@@ -58,7 +61,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--paired-budget", type=int, default=8)
     ap.add_argument("--steps", type=int, default=100_000)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    ap.add_argument("--features", nargs="+", default=["raw", "lmm"], choices=["raw", "lmm"])
+    ap.add_argument("--features", nargs="+", default=["raw", "lmm"], choices=["raw", "lmm", "match"])
+    ap.add_argument("--n-envs", type=int, default=16, help="episodes stepped together in each run")
+    ap.add_argument("--warm-start", choices=["bc", "dagger"], help="clone the teacher first (steps count)")
+    ap.add_argument("--warm-start-steps", type=int, help="env steps of the warm start (default: half of --steps)")
+    ap.add_argument("--teacher", default="oracle", help="the registered agent a warm start imitates")
     ap.add_argument("--reward", nargs="+", default=["env"], choices=["env", "lm"],
                     help="lm: LM^A's likelihood of the agent's own audio (SightReading, PlayByEar)")
     ap.add_argument("--lm-dir", default="runs/lm")
@@ -68,7 +75,9 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     arms = [(f, r, f if args.reward == ["env"] else f"{f}-{r}") for f in args.features for r in args.reward]
     jobs = [dict(env=args.env, paired_budget=args.paired_budget, steps=args.steps, seed=s, features=f, reward=r,
-                 arm=arm, lm_dir=args.lm_dir, limit=args.limit, out=args.out) for f, r, arm in arms for s in args.seeds]
+                 arm=arm, lm_dir=args.lm_dir, limit=args.limit, out=args.out, n_envs=args.n_envs,
+                 warm_start=args.warm_start, warm_start_steps=args.warm_start_steps, teacher=args.teacher)
+            for f, r, arm in arms for s in args.seeds]
     with ProcessPoolExecutor(max_workers=args.parallel) as pool:
         rows = list(pool.map(_one, jobs))
     summary = {}

@@ -2,6 +2,8 @@
 
 - :class:`RawExtractor` (``--features raw``): a small CNN per image window (``"audio"``, ``"score"``,
   ``"target"``), the other keys flattened, all concatenated into a trainable linear layer.
+- :class:`MatchExtractor` (``--features match``): a learned comparison of the last audio frames with every score
+  column of the window (where does what was just heard sit in the score?), read by an MLP.
 - :class:`LMMExtractor` (``--features lmm``): the agent hears through the language models. Audio windows go
   through the frozen LM^A and the few-pair mapping into LM^V's space; score windows through the frozen LM^V; the
   other keys are flattened; a small trainable head combines them. Built from a folder written by
@@ -137,4 +139,58 @@ class LMMExtractor(BaseFeaturesExtractor):
         return self.head(torch.cat(parts, dim=1))
 
 
-EXTRACTORS = {"raw": RawExtractor, "lmm": LMMExtractor}
+class MatchExtractor(BaseFeaturesExtractor):
+    """What a follower needs to see: where in the score window the music just heard matches.
+
+    A trainable linear map turns each score column (88 pitches, all channels) into a spectrum (the audio window's
+    bins); the cosine similarity of each of the last ``frames`` audio frames with each score column gives a
+    ``(frames, score columns)`` match map, which an MLP reads together with the other (flat) keys. Everything is
+    learned, from the map to the read-out; the architecture only says *compare what you hear with what you read*,
+    the comparison an online-DTW follower makes by hand. For Dict observations with an ``"audio"`` and a
+    ``"score"`` window (ScoreFollowing, Accompaniment).
+    """
+
+    def __init__(self, observation_space: gym.spaces.Dict, frames: int = 8, features_dim: int = 128,
+                 init: str = "synth"):
+        super().__init__(observation_space, features_dim)
+        spaces = observation_space.spaces
+        if not all(k in spaces and _is_window(spaces[k]) for k in ("audio", "score")):
+            raise ConfigError("--features match needs 'audio' and 'score' windows in the observation "
+                              "(lmm/ScoreFollowing-v0, lmm/Accompaniment-v0)")
+        self.frames = min(int(frames), spaces["audio"].shape[2])
+        channels, pitches, columns = spaces["score"].shape
+        bins = spaces["audio"].shape[1]
+        # score column -> expected spectrum: a fixed start (what each key sounds like through the built-in synth,
+        # or nothing) plus a learned correction, gated from 0 (SB3 re-initialises every Linear orthogonally)
+        if init == "synth":
+            start = self._synth_spectra(pitches).T.repeat(1, channels) / channels
+        elif init == "random":
+            start = torch.zeros(bins, channels * pitches)
+        else:
+            raise ConfigError(f"init must be 'synth' or 'random', got {init!r}")
+        self.register_buffer("start", start)
+        self.project = nn.Linear(channels * pitches, bins)
+        self.gate = nn.Parameter(torch.tensor(0.0 if init == "synth" else 1.0))
+        self.flat = [k for k in spaces if k not in ("audio", "score")]
+        size = self.frames * columns + sum(_flat_size(spaces[k]) for k in self.flat)
+        self.head = nn.Sequential(nn.Linear(size, 256), nn.ReLU(), nn.Linear(256, features_dim), nn.ReLU())
+
+    @staticmethod
+    def _synth_spectra(pitches: int) -> torch.Tensor:
+        """Each key's log spectrum through the built-in synth, unit-normalised: ``(pitches, bins)``."""
+        from lmm_envs.audio.keyboard import make_keyboard, to_log
+
+        spectra = torch.as_tensor(to_log(make_keyboard("harmonic").mean_spectrum()), dtype=torch.float32)
+        return nn.functional.normalize(spectra[:pitches], dim=1)
+
+    def forward(self, observations: dict[str, torch.Tensor]) -> torch.Tensor:
+        audio = observations["audio"].float()[:, 0, :, -self.frames:].transpose(1, 2)  # (B, frames, bins)
+        score = observations["score"].float()  # (B, C, pitches, columns)
+        columns = score.permute(0, 3, 1, 2).flatten(2)  # (B, columns, C * pitches)
+        expected = columns @ self.start.T + self.gate * self.project(columns)  # (B, columns, bins)
+        match = nn.functional.normalize(audio, dim=-1) @ nn.functional.normalize(expected, dim=-1).transpose(1, 2)
+        parts = [match.flatten(1)] + [observations[k].float().flatten(1) for k in self.flat]
+        return self.head(torch.cat(parts, dim=1))
+
+
+EXTRACTORS = {"raw": RawExtractor, "lmm": LMMExtractor, "match": MatchExtractor}

@@ -60,7 +60,7 @@ def _algorithm(algo: str, recurrent: bool):
     return getattr(sb3, algo.upper()), "MultiInputPolicy"
 
 
-def make_callbacks(out: Path, steps: int, checkpoint_every: int, progress: bool):
+def make_callbacks(out: Path, steps: int, checkpoint_every: int, progress: bool, n_envs: int = 1):
     from stable_baselines3.common.callbacks import BaseCallback, CallbackList, CheckpointCallback
 
     class Progress(BaseCallback):
@@ -81,26 +81,23 @@ def make_callbacks(out: Path, steps: int, checkpoint_every: int, progress: bool)
         def _on_training_end(self) -> None:
             self.bar.close()
 
-    return CallbackList([Progress(), CheckpointCallback(max(checkpoint_every, 1), str(out / "checkpoints"),
-                                                        name_prefix="model")])
+    # CheckpointCallback counts vectorised steps (n_envs env steps each): every checkpoint_every env steps
+    return CallbackList([Progress(), CheckpointCallback(max(checkpoint_every // max(n_envs, 1), 1),
+                                                        str(out / "checkpoints"), name_prefix="model")])
 
 
-def train(env_id: str, algo: str = "ppo", features: str = "raw", paired_budget: int = 8, steps: int = 100_000,
-          seed: int = 0, device: str = "auto", out: str | Path = "runs/agent", recurrent: bool = False,
-          lm_dir: str = "runs/lm", mapping: str = "regression", checkpoint_every: int = 25_000,
-          progress: bool = True, reward: str = "env"):
-    """Train and save an agent (see the module docstring); returns the SB3 model."""
-    from agents.features import EXTRACTORS
+def _training_env(env_id: str, algo: str, n_envs: int, seed: int, env_kwargs: dict, reward: str, lm_dir: str):
+    """The vectorised env a run trains on: the native batched env for n_envs > 1 (see :mod:`agents.vec_env`);
+    single envs in a ``DummyVecEnv`` for one env, for the LM reward (a per-episode wrapper) and off-policy algos."""
+    from stable_baselines3.common.vec_env import DummyVecEnv, VecMonitor
 
-    if algo not in ALGOS:
-        raise ConfigError(f"--algo must be one of {', '.join(ALGOS)}, got {algo!r}")
-    if features not in EXTRACTORS:
-        raise ConfigError(f"--features must be one of {', '.join(EXTRACTORS)}, got {features!r}")
-    out = Path(out)
-    config = load_config(env_id, algo)
-    env_kwargs = dict(config.pop("env_kwargs", {}) or {})
-    env_kwargs.update({"paired_budget": paired_budget} if paired_budget else {"split": "train"})
-    env = gym.make(env_id, **env_kwargs)
+    from agents.vec_env import make_training_env
+
+    if reward not in ("env", "lm"):
+        raise ConfigError(f"--reward must be 'env' or 'lm', got {reward!r}")
+    if reward == "env" and algo in ("ppo", "a2c"):
+        return make_training_env(env_id, n_envs, seed, **env_kwargs)
+    factory = lambda: gym.make(env_id, **env_kwargs)  # noqa: E731
     if reward == "lm":  # the closed loop: LM^A's likelihood of the agent's own audio instead of the env's reward
         from agents.lm.reward import LMRewardWrapper
 
@@ -108,11 +105,48 @@ def train(env_id: str, algo: str = "ppo", features: str = "raw", paired_budget: 
         if not lm_path.is_file():
             raise ConfigError(f"{lm_path} not found; make it with python -m agents.pretrain --out {lm_dir}")
         try:
-            env = LMRewardWrapper(env, str(lm_path))
+            LMRewardWrapper(gym.make(env_id, **env_kwargs), str(lm_path))
         except ValueError as e:
             raise ConfigError(str(e)) from None
-    elif reward != "env":
-        raise ConfigError(f"--reward must be 'env' or 'lm', got {reward!r}")
+        factory = lambda: LMRewardWrapper(gym.make(env_id, **env_kwargs), str(lm_path))  # noqa: E731
+    venv = DummyVecEnv([factory for _ in range(n_envs if algo in ("ppo", "a2c") else 1)])
+    venv.seed(seed)
+    return VecMonitor(venv)
+
+
+def train(env_id: str, algo: str = "ppo", features: str = "raw", paired_budget: int = 8, steps: int = 100_000,
+          seed: int = 0, device: str = "auto", out: str | Path = "runs/agent", recurrent: bool = False,
+          lm_dir: str = "runs/lm", mapping: str = "regression", checkpoint_every: int = 25_000,
+          progress: bool = True, reward: str = "env", n_envs: int = 16, warm_start: str | None = None,
+          warm_start_steps: int | None = None, teacher: str = "oracle"):
+    """Train and save an agent (see the module docstring); returns the SB3 model.
+
+    ``n_envs`` episodes step together (the native batched env); ``warm_start`` (``"bc"`` or ``"dagger"``) first
+    clones the oracle for ``warm_start_steps`` env steps (default half of ``steps``), which count towards
+    ``steps``, then the algorithm continues from the cloned policy for the rest."""
+    from agents.features import EXTRACTORS
+
+    if algo not in ALGOS:
+        raise ConfigError(f"--algo must be one of {', '.join(ALGOS)}, got {algo!r}")
+    if features not in EXTRACTORS:
+        raise ConfigError(f"--features must be one of {', '.join(EXTRACTORS)}, got {features!r}")
+    out = Path(out)
+    if not isinstance(n_envs, int) or n_envs < 1:
+        raise ConfigError(f"--n-envs must be a positive integer, got {n_envs!r}")
+    if warm_start is not None and (algo not in ("ppo", "a2c") or recurrent):
+        raise ConfigError("--warm-start clones into an actor-critic policy: use it with --algo ppo or a2c")
+    config = load_config(env_id, algo)
+    overrides = config.pop("warm_start_overrides", None) or {}
+    if warm_start is not None:
+        config.update(overrides)
+    if "rollout_steps" in config:  # the configs give the rollout over all envs; SB3 takes it per env
+        config["n_steps"] = max(int(config.pop("rollout_steps")) // n_envs, 1)
+    env_kwargs = dict(config.pop("env_kwargs", {}) or {})
+    env_kwargs.update({"paired_budget": paired_budget} if paired_budget else {"split": "train"})
+    warm_steps = 0
+    if warm_start is not None:
+        warm_steps = min(warm_start_steps or steps // 2, steps)
+    env = _training_env(env_id, algo, n_envs, seed, env_kwargs, reward, lm_dir)
     if algo == "dqn" and not isinstance(env.action_space, gym.spaces.Discrete):
         raise ConfigError(f"DQN needs a Discrete action space; {env_id} has {env.action_space}")
     if algo == "sac" and not isinstance(env.action_space, gym.spaces.Box):
@@ -128,13 +162,25 @@ def train(env_id: str, algo: str = "ppo", features: str = "raw", paired_budget: 
     algorithm, policy = _algorithm(algo, recurrent)
     model = algorithm(policy, env, seed=seed, device=device, policy_kwargs=policy_kwargs,
                       tensorboard_log=tensorboard_log, verbose=0, **config)
-    model.learn(steps, callback=make_callbacks(out, steps, checkpoint_every, progress))
+    imitation = None
+    if warm_start is not None:  # the demonstrations' env steps come out of the run's budget
+        from agents.imitation import single_env_factory
+        from agents.imitation import warm_start as clone
+
+        imitation = clone(model.policy, warm_start, single_env_factory(env_id, **env_kwargs), warm_steps,
+                          seed=seed, gamma=float(config.get("gamma", 0.99)), progress=progress, teacher=teacher)
+    rl_steps = steps - (imitation.env_steps if imitation else 0)
+    if rl_steps > 0:
+        model.learn(rl_steps, callback=make_callbacks(out, rl_steps, checkpoint_every, progress, env.num_envs))
     from lmm_envs.files import atomic_path
 
     with atomic_path(out / "model.zip") as tmp:
         model.save(tmp)
     run = {"env_id": env_id, "algo": algo, "recurrent": recurrent, "features": features, "paired_budget": paired_budget,
            "steps": steps, "seed": seed, "device": str(model.device), "env_kwargs": env_kwargs, "hyperparameters": config,
+           "n_envs": n_envs, "rl_steps": max(rl_steps, 0),
+           "warm_start": None if imitation is None else {"method": imitation.method, "teacher": imitation.teacher,
+                                                         "env_steps": imitation.env_steps, "rounds": imitation.rounds},
            "lm_dir": lm_dir if features == "lmm" else None, "mapping": mapping if features == "lmm" else None,
            "reward": reward, "track": track_of(paired_budget, steps)}
     (out / "run.json").write_text(json.dumps(run, indent=1))
@@ -146,7 +192,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--env", default="lmm/ScoreFollowing-v0")
     ap.add_argument("--algo", default="ppo", choices=ALGOS)
     ap.add_argument("--recurrent", action="store_true", help="RecurrentPPO (needs sb3-contrib)")
-    ap.add_argument("--features", default="raw", choices=["raw", "lmm"])
+    ap.add_argument("--features", default="raw", choices=["raw", "lmm", "match"])
     ap.add_argument("--paired-budget", type=int, default=8, help="train on the first K paired pieces (0: all train)")
     ap.add_argument("--steps", type=int, default=100_000)
     ap.add_argument("--seed", type=int, default=0)
@@ -157,12 +203,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--checkpoint-every", type=int, default=25_000)
     ap.add_argument("--reward", default="env", choices=["env", "lm"],
                     help="lm: LM^A's log-likelihood of the agent's own audio (SightReading, PlayByEar)")
+    ap.add_argument("--n-envs", type=int, default=16, help="episodes stepped together (default 16)")
+    ap.add_argument("--warm-start", choices=["bc", "dagger"],
+                    help="first clone the oracle (behaviour cloning, or DAgger); its env steps count towards --steps")
+    ap.add_argument("--warm-start-steps", type=int, help="env steps of the warm start (default: half of --steps)")
+    ap.add_argument("--teacher", default="oracle",
+                    help="the registered agent that labels the warm start's states (default oracle; e.g. oltw)")
     ap.add_argument("--quiet", action="store_true")
     args = ap.parse_args(argv)
     try:
         train(args.env, args.algo, args.features, args.paired_budget, args.steps, args.seed, args.device, args.out,
               args.recurrent, args.lm_dir, args.mapping, args.checkpoint_every, progress=not args.quiet,
-              reward=args.reward)
+              reward=args.reward, n_envs=args.n_envs, warm_start=args.warm_start,
+              warm_start_steps=args.warm_start_steps, teacher=args.teacher)
     except LMMError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

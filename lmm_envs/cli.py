@@ -265,33 +265,43 @@ def cmd_render(args) -> int:
 
 
 # --- quickstart ------------------------------------------------------------------------------------------------
+QUICK_AGENT = "dagger+ppo (quickstart)"
+
+
 def cmd_quickstart(args) -> int:
-    """Data -> env -> baselines -> a small PPO agent -> evaluation -> leaderboard, on lmm/ScoreFollowing-v0."""
+    """Data -> env -> baselines -> a learned agent (DAgger + PPO) -> evaluation -> leaderboard, on
+    lmm/ScoreFollowing-v0."""
+    from tqdm import tqdm
+
     from lmm_envs.benchmark.evaluate import evaluate, write_result
     from lmm_envs.benchmark.leaderboard import html_page, load_results, markdown
+    from lmm_envs.benchmark.registry import load_trainer
     from lmm_envs.files import check_output_folder
     from lmm_envs.music import corpus
     from lmm_envs.pieces import performance_seed, prepare_piece
 
     env_id = "lmm/ScoreFollowing-v0"
     out = check_output_folder(args.out)
+    train = load_trainer("quickstart")
     results = out / "results"
     progress = _progress(args)
     ids = corpus.piece_ids(split="test")[: args.pieces]
-    from tqdm import tqdm
-
     for pid in tqdm(ids, desc="preparing test pieces", disable=not progress):
         for variant in (0, 1):
             prepare_piece(pid, 1.0, performance_seed(pid, variant))
-    for agent in ("random", "oracle", "oltw"):
-        write_result(evaluate(env_id, agent, limit=args.pieces, progress=progress), results / f"{agent}.json")
-    model_path = out / "ppo_scorefollowing.zip"
-    curve = train_quick_ppo(env_id, model_path, args.steps, progress)
-    write_result(evaluate(env_id, str(model_path), agent_name="ppo (quickstart)", limit=args.pieces,
-                          progress=progress, learning_curve=curve), results / "ppo.json")
+    scored = {}
+    for agent in ("random", "oracle", "oltw", "keep_tempo"):
+        scored[agent] = evaluate(env_id, agent, limit=args.pieces, progress=progress)
+        write_result(scored[agent], results / f"{agent}.json")
+    model_path = out / "dagger_ppo_scorefollowing.zip"
+    curve = train(env_id, model_path, args.steps, progress)
+    scored["learned"] = evaluate(env_id, str(model_path), agent_name=QUICK_AGENT, limit=args.pieces,
+                                 progress=progress, learning_curve=curve)
+    write_result(scored["learned"], results / "learned.json")
     loaded = load_results(results)
     text = markdown(loaded)
     print("\n" + text)
+    print(_quickstart_verdict(scored, args.steps))
     _write_text_atomic(out / "LEADERBOARD.md", text)
     _write_text_atomic(out / "leaderboard.html", html_page(loaded))
     env = _make_env(argparse.Namespace(env=env_id, expressiveness=1.0, synth="harmonic", split="test", pieces=None),
@@ -302,51 +312,35 @@ def cmd_quickstart(args) -> int:
     return 0
 
 
-def train_quick_ppo(env_id: str, path: Path, steps: int, progress: bool) -> list[tuple[int, float]]:
-    """A small PPO agent on the first 8 paired training pieces; returns its learning curve (steps, return)."""
-    import gymnasium as gym
-    from stable_baselines3 import PPO
-    from stable_baselines3.common.callbacks import BaseCallback
+def _quickstart_verdict(scored: dict, steps: int) -> str:
+    """One paragraph: how the learned agent compares with random, keep-tempo and OLTW on the same episodes."""
+    def score(key):
+        return scored[key]["normalised_score"]
 
-    class Curve(BaseCallback):
-        def __init__(self):
-            super().__init__()
-            self.points: list[tuple[int, float]] = []
-            self.bar = None
+    def within(key):
+        return scored[key]["aggregate"]["within_300ms"]["mean"]
 
-        def _on_training_start(self):
-            from tqdm import tqdm
-
-            self.bar = tqdm(total=steps, desc="training PPO", disable=not progress)
-
-        def _on_step(self) -> bool:
-            self.bar.update(1)
-            for info in self.locals.get("infos", []):
-                if "episode" in info:
-                    self.points.append((self.num_timesteps, float(info["episode"]["r"])))
-            return True
-
-        def _on_training_end(self):
-            self.bar.close()
-
-    env = gym.make(env_id, paired_budget=8)
-    model = PPO("MultiInputPolicy", env, n_steps=512, batch_size=128, learning_rate=3e-4, seed=0, device="cpu")
-    curve = Curve()
-    model.learn(steps, callback=curve)
-    from lmm_envs.files import atomic_path
-
-    with atomic_path(path) as tmp:
-        model.save(tmp)
-    return curve.points
+    learned, keep = score("learned"), score("keep_tempo")
+    if learned["mean"] is None or keep["mean"] is None:
+        return "the learned agent's normalised score is undefined on these episodes"
+    verdict = "beats" if learned["low"] > keep["high"] else "does not beat"
+    return (f"The learned agent (DAgger from the oracle, then PPO; {steps} env steps on the 8 paired pieces) scores "
+            f"{learned['mean']:.3f} [{learned['low']:.3f}, {learned['high']:.3f}] normalised "
+            f"(within 300 ms: {within('learned'):.3f}), against keep-the-tempo {keep['mean']:.3f} "
+            f"({within('keep_tempo'):.3f}), random 0 ({within('random'):.3f}) and OLTW {score('oltw')['mean']:.3f} "
+            f"({within('oltw'):.3f}): it {verdict} keep-the-tempo by {learned['mean'] - keep['mean']:+.3f} "
+            f"(95% intervals {'apart' if verdict == 'beats' else 'overlapping'}).")
 
 
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="lmm-envs", description="Language model mapping environments for music.")
     sub = ap.add_subparsers(dest="command", required=True)
 
-    q = sub.add_parser("quickstart", help="the main job: data -> env -> baselines -> PPO -> leaderboard -> an episode")
+    q = sub.add_parser("quickstart",
+                       help="the main job: data -> env -> baselines -> a learned agent -> leaderboard -> an episode")
     q.add_argument("--pieces", type=_count(1), default=8, help="how many test pieces (default 8)")
-    q.add_argument("--steps", type=_count(1), default=8192, help="PPO training steps (default 8192)")
+    q.add_argument("--steps", type=_count(16), default=32768,
+                   help="env steps of training, half DAgger and half PPO (default 32768)")
     q.add_argument("--out", default="out", help="output folder (default ./out)")
     q.add_argument("--quiet", action="store_true", help="hide progress bars")
     q.set_defaults(func=cmd_quickstart)

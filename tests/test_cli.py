@@ -61,10 +61,11 @@ def test_render_png(tmp_path):
 def test_quickstart_runs_end_to_end(tmp_path, capsys):
     assert main(["quickstart", "--pieces", "2", "--steps", "256", "--out", str(tmp_path), "--quiet"]) == 0
     out = capsys.readouterr().out
-    assert "| oltw |" in out and "| 1 | oracle | 1.000" in out and "ppo (quickstart)" in out
-    for name in ("quickstart_episode.png", "LEADERBOARD.md", "leaderboard.html", "ppo_scorefollowing.zip"):
+    assert "| oltw |" in out and "| 1 | oracle | 1.000" in out and "dagger+ppo (quickstart)" in out
+    assert "| keep_tempo |" in out and "The learned agent (DAgger from the oracle, then PPO" in out
+    for name in ("quickstart_episode.png", "LEADERBOARD.md", "leaderboard.html", "dagger_ppo_scorefollowing.zip"):
         assert (tmp_path / name).exists()
-    assert len(list((tmp_path / "results").glob("*.json"))) == 4
+    assert len(list((tmp_path / "results").glob("*.json"))) == 5
 
 
 def test_render_accompaniment_episode_to_wav(tmp_path):

@@ -1,4 +1,5 @@
-"""The random agent and the oracle: the two ends of the normalised score."""
+"""The random agent and the oracle (the two ends of the normalised score), and ScoreFollowing's constant
+"keep the tempo" policy (what a learner that has learned nothing about the music tends to)."""
 
 from __future__ import annotations
 
@@ -62,3 +63,22 @@ def ratio_action(space, current: float, wanted: float):
         options = np.clip(current + (np.arange(3) - 1) * TEMPO_STEP, 0.0, MAX_RATIO)
         return int(np.argmin(np.abs(options - wanted)))
     return np.array([ratio_to_action(float(wanted))], dtype=np.float32)
+
+
+class KeepTempoAgent:
+    """ScoreFollowing's constant policy: never change the tempo (the pointer moves at the score's nominal tempo).
+    A follower must beat it to show that it listens."""
+
+    def __init__(self, env):
+        from lmm_envs.envs.score_following import ScoreFollowingEnv
+        from lmm_envs.errors import ConfigError
+
+        if not isinstance(env.unwrapped, ScoreFollowingEnv):
+            raise ConfigError("keep_tempo is a lmm/ScoreFollowing-v0 baseline")
+        self.action = 1 if hasattr(env.action_space, "n") else np.zeros(1, dtype=np.float32)
+
+    def reset(self, obs, info) -> None:
+        pass
+
+    def act(self, obs, info):
+        return self.action

@@ -36,6 +36,7 @@ _ACTIVATIONS = ("ReLU", "Tanh", "ELU", "LeakyReLU", "GELU", "SiLU", "Sigmoid", "
 ALLOWED_CLASSES: frozenset[tuple[str, str]] = frozenset({
     ("agents.features", "RawExtractor"),
     ("agents.features", "LMMExtractor"),
+    ("agents.features", "MatchExtractor"),
     ("stable_baselines3.common.torch_layers", "CombinedExtractor"),
     ("stable_baselines3.common.torch_layers", "FlattenExtractor"),
     ("stable_baselines3.common.torch_layers", "NatureCNN"),

@@ -146,12 +146,13 @@ def load_results(folder: str | Path) -> list[dict]:
 
 
 def _checkpoint_for(result: dict, folder: Path) -> Path | None:
-    """The checkpoint an SB3 result was evaluated from, found beside the result or as recorded, if its SHA-256
-    still matches."""
+    """The checkpoint an SB3 result was evaluated from: at its recorded path, beside the result, or among the
+    zips of the results folder and of a ``checkpoints`` folder next to it; only one whose SHA-256 matches."""
     from lmm_envs.benchmark.checkpoints import checkpoint_digest
 
     spec = Path(str(result["agent"].get("spec", "")))
-    for candidate in (spec, folder / spec, folder / spec.name):
+    nearby = [*sorted(folder.glob("*.zip")), *sorted((folder.parent / "checkpoints").glob("*.zip"))]
+    for candidate in (spec, folder / spec, folder / spec.name, *nearby):
         if candidate.suffix == ".zip" and candidate.is_file() \
                 and checkpoint_digest(candidate) == result["agent"].get("checkpoint_sha256"):
             return candidate
@@ -343,7 +344,7 @@ def html_page(results: list[dict]) -> str:
 
 # --- the baselines kept in the repository ------------------------------------------------------------------
 CLASSIC_BASELINES = {
-    "lmm/ScoreFollowing-v0": ("oltw",),
+    "lmm/ScoreFollowing-v0": ("oltw", "keep_tempo"),
     "lmm/Accompaniment-v0": ("metronome", "follower_accompanist"),
     "lmm/SightReading-v0": (),
     "lmm/PlayByEar-v0": ("transcriber",),

@@ -47,3 +47,18 @@ def make_agent(name: str, env, **kwargs) -> Agent:
         except ImportError as e:
             raise ConfigError(f"agent {name!r} cannot be imported ({e}); is its package installed?") from None
     return factory(env, **kwargs)
+
+
+TRAINER_GROUP = "lmm_envs.trainers"
+
+
+def load_trainer(name: str) -> Callable[..., Any]:
+    """The training function registered as ``name`` in the ``lmm_envs.trainers`` entry-point group (how the CLI's
+    quickstart trains an agent without ``lmm_envs`` importing ``agents``)."""
+    matches = [ep for ep in entry_points(group=TRAINER_GROUP) if ep.name == name]
+    if not matches:
+        raise ConfigError(f"no trainer {name!r} is installed; install the agents package (pip install -e .)")
+    try:
+        return matches[0].load()
+    except ImportError as e:
+        raise ConfigError(f"trainer {name!r} cannot be imported ({e}); is its package installed?") from None

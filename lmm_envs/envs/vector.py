@@ -121,7 +121,7 @@ class BatchedVectorEnv(VectorEnv):
         raise NotImplementedError
 
     def reset(self, *, seed: int | list | None = None, options: dict | None = None):
-        super().reset(seed=seed)
+        super().reset(seed=seed if seed is None or isinstance(seed, (int, np.integer)) else None)
         for i, (env, s) in enumerate(zip(self.envs, env_seeds(seed, self.num_envs), strict=True)):
             env.reset(seed=s, options=options)
             self._load(i)
@@ -135,6 +135,15 @@ class BatchedVectorEnv(VectorEnv):
             self.envs[i].reset()
             self._load(i)
         return ~self._needs_reset
+
+    def reset_ended(self) -> dict[str, np.ndarray]:
+        """Reset now, rather than on the next step, the sub-envs whose episode the last step ended, and return every
+        env's observation: a same-step autoreset, as Stable-Baselines3's ``VecEnv`` expects (the caller keeps the
+        ended episodes' last observations from the step first)."""
+        self._reset_finished()
+        self._needs_reset[:] = False
+        self._observe()
+        return dict(self._obs)
 
     def _ended_info(self, metrics_of) -> dict:
         """``infos`` of a step: the episode metrics of the envs that ended (``metrics_of(i)``), by index."""

@@ -44,3 +44,22 @@ def test_lm_reward_needs_a_playing_env_and_pretrained_lms(tmp_path):
     with pytest.raises(ConfigError, match="agents.pretrain"):
         train("lmm/SightReading-v0", "ppo", "raw", paired_budget=8, steps=8, out=tmp_path, progress=False,
               reward="lm", lm_dir=str(tmp_path / "none"))
+
+
+def test_a_warm_start_counts_towards_the_steps_and_is_recorded(tmp_path):
+    from stable_baselines3 import PPO
+
+    out = tmp_path / "warm"
+    assert main(["--env", "lmm/ScoreFollowing-v0", "--features", "match", "--paired-budget", "2", "--steps", "512",
+                 "--n-envs", "4", "--warm-start", "dagger", "--warm-start-steps", "256", "--device", "cpu",
+                 "--out", str(out), "--quiet"]) == 0
+    run = json.loads((out / "run.json").read_text())
+    assert run["warm_start"]["method"] == "dagger" and run["warm_start"]["env_steps"] == 256
+    assert run["rl_steps"] == 256 and run["n_envs"] == 4 and run["hyperparameters"]["n_steps"] == 1024 // 4
+    assert PPO.load(out / "model.zip", device="cpu").num_timesteps >= 256
+
+
+def test_warm_starts_need_an_actor_critic_algorithm(tmp_path):
+    with pytest.raises(ConfigError, match="ppo or a2c"):
+        train("lmm/Accompaniment-v0", "dqn", "raw", paired_budget=8, steps=64, out=tmp_path, progress=False,
+              warm_start="bc")

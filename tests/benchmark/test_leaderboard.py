@@ -83,5 +83,19 @@ def test_the_kept_baseline_results_load_and_match_the_kept_leaderboard():
     results = load_results(root / "leaderboard" / "results")
     assert {r["env_id"] for r in results} == {"lmm/ScoreFollowing-v0", "lmm/Accompaniment-v0",
                                               "lmm/SightReading-v0", "lmm/PlayByEar-v0"}
-    assert all(r["on_leaderboard"] and r["track"] == "baseline" for r in results)
+    assert all(r["on_leaderboard"] for r in results)
+    baselines = {(r["env_id"], r["agent"]["name"]) for r in results if r["track"] == "baseline"}
+    assert ("lmm/ScoreFollowing-v0", "keep_tempo") in baselines and len(baselines) == 13
+    learned = [r for r in results if r["agent"]["kind"] == "sb3"]
+    assert learned and all(r["track"] == "8/100k" for r in learned)
     assert (root / "LEADERBOARD.md").read_text() == markdown(results)
+
+
+def test_a_kept_learned_result_replays_from_its_kept_checkpoint():
+    from pathlib import Path
+
+    from lmm_envs.benchmark.leaderboard import verify_result
+
+    folder = Path(__file__).parents[2] / "leaderboard" / "results"
+    result = load_result(folder / "ScoreFollowing-v0__dagger_ppo_match_s0__8-100k.json")
+    assert verify_result(result, folder, episodes=1) == "yes (1/1)"

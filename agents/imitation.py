@@ -1,0 +1,209 @@
+"""Imitation warm starts for SB3 policies: behaviour cloning and DAgger from the ``oracle`` agent.
+
+Written against Stable-Baselines3's ``ActorCriticPolicy`` (the policy of PPO and A2C), so any on-policy SB3
+algorithm can continue from the result. The ``imitation`` package pins older gymnasium and SB3 releases than this
+project needs, so the two algorithms are written here; both are short:
+
+- behaviour cloning minimises ``-log pi(a_expert | s)`` over the demonstrations, minus a small entropy bonus (so
+  that PPO can still explore afterwards), plus the value head's error against the demonstrations' discounted
+  returns (so that PPO's first updates do not start from an untrained critic);
+- DAgger (Ross et al., 2011) repeats: roll out a mix of expert and learner (the expert acts with probability
+  ``beta``, decaying each round), label every visited state with the expert's action, add it to the data set,
+  clone again. The learner so sees the states its own mistakes lead to, which plain cloning never shows it.
+
+Every environment step taken here counts towards a run's step budget; :func:`warm_start` returns how many.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import gymnasium as gym
+import numpy as np
+import torch
+from stable_baselines3.common.policies import ActorCriticPolicy
+from stable_baselines3.common.vec_env import DummyVecEnv
+
+from lmm_envs.errors import ConfigError
+
+
+@dataclass
+class Demonstrations:
+    """Observations (a dict of arrays), the expert's actions, and the discounted return from each state."""
+
+    obs: dict[str, np.ndarray] = field(default_factory=dict)
+    actions: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    returns: np.ndarray = field(default_factory=lambda: np.zeros(0))
+
+    def __len__(self) -> int:
+        return int(self.actions.shape[0])
+
+    def extend(self, other: Demonstrations) -> Demonstrations:
+        if not len(self):
+            return other
+        return Demonstrations({k: np.concatenate([v, other.obs[k]]) for k, v in self.obs.items()},
+                              np.concatenate([self.actions, other.actions]),
+                              np.concatenate([self.returns, other.returns]))
+
+
+def discounted_returns(rewards: np.ndarray, episode_starts: np.ndarray, gamma: float) -> np.ndarray:
+    """Per-step discounted return within each episode (``episode_starts[t]``: step t begins a new episode)."""
+    out = np.zeros(len(rewards))
+    running = 0.0
+    for t in range(len(rewards) - 1, -1, -1):
+        running = rewards[t] + gamma * running
+        out[t] = running
+        if episode_starts[t]:
+            running = 0.0
+    return out
+
+
+def make_expert(env, teacher: str = "oracle"):
+    """The teacher for ``env``: a registered agent that acts from the ground truth (by default the ``oracle``)."""
+    from lmm_envs.benchmark.registry import make_agent
+
+    return make_agent(teacher, env)
+
+
+def collect(env_fns: list, steps: int, seed: int, gamma: float, policy: ActorCriticPolicy | None = None,
+            beta: float = 1.0, progress=None, teacher: str = "oracle") -> Demonstrations:
+    """``steps`` env steps over the envs of ``env_fns`` (one teacher per env, :func:`make_expert`, labels every
+    state). The teacher acts with probability ``beta`` per step, the learner ``policy`` (greedy) otherwise."""
+    venv = DummyVecEnv(env_fns)
+    venv.seed(seed)
+    oracles = [make_expert(env, teacher) for env in venv.envs]
+    obs = venv.reset()
+    infos = list(venv.reset_infos)
+
+    def own(i: int) -> dict:
+        return {k: v[i] for k, v in obs.items()}
+
+    for i, (oracle, info) in enumerate(zip(oracles, infos, strict=True)):
+        oracle.reset(own(i), info)
+    rng = np.random.default_rng(seed)
+    n = venv.num_envs
+    per_env: list[dict[str, list]] = [{"obs": [], "actions": [], "rewards": [], "starts": []} for _ in range(n)]
+    starts = np.ones(n, dtype=bool)
+    for _ in range(max(steps // n, 1)):
+        expert = np.array([oracle.act(own(i), info) for i, (oracle, info) in enumerate(zip(oracles, infos,
+                                                                                            strict=True))])
+        actions = expert.copy()
+        if policy is not None and beta < 1.0:
+            learner = rng.random(n) >= beta
+            if learner.any():
+                predicted, _ = policy.predict(obs, deterministic=True)
+                actions[learner] = predicted[learner]
+        for i in range(n):
+            per_env[i]["obs"].append({k: v[i] for k, v in obs.items()})
+            per_env[i]["actions"].append(expert[i])
+            per_env[i]["starts"].append(starts[i])
+        obs, rewards, dones, infos = venv.step(actions)
+        infos = list(infos)
+        for i in range(n):
+            per_env[i]["rewards"].append(float(rewards[i]))
+            if dones[i]:
+                infos[i] = venv.reset_infos[i]
+                oracles[i].reset(own(i), infos[i])
+        starts = dones.copy()
+        if progress is not None:
+            progress.update(n)
+    venv.close()
+    parts = []
+    for record in per_env:
+        returns = discounted_returns(np.array(record["rewards"]), np.array(record["starts"]), gamma)
+        parts.append(Demonstrations({k: np.stack([o[k] for o in record["obs"]]) for k in record["obs"][0]},
+                                    np.array(record["actions"]), returns))
+    data = Demonstrations()
+    for part in parts:
+        data = data.extend(part)
+    return data
+
+
+def behaviour_cloning(policy: ActorCriticPolicy, data: Demonstrations, epochs: int = 4, batch_size: int = 256,
+                      learning_rate: float = 3e-4, ent_coef: float = 1e-3, vf_coef: float = 0.5,
+                      seed: int = 0) -> dict[str, float]:
+    """Fit ``policy`` to the demonstrations (see the module docstring); returns the last epoch's mean losses and
+    the share of expert actions the policy now takes greedily."""
+    if not len(data):
+        raise ConfigError("no demonstrations to clone")
+    device = policy.device
+    optimizer = torch.optim.Adam(policy.parameters(), lr=learning_rate)
+    rng = np.random.default_rng(seed)
+    policy.set_training_mode(True)
+    stats: dict[str, float] = {}
+    for _ in range(epochs):
+        order = rng.permutation(len(data))
+        sums = {"nll": 0.0, "entropy": 0.0, "value": 0.0}
+        for start in range(0, len(order), batch_size):
+            idx = order[start:start + batch_size]
+            obs = policy.obs_to_tensor({k: v[idx] for k, v in data.obs.items()})[0]
+            actions = torch.as_tensor(data.actions[idx], device=device)
+            returns = torch.as_tensor(data.returns[idx], dtype=torch.float32, device=device)
+            values, log_prob, entropy = policy.evaluate_actions(obs, actions)
+            nll = -log_prob.mean()
+            ent = entropy.mean() if entropy is not None else torch.zeros((), device=device)
+            value_loss = torch.nn.functional.mse_loss(values.flatten(), returns)
+            loss = nll - ent_coef * ent + vf_coef * value_loss
+            optimizer.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(policy.parameters(), 0.5)
+            optimizer.step()
+            for key, value in (("nll", nll), ("entropy", ent), ("value", value_loss)):
+                sums[key] += float(value.detach()) * len(idx)
+        stats = {k: v / len(order) for k, v in sums.items()}
+    policy.set_training_mode(False)
+    stats["agreement"] = agreement(policy, data)
+    return stats
+
+
+def agreement(policy: ActorCriticPolicy, data: Demonstrations, limit: int = 4096) -> float:
+    """Share of (up to ``limit``) demonstrated states where the policy's greedy action is the expert's."""
+    n = min(len(data), limit)
+    predicted, _ = policy.predict({k: v[:n] for k, v in data.obs.items()}, deterministic=True)
+    return float(np.mean(np.all(np.reshape(predicted == data.actions[:n], (n, -1)), axis=1)))
+
+
+@dataclass
+class WarmStart:
+    """What a warm start did: its method, the env steps it took, and per round the data size and fit."""
+
+    method: str
+    teacher: str = "oracle"
+    env_steps: int = 0
+    rounds: list[dict] = field(default_factory=list)
+
+
+def warm_start(policy: ActorCriticPolicy, method: str, make_env, steps: int, n_envs: int = 8, seed: int = 0,
+               gamma: float = 0.9, rounds: int = 4, epochs: int = 10, progress: bool = False,
+               teacher: str = "oracle") -> WarmStart:
+    """Behaviour cloning (``method="bc"``) or DAgger (``"dagger"``) of ``policy`` from the oracle, within ``steps``
+    env steps in all; ``make_env()`` makes one single env of the run's pieces."""
+    if method not in ("bc", "dagger"):
+        raise ConfigError(f"--warm-start must be bc or dagger, got {method!r}")
+    if steps < n_envs:
+        raise ConfigError(f"a warm start needs at least {n_envs} env steps, got {steps}")
+    from tqdm import tqdm
+
+    bar = tqdm(total=steps, desc=f"warm start ({method})", disable=not progress, unit="step")
+    record = WarmStart(method, teacher=teacher)
+    n_rounds = 1 if method == "bc" else max(rounds, 1)
+    per_round = steps // n_rounds
+    data = Demonstrations()
+    for r in range(n_rounds):
+        beta = 1.0 if r == 0 else 0.5 ** r  # DAgger: the expert's share of the acting halves each round
+        new = collect([make_env for _ in range(n_envs)], per_round, seed + 1000 * r, gamma,
+                      policy if r else None, beta, bar, teacher)
+        record.env_steps += len(new)
+        data = data.extend(new)
+        fit = behaviour_cloning(policy, data, epochs=epochs, seed=seed + r)
+        record.rounds.append({"round": r, "beta": beta, "states": len(data), **fit})
+    bar.close()
+    return record
+
+
+def single_env_factory(env_id: str, **env_kwargs):
+    """A picklable-enough factory of single envs for :func:`warm_start`."""
+    def make():
+        return gym.make(env_id, **env_kwargs)
+
+    return make
