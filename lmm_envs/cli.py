@@ -339,8 +339,8 @@ def build_parser() -> argparse.ArgumentParser:
     q = sub.add_parser("quickstart",
                        help="the main job: data -> env -> baselines -> a learned agent -> leaderboard -> an episode")
     q.add_argument("--pieces", type=_count(1), default=8, help="how many test pieces (default 8)")
-    q.add_argument("--steps", type=_count(16), default=32768,
-                   help="env steps of training, half DAgger and half PPO (default 32768)")
+    q.add_argument("--steps", type=_count(16), default=16384,
+                   help="env steps of training, half DAgger and half PPO (default 16384)")
     q.add_argument("--out", default="out", help="output folder (default ./out)")
     q.add_argument("--quiet", action="store_true", help="hide progress bars")
     q.set_defaults(func=cmd_quickstart)
