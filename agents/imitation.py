@@ -175,9 +175,10 @@ class WarmStart:
 
 def warm_start(policy: ActorCriticPolicy, method: str, make_env, steps: int, n_envs: int = 8, seed: int = 0,
                gamma: float = 0.9, rounds: int = 4, epochs: int = 10, progress: bool = False,
-               teacher: str = "oracle") -> WarmStart:
+               teacher: str = "oracle", on_round=None) -> WarmStart:
     """Behaviour cloning (``method="bc"``) or DAgger (``"dagger"``) of ``policy`` from the oracle, within ``steps``
-    env steps in all; ``make_env()`` makes one single env of the run's pieces."""
+    env steps in all; ``make_env()`` makes one single env of the run's pieces. ``on_round(env_steps)`` is called
+    after each round's fit."""
     if method not in ("bc", "dagger"):
         raise ConfigError(f"--warm-start must be bc or dagger, got {method!r}")
     if steps < n_envs:
@@ -197,6 +198,8 @@ def warm_start(policy: ActorCriticPolicy, method: str, make_env, steps: int, n_e
         data = data.extend(new)
         fit = behaviour_cloning(policy, data, epochs=epochs, seed=seed + r)
         record.rounds.append({"round": r, "beta": beta, "states": len(data), **fit})
+        if on_round is not None:  # e.g. a validation of the policy so far, at record.env_steps
+            on_round(record.env_steps)
     bar.close()
     return record
 

@@ -118,7 +118,8 @@ def train(env_id: str, algo: str = "ppo", features: str = "raw", paired_budget: 
           seed: int = 0, device: str = "auto", out: str | Path = "runs/agent", recurrent: bool = False,
           lm_dir: str = "runs/lm", mapping: str = "regression", checkpoint_every: int = 25_000,
           progress: bool = True, reward: str = "env", n_envs: int = 16, warm_start: str | None = None,
-          warm_start_steps: int | None = None, teacher: str = "oracle"):
+          warm_start_steps: int | None = None, teacher: str = "oracle", eval_every: int = 0,
+          eval_pieces: int = 8):
     """Train and save an agent (see the module docstring); returns the SB3 model.
 
     ``n_envs`` episodes step together (the native batched env); ``warm_start`` (``"bc"`` or ``"dagger"``) first
@@ -162,16 +163,28 @@ def train(env_id: str, algo: str = "ppo", features: str = "raw", paired_budget: 
     algorithm, policy = _algorithm(algo, recurrent)
     model = algorithm(policy, env, seed=seed, device=device, policy_kwargs=policy_kwargs,
                       tensorboard_log=tensorboard_log, verbose=0, **config)
+    validator = None
+    if eval_every:  # the normalised score on val pieces along the way; the best model is kept
+        from agents.validation import Validator
+
+        validator = Validator(model, env_id, out, eval_pieces)
     imitation = None
     if warm_start is not None:  # the demonstrations' env steps come out of the run's budget
         from agents.imitation import single_env_factory
         from agents.imitation import warm_start as clone
 
         imitation = clone(model.policy, warm_start, single_env_factory(env_id, **env_kwargs), warm_steps,
-                          seed=seed, gamma=float(config.get("gamma", 0.99)), progress=progress, teacher=teacher)
+                          seed=seed, gamma=float(config.get("gamma", 0.99)), progress=progress, teacher=teacher,
+                          on_round=validator)
     rl_steps = steps - (imitation.env_steps if imitation else 0)
     if rl_steps > 0:
-        model.learn(rl_steps, callback=make_callbacks(out, rl_steps, checkpoint_every, progress, env.num_envs))
+        callbacks = make_callbacks(out, rl_steps, checkpoint_every, progress, env.num_envs)
+        if validator is not None:
+            from agents.validation import ValidationCallback
+
+            callbacks.callbacks.append(ValidationCallback(validator, eval_every,
+                                                          imitation.env_steps if imitation else 0))
+        model.learn(rl_steps, callback=callbacks)
     from lmm_envs.files import atomic_path
 
     with atomic_path(out / "model.zip") as tmp:
@@ -179,6 +192,7 @@ def train(env_id: str, algo: str = "ppo", features: str = "raw", paired_budget: 
     run = {"env_id": env_id, "algo": algo, "recurrent": recurrent, "features": features, "paired_budget": paired_budget,
            "steps": steps, "seed": seed, "device": str(model.device), "env_kwargs": env_kwargs, "hyperparameters": config,
            "n_envs": n_envs, "rl_steps": max(rl_steps, 0),
+           "validation": None if validator is None else validator.record(),
            "warm_start": None if imitation is None else {"method": imitation.method, "teacher": imitation.teacher,
                                                          "env_steps": imitation.env_steps, "rounds": imitation.rounds},
            "lm_dir": lm_dir if features == "lmm" else None, "mapping": mapping if features == "lmm" else None,
@@ -209,13 +223,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--warm-start-steps", type=int, help="env steps of the warm start (default: half of --steps)")
     ap.add_argument("--teacher", default="oracle",
                     help="the registered agent that labels the warm start's states (default oracle; e.g. oltw)")
+    ap.add_argument("--eval-every", type=int, default=0,
+                    help="every N env steps, score the model on val pieces and keep the best as best_model.zip")
+    ap.add_argument("--eval-pieces", type=int, default=8, help="how many val pieces (two renderings each)")
     ap.add_argument("--quiet", action="store_true")
     args = ap.parse_args(argv)
     try:
         train(args.env, args.algo, args.features, args.paired_budget, args.steps, args.seed, args.device, args.out,
               args.recurrent, args.lm_dir, args.mapping, args.checkpoint_every, progress=not args.quiet,
               reward=args.reward, n_envs=args.n_envs, warm_start=args.warm_start,
-              warm_start_steps=args.warm_start_steps, teacher=args.teacher)
+              warm_start_steps=args.warm_start_steps, teacher=args.teacher, eval_every=args.eval_every,
+              eval_pieces=args.eval_pieces)
     except LMMError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -63,3 +63,20 @@ def test_warm_starts_need_an_actor_critic_algorithm(tmp_path):
     with pytest.raises(ConfigError, match="ppo or a2c"):
         train("lmm/Accompaniment-v0", "dqn", "raw", paired_budget=8, steps=64, out=tmp_path, progress=False,
               warm_start="bc")
+
+
+def test_validation_keeps_a_curve_and_the_best_model_and_plots(tmp_path):
+    from agents.plot_curves import main as plot_main
+
+    out = tmp_path / "val"
+    assert main(["--env", "lmm/ScoreFollowing-v0", "--features", "match", "--paired-budget", "2", "--steps", "2048",
+                 "--n-envs", "4", "--warm-start", "dagger", "--warm-start-steps", "256", "--eval-every", "1024",
+                 "--eval-pieces", "1", "--device", "cpu", "--out", str(out), "--quiet"]) == 0
+    validation = json.loads((out / "run.json").read_text())["validation"]
+    steps = [s for s, _ in validation["curve"]]
+    assert steps[0] == 64 and steps[3] == 256 and steps[-1] >= 2048 and steps == sorted(steps)  # 4 rounds, then PPO
+    assert validation["best_normalised_score"] == max(v for _, v in validation["curve"])
+    assert (out / "best_model.zip").exists() and not (out / "validating.zip").exists()
+    assert plot_main([str(out), "--out", str(tmp_path / "curves.png")]) == 0
+    assert (tmp_path / "curves.png").read_bytes()[:4] == b"\x89PNG"
+    assert plot_main([str(tmp_path), "--out", str(tmp_path / "x.png")]) == 2  # no run.json there

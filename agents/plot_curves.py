@@ -1,0 +1,87 @@
+"""Learning curves from training runs: the normalised score on val pieces against env steps, one line per setting.
+
+    python -m agents.plot_curves runs/sf_dagger_s0 runs/sf_dagger_s1 runs/sf_ppo_s0 --out learning_curves.png
+
+Each run folder's ``run.json`` must hold a validation curve (``python -m agents.train --eval-every N``). Runs of the
+same setting (env, features, warm start, paired budget) are one line: the mean over seeds, with their range shaded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from lmm_envs.errors import ConfigError, LMMError
+
+
+def setting(run: dict) -> str:
+    """A run's line label: what distinguishes settings, not seeds."""
+    warm = run.get("warm_start")
+    start = f"{warm['method']} + {run['algo']}" if warm else run["algo"]
+    return f"{start}, {run['features']} features, K={run['paired_budget'] or 'all'}"
+
+
+def load_curves(folders: list[Path]) -> dict[str, list[np.ndarray]]:
+    curves: dict[str, list[np.ndarray]] = {}
+    for folder in folders:
+        path = Path(folder) / "run.json"
+        try:
+            run = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError) as e:
+            raise ConfigError(f"{path}: cannot read a run ({e})") from None
+        points = (run.get("validation") or {}).get("curve")
+        if not points:
+            raise ConfigError(f"{path} has no validation curve; train with --eval-every N")
+        curves.setdefault(setting(run), []).append(np.array(points, dtype=float))
+    return curves
+
+
+def plot(curves: dict[str, list[np.ndarray]], out: Path, title: str) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from lmm_envs.files import atomic_path, check_output_file
+
+    check_output_file(out)
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for label, runs in sorted(curves.items()):
+        steps = np.unique(np.concatenate([r[:, 0] for r in runs]))
+        values = np.array([np.interp(steps, r[:, 0], r[:, 1]) for r in runs])
+        ax.plot(steps, values.mean(axis=0), marker="o", markersize=3, label=f"{label} ({len(runs)} seeds)")
+        if len(runs) > 1:
+            ax.fill_between(steps, values.min(axis=0), values.max(axis=0), alpha=0.2)
+    ax.axhline(0.0, color="grey", linewidth=0.8)
+    ax.set_xlabel("env steps (warm start included)")
+    ax.set_ylabel("normalised score on val pieces")
+    ax.set_title(title)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    with atomic_path(out) as tmp:
+        fig.savefig(tmp, dpi=120, format="png")
+    plt.close(fig)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m agents.plot_curves", description=__doc__.splitlines()[0])
+    ap.add_argument("runs", nargs="+", help="run folders (each with a run.json)")
+    ap.add_argument("--out", default="learning_curves.png")
+    ap.add_argument("--title", default="learning curves")
+    args = ap.parse_args(argv)
+    try:
+        path = plot(load_curves([Path(r) for r in args.runs]), Path(args.out), args.title)
+    except LMMError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
