@@ -10,9 +10,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-QUICK_PPO = dict(n_steps=64, batch_size=256, n_epochs=4, learning_rate=3e-5, gamma=0.9, ent_coef=0.0,
-                 clip_range=0.1, target_kl=0.01)
-
 
 def train_quick_agent(env_id: str, path: Path, steps: int, progress: bool, seed: int = 0,
                       paired_budget: int = 8, n_envs: int = 16) -> list[tuple[int, float]]:
@@ -23,14 +20,17 @@ def train_quick_agent(env_id: str, path: Path, steps: int, progress: bool, seed:
 
     from agents.features import MatchExtractor
     from agents.imitation import single_env_factory, warm_start
+    from agents.train import load_config
     from agents.vec_env import make_training_env
     from lmm_envs.files import atomic_path
 
+    config = load_config(env_id, "ppo", n_envs, warm_start=True)  # the env's PPO settings after a warm start
+    config.pop("env_kwargs", None)
     venv = make_training_env(env_id, n_envs, seed, paired_budget=paired_budget)
     model = PPO("MultiInputPolicy", venv, seed=seed, device="cpu",
-                policy_kwargs={"features_extractor_class": MatchExtractor}, **QUICK_PPO)
+                policy_kwargs={"features_extractor_class": MatchExtractor}, **config)
     warm = warm_start(model.policy, "dagger", single_env_factory(env_id, paired_budget=paired_budget),
-                      steps // 2, seed=seed, gamma=QUICK_PPO["gamma"], progress=progress)
+                      steps // 2, seed=seed, gamma=config["gamma"], progress=progress)
 
     class Curve(BaseCallback):
         def __init__(self):

@@ -28,14 +28,23 @@ CONFIGS = Path(__file__).parent / "configs"
 ALGOS = ("ppo", "a2c", "dqn", "sac")
 
 
-def load_config(env_id: str, algo: str) -> dict:
+def load_config(env_id: str, algo: str, n_envs: int = 1, warm_start: bool = False) -> dict:
+    """The hyperparameters of ``algo`` on ``env_id`` for a run on ``n_envs`` envs: the YAML section, with its
+    ``warm_start_overrides`` applied after a warm start and ``rollout_steps`` (over all envs) as SB3's per-env
+    ``n_steps``."""
     path = CONFIGS / f"{env_id.split('/')[-1]}.yaml"
     if not path.is_file():
         raise ConfigError(f"no hyperparameters for {env_id} ({path} is missing)")
-    config = yaml.safe_load(path.read_text()) or {}
-    if algo not in config:
-        raise ConfigError(f"{path} has no section for {algo}; it has {', '.join(config)}")
-    return dict(config[algo])
+    sections = yaml.safe_load(path.read_text()) or {}
+    if algo not in sections:
+        raise ConfigError(f"{path} has no section for {algo}; it has {', '.join(sections)}")
+    config = dict(sections[algo])
+    overrides = config.pop("warm_start_overrides", None) or {}
+    if warm_start:
+        config.update(overrides)
+    if "rollout_steps" in config:
+        config["n_steps"] = max(int(config.pop("rollout_steps")) // n_envs, 1)
+    return config
 
 
 def track_of(paired_budget: int, steps: int) -> str:
@@ -105,10 +114,14 @@ def _training_env(env_id: str, algo: str, n_envs: int, seed: int, env_kwargs: di
         if not lm_path.is_file():
             raise ConfigError(f"{lm_path} not found; make it with python -m agents.pretrain --out {lm_dir}")
         try:
-            LMRewardWrapper(gym.make(env_id, **env_kwargs), str(lm_path))
+            first = LMRewardWrapper(gym.make(env_id, **env_kwargs), str(lm_path))  # refuses a non-playing env
         except ValueError as e:
             raise ConfigError(str(e)) from None
-        factory = lambda: LMRewardWrapper(gym.make(env_id, **env_kwargs), str(lm_path))  # noqa: E731
+        factories = [lambda: first] + [lambda: LMRewardWrapper(gym.make(env_id, **env_kwargs), str(lm_path))] * (
+            (n_envs if algo in ("ppo", "a2c") else 1) - 1)
+        venv = DummyVecEnv(factories)
+        venv.seed(seed)
+        return VecMonitor(venv)
     venv = DummyVecEnv([factory for _ in range(n_envs if algo in ("ppo", "a2c") else 1)])
     venv.seed(seed)
     return VecMonitor(venv)
@@ -136,12 +149,7 @@ def train(env_id: str, algo: str = "ppo", features: str = "raw", paired_budget: 
         raise ConfigError(f"--n-envs must be a positive integer, got {n_envs!r}")
     if warm_start is not None and (algo not in ("ppo", "a2c") or recurrent):
         raise ConfigError("--warm-start clones into an actor-critic policy: use it with --algo ppo or a2c")
-    config = load_config(env_id, algo)
-    overrides = config.pop("warm_start_overrides", None) or {}
-    if warm_start is not None:
-        config.update(overrides)
-    if "rollout_steps" in config:  # the configs give the rollout over all envs; SB3 takes it per env
-        config["n_steps"] = max(int(config.pop("rollout_steps")) // n_envs, 1)
+    config = load_config(env_id, algo, n_envs, warm_start is not None)
     env_kwargs = dict(config.pop("env_kwargs", {}) or {})
     env_kwargs.update({"paired_budget": paired_budget} if paired_budget else {"split": "train"})
     warm_steps = 0

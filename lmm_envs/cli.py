@@ -125,18 +125,16 @@ def _summary_line(summary: dict) -> str:
 
 
 def cmd_evaluate(args) -> int:
-    from lmm_envs.benchmark import evaluate as evaluation
+    from lmm_envs.benchmark.evaluate import evaluate, write_result
     from lmm_envs.files import check_output_file
 
-    # everything is checked before the evaluation starts: a bad argument or --out loses no work
-    env_kwargs = _env_args(args.env_arg or []) or None
-    evaluation.check_evaluation(args.env, args.agent, args.name, args.track, args.limit or None, args.workers,
-                                env_kwargs)
+    # --out here, the arguments first thing in evaluate(): both before any episode runs, so nothing is lost
     if args.out:
         check_output_file(args.out)
-    result = evaluation.evaluate(args.env, args.agent, agent_name=args.name, track=args.track, pieces=args.pieces,
+    result = evaluate(args.env, args.agent, agent_name=args.name, track=args.track, pieces=args.pieces,
                       limit=args.limit or None, synth=args.synth, workers=args.workers, trust=args.trust_checkpoint,
-                      progress=_progress(args), env_kwargs=env_kwargs)
+                      progress=_progress(args), env_kwargs=_env_args(args.env_arg or []) or None)
+
     def rounded(value):
         return None if value is None else round(value, 4)
 
@@ -145,7 +143,7 @@ def cmd_evaluate(args) -> int:
                **{k: rounded(v["mean"]) for k, v in result["aggregate"].items()}}
     print(_summary_line(summary))
     if args.out:
-        evaluation.write_result(result, Path(args.out))
+        write_result(result, Path(args.out))
     return 0
 
 
@@ -252,14 +250,14 @@ def cmd_render(args) -> int:
     if out.suffix.lower() not in RENDER_SUFFIXES:
         raise LMMError(f"cannot write {out.suffix!r}; use .png, .mp4, .gif or (for the playing tasks) .wav")
     options = {"piece": args.piece, "variant": 0} if args.piece else None
-    if Path(args.out).suffix.lower() == ".wav":
+    if out.suffix.lower() == ".wav":
         env = _make_env(args)
-        out = write_episode_audio(env, args.agent, args.seed, options, Path(args.out))
+        out = write_episode_audio(env, args.agent, args.seed, options, out)
         print(f"wrote {out} (piece {env.unwrapped.piece.id})")
         return 0
     env = _make_env(args, render_mode="rgb_array")
     frames = render_episode(env, args.agent, args.seed, options)
-    out = write_frames(frames, Path(args.out), env.metadata.get("render_fps", 20))
+    out = write_frames(frames, out, env.metadata.get("render_fps", 20))
     print(f"wrote {out} ({len(frames)} frames, piece {env.unwrapped.piece.id})")
     return 0
 

@@ -91,10 +91,15 @@ class Cache:
             return None
         arrays = decode(blob)
         if arrays is None:
-            self.rebuilt += 1
-            with contextlib.suppress(OSError):
-                p.unlink()
+            self._discard(key)
         return arrays
+
+    def _discard(self, key: str) -> None:
+        """Drop a corrupt entry (counted in ``rebuilt``), so that it is built again."""
+        self.rebuilt += 1
+        self._memory.pop(key, None)
+        with contextlib.suppress(OSError):
+            self.path(key).unlink()
 
     def put(self, key: str, arrays: dict[str, np.ndarray]) -> None:
         if self._disk_ok:
@@ -129,10 +134,7 @@ class Cache:
         (written by another version, or by hand with a valid digest) is treated as corrupt: deleted and rebuilt."""
         arrays = self.get(key)
         if arrays is not None and any(name not in arrays for name in required):
-            self.rebuilt += 1
-            self._memory.pop(key, None)
-            with contextlib.suppress(OSError):
-                self.path(key).unlink()
+            self._discard(key)
             arrays = None
         if arrays is None:
             arrays = build()

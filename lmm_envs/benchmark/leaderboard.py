@@ -129,8 +129,9 @@ def load_result(path: str | Path) -> dict:
                                   "written by another evaluator, re-run lmm-envs evaluate")
     if result["track"] != CUSTOM_TRACK:
         keys = [(e["piece_index"], e["variant"], e["expressiveness"]) for e in result["episodes"]]
-        if keys != _protocol_episode_keys(result["env_id"]):
-            raise ResultFileError(f"{path}: its episodes are not the protocol's {len(_protocol_episode_keys(result['env_id']))} "
+        protocol_keys = _protocol_episode_keys(result["env_id"])
+        if keys != protocol_keys:
+            raise ResultFileError(f"{path}: its episodes are not the protocol's {len(protocol_keys)} "
                                   f"(it holds {len(keys)}); results on a track must cover the whole protocol")
     return result
 

@@ -101,15 +101,13 @@ class LMMEnv(gym.Env):
         performances_per_piece: int = 8,
         render_mode: str | None = None,
     ):
-        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
-            raise ConfigError(f"render_mode must be one of {self.metadata['render_modes']} or None, got {render_mode!r}")
-        check_expressiveness(expressiveness)
+        expressiveness = check_expressiveness(expressiveness)  # render_mode and the types: checked in __new__
         if not isinstance(performances_per_piece, int) or performances_per_piece < 1:
             raise ConfigError(f"performances_per_piece must be a positive integer, got {performances_per_piece!r}")
         if split not in corpus.SPLITS:
             raise ConfigError(f"split must be one of {', '.join(corpus.SPLITS)}, got {split!r}")
         self.render_mode = render_mode
-        self.expressiveness = float(expressiveness)
+        self.expressiveness = expressiveness
         self.performances_per_piece = performances_per_piece
         self.synth = make_synth(synth)
         self.split = split

@@ -35,8 +35,8 @@ def no_evaluation(monkeypatch):
     def started(*args, **kwargs):
         raise AssertionError("the evaluation started before the arguments were checked")
 
-    monkeypatch.setattr(evaluate, "evaluate", started)
     monkeypatch.setattr(evaluate, "protocol_episodes", started)
+    monkeypatch.setattr(evaluate, "_run_all", started)
 
 
 @pytest.mark.parametrize("env_arg,message", [
