@@ -132,6 +132,7 @@ def cmd_evaluate(args) -> int:
     if args.out:
         check_output_file(args.out)
     result = evaluate(args.env, args.agent, agent_name=args.name, track=args.track, pieces=args.pieces,
+                      nominal_tempo=args.nominal_tempo,
                       limit=args.limit or None, synth=args.synth, workers=args.workers, trust=args.trust_checkpoint,
                       progress=_progress(args), env_kwargs=_env_args(args.env_arg or []) or None)
 
@@ -165,6 +166,7 @@ def cmd_leaderboard(args) -> int:
         written = rebuild_baselines(folder, workers=args.workers, progress=_progress(args))
         print(f"wrote {len(written)} baseline results to {folder}")
     results = load_results(folder)
+    real = load_results(args.real) if args.real else []
     if args.verify:
         from tqdm import tqdm
 
@@ -174,12 +176,21 @@ def cmd_leaderboard(args) -> int:
                 print(f"warning: {r['agent']['name']!r} on {r['env_id']} not verified: {r['verified']}",
                       file=sys.stderr)
     text = markdown(results)
+    if real:
+        from lmm_envs.benchmark.real_table import real_performance_markdown
+
+        text = text.rstrip("\n") + "\n\n" + real_performance_markdown(real)
     if args.out:
         _write_text_atomic(Path(args.out), text)
     else:
         print(text)
     if args.html:
-        _write_text_atomic(Path(args.html), html_page(results))
+        page = html_page(results)
+        if real:
+            from lmm_envs.benchmark.real_table import real_performance_html
+
+            page = page.replace("</body></html>", real_performance_html(real) + "\n</body></html>")
+        _write_text_atomic(Path(args.html), page)
     if args.out or args.html:
         print(f"leaderboard of {len(results)} results: " + ", ".join(str(p) for p in (args.out, args.html) if p))
     return 0
@@ -246,6 +257,24 @@ def write_episode_audio(env, agent: str, seed: int, options: dict | None, out: P
 def cmd_render(args) -> int:
     from lmm_envs.files import check_output_file
 
+    if not args.out and not args.plot:
+        raise LMMError("give --out (a .png frame, .mp4/.gif video or .wav) and/or --plot (a PNG figure)")
+    if args.plot:
+        from lmm_envs.benchmark.episode_plot import follow_episode, plot_following
+
+        plot = check_output_file(args.plot)
+        if plot.suffix.lower() != ".png":
+            raise LMMError(f"--plot writes a PNG; give a path ending in .png, not {plot.suffix!r}")
+        from lmm_envs.benchmark.protocol import PROTOCOLS
+
+        protocol = PROTOCOLS.get(args.env)  # as evaluated: a ScoreFollowing episode runs to the end
+        env = _make_env(args, **(protocol.env_kwargs if protocol else {}))
+        options = {"piece": args.piece, "variant": 0} if args.piece else None
+        episode = follow_episode(env, args.agent, args.seed, options)
+        plot_following(episode, plot, args.agent)
+        print(f"wrote {plot} (piece {episode['piece']}, within 300 ms {episode['metrics']['within_300ms']:.2f})")
+        if not args.out:
+            return 0
     out = check_output_file(args.out)
     if out.suffix.lower() not in RENDER_SUFFIXES:
         raise LMMError(f"cannot write {out.suffix!r}; use .png, .mp4, .gif or (for the playing tasks) .wav")
@@ -369,7 +398,10 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--track", default="baseline",
                    help="paired budget/env steps the agent used: 8/100k, 8/1M, 64/100k, 64/1M, all/100k, all/1M, "
                         "or baseline (neither; the default)")
-    e.add_argument("--pieces", help="a piece list CSV (score,performance,alignment): your own pieces, off the tracks")
+    e.add_argument("--pieces", help="your own pieces, off the tracks: a piece list CSV (score,performance,alignment) "
+                                    "or a dataset folder (match files, or performances with alignments)")
+    e.add_argument("--nominal-tempo", choices=["score", "performance"],
+                   help="with --pieces: the score's tempo marks (default) or each performance's own mean tempo")
     e.add_argument("--limit", type=_count(0), default=0,
                    help="only the first N protocol pieces (off the tracks; 0: all)")
     e.add_argument("--synth", default="harmonic", choices=["harmonic", "fluidsynth"])
@@ -389,6 +421,8 @@ def build_parser() -> argparse.ArgumentParser:
     lb.add_argument("--rebuild-baselines", action="store_true",
                     help="first evaluate random, oracle and the classic baselines of every env into the folder")
     lb.add_argument("--workers", type=_count(1), default=1)
+    lb.add_argument("--real", metavar="FOLDER",
+                    help="also a table of the result files in FOLDER: agents on real performances (--pieces runs)")
     lb.add_argument("--verify", type=_count(1), nargs="?", const=2, default=0, metavar="N",
                     help="re-run N sampled episodes (default 2) of each result from its baseline name or checkpoint "
                          "and add a 'verified' column")
@@ -399,21 +433,42 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--env", default="lmm/ScoreFollowing-v0")
     r.add_argument("--agent", default="oltw", help="a registered agent name (random, oracle, oltw, ...)")
     r.add_argument("--split", default="test", choices=["train", "val", "test"])
-    r.add_argument("--pieces", help="a piece list CSV (score,performance,alignment) instead of a split")
+    r.add_argument("--pieces", help="a piece list CSV (score,performance,alignment) or a dataset folder instead "
+                                    "of a split")
     r.add_argument("--expressiveness", type=_finite, default=1.0)
     r.add_argument("--synth", default="harmonic", choices=["harmonic", "fluidsynth"])
     r.add_argument("--seed", type=_count(0), default=0)
     r.add_argument("--env-arg", action="append", metavar="KEY=VALUE",
                    help="an env option, repeatable (e.g. --env-arg polyphony=poly --env-arg velocity=true)")
     r.add_argument("--piece", help="piece id (default: drawn from the split with --seed)")
-    r.add_argument("--out", required=True)
+    r.add_argument("--out", help="a .png frame, .mp4/.gif video or (playing tasks) .wav of the episode")
+    r.add_argument("--plot", help="a PNG figure of the episode: true against estimated score position, and the "
+                                  "error (ScoreFollowing)")
     r.add_argument("--quiet", action="store_true")
     r.set_defaults(func=cmd_render)
     return ap
 
 
+def _one_line_warnings() -> None:
+    """Show the suite's own warnings as one ``warning: ...`` line each (no source line under them)."""
+    import warnings
+
+    from lmm_envs.errors import LMMWarning
+
+    shown = warnings.showwarning
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        if issubclass(category, LMMWarning):
+            print(f"warning: {message}", file=sys.stderr)
+        else:
+            shown(message, category, filename, lineno, file, line)
+
+    warnings.showwarning = show
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    _one_line_warnings()
     try:
         return int(args.func(args) or 0)
     except LMMError as e:

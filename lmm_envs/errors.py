@@ -33,3 +33,16 @@ class InvalidActionError(LMMError, ValueError):
 
 class CacheError(LMMError):
     """The cache directory cannot be used."""
+
+
+class LMMWarning(UserWarning):
+    """Something a user may want to change, though it works as it is (e.g. a performer far from the score's tempo)."""
+
+
+class TempoWarning(LMMWarning):
+    """A performance is played far from its score's nominal tempo (``piece``, ``ratio``: the median ratio)."""
+
+    def __init__(self, message: str, piece: str = "", ratio: float = 1.0):
+        super().__init__(message)
+        self.piece = piece
+        self.ratio = ratio

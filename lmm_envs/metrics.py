@@ -29,16 +29,33 @@ def reported_onset_times(times: np.ndarray, pointer: np.ndarray, onset_score_tim
     return out
 
 
+def lost_frames(time_errors: np.ndarray, tolerance_s: float, patience: int) -> np.ndarray:
+    """Which frames a follower is lost at: inside a run of at least ``patience`` consecutive frames whose time
+    error (performance seconds, any sign) exceeds ``tolerance_s``. A shorter slip is not a loss."""
+    off = np.abs(np.asarray(time_errors, dtype=np.float64)) > tolerance_s
+    lost = np.zeros(off.shape, dtype=bool)
+    if not off.any():
+        return lost
+    edges = np.diff(np.concatenate([[0], off.astype(np.int8), [0]]))
+    starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
+    for a, b in zip(starts, ends, strict=True):
+        if b - a >= patience:
+            lost[a:b] = True
+    return lost
+
+
 def score_following_metrics(
     reported_times: np.ndarray,
     true_times: np.ndarray,
     lost_time: float | None = None,
     thresholds_ms: tuple[int, ...] = SCORE_FOLLOWING_THRESHOLDS_MS,
+    lost_share: float | None = None,
 ) -> dict[str, float]:
     """Score-following metrics over the score onsets of one piece.
 
     - ``tracking_ratio``: share of onsets reported before the follower was lost (all reported onsets if never lost),
     - ``tracked_to_end``: 1.0 if the follower was never lost,
+    - ``lost_share``: the share of the performance's time the follower was lost (when given, see :func:`lost_frames`),
     - ``mean_abs_error_s`` / ``median_abs_error_s``: over the reported onsets (NaN if none),
     - ``within_<x>ms``: share of all onsets reported within x ms of their true time (unreported onsets fail).
     """
@@ -52,6 +69,7 @@ def score_following_metrics(
     out = {
         "tracking_ratio": float(before_loss.mean()),
         "tracked_to_end": float(lost_time is None),
+        **({"lost_share": float(lost_share)} if lost_share is not None else {}),
         "mean_abs_error_s": float(err[have].mean()) if have.any() else float("nan"),
         "median_abs_error_s": float(np.median(err[have])) if have.any() else float("nan"),
     }

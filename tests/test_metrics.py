@@ -31,3 +31,14 @@ def test_thresholds_and_loss():
 def test_mismatched_inputs_are_refused():
     with pytest.raises(ValueError):
         score_following_metrics(np.zeros(2), np.zeros(3))
+
+
+def test_lost_frames_are_runs_of_at_least_patience_frames():
+    from lmm_envs.metrics import lost_frames
+
+    errors = np.zeros(100)
+    errors[10:15] = 3.0  # a slip of 5 frames: not lost
+    errors[40:70] = -2.5  # 30 frames behind: lost
+    lost = lost_frames(errors, tolerance_s=2.0, patience=20)
+    assert not lost[:40].any() and lost[40:70].all() and not lost[70:].any()
+    assert not lost_frames(np.full(10, 1.9), 2.0, 1).any()

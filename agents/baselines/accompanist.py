@@ -57,8 +57,9 @@ class FollowerAccompanist:
     """
 
     def __init__(self, env, synth: str = "harmonic", window: int = 100, max_run: int = 3, tempo_horizon: int = 60,
-                 position_gain: float = 0.25, tempo_gain: float = 0.05, gate: float = 0.3):
+                 position_gain: float = 0.25, tempo_gain: float = 0.05, gate: float = 0.3, startup: int | None = None):
         self.env = env
+        self.startup = startup
         self.gate = gate
         self.synth = synth
         self.window = window
@@ -72,7 +73,7 @@ class FollowerAccompanist:
         score = self.env.unwrapped.piece.score  # the agent reads the score, never the soloist's truth
         solo = info["solo_part"]
         self.oltw = OnlineTimeWarping.for_score(score.select_parts([solo]), self.synth, self.window, self.max_run,
-                                                self.gate)
+                                                self.gate, startup=self.startup)
         self.event_notes = accompaniment_events(score, solo)[1]
         self.score = score
         self.own = np.zeros((N_BINS, int(score.end_seconds * FPS * 4) + 200), dtype=np.float32)

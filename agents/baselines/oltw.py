@@ -10,6 +10,12 @@ prefix-minimum, so one live frame costs O(window).
 :class:`OLTWAgent` plays lmm/ScoreFollowing-v0 (and any env with the same info keys): it synthesizes the score
 deadpan with its own synth as the reference, feeds the newest audio frame of each observation to OLTW, and
 steers its tempo ratio so that its pointer follows the estimated position. It never reads the ground truth.
+Two choices differ from Dixon's start: the path is forced along the diagonal for ``startup`` frames (10, half a
+second) instead of a whole window (5 s), so a performer faster than the score's tempo is found at once; and with
+discrete actions the pointer is steered by :func:`braking_action` (speed up only while the gap exceeds the
+braking distance), so that it does not overshoot, onto a target that runs on at the tempo from the last onset
+OLTW heard and waits before the next until OLTW hears it: a score onset is reported when it is played, not when
+a steady tempo predicts it (see :class:`OLTWAgent`).
 """
 
 from __future__ import annotations
@@ -50,8 +56,9 @@ def noise_gate(spec: np.ndarray, gate: float) -> np.ndarray:
 class OnlineTimeWarping:
     """Dixon's OLTW over unit-length feature vectors, cost ``1 - cosine``."""
 
-    def __init__(self, reference: np.ndarray, window: int = 100, max_run: int = 3):
+    def __init__(self, reference: np.ndarray, window: int = 100, max_run: int = 3, startup: int | None = None):
         self.reference = np.asarray(reference, dtype=np.float64)
+        self.startup = int(window) if startup is None else int(startup)  # frames of forced diagonal steps
         self.n_ref = self.reference.shape[0]
         self.window = int(window)
         self.max_run = int(max_run)
@@ -69,11 +76,11 @@ class OnlineTimeWarping:
 
     @classmethod
     def for_score(cls, score, synth: str = "harmonic", window: int = 100, max_run: int = 3,
-                  gate: float = 0.0) -> OnlineTimeWarping:
+                  gate: float = 0.0, startup: int | None = None) -> OnlineTimeWarping:
         """OLTW against ``score`` synthesized deadpan with ``synth`` (what a follower that reads the score expects);
         spectrogram values under ``gate`` are set to silence (see :func:`noise_gate`)."""
         reference = noise_gate(prepare_piece(score, expressiveness=0.0, seed=0, synth=synth).spectrogram, gate)
-        return cls(frame_features(reference), window, max_run)
+        return cls(frame_features(reference), window, max_run, startup)
 
     # --- cost matrix --------------------------------------------------------------------------------------
     def _cells(self, idx_rows, idx_cols):
@@ -140,7 +147,7 @@ class OnlineTimeWarping:
         return int(rows[k]), float(norm[k])
 
     def get_inc(self) -> int:
-        if self.t < self.window:
+        if self.t < self.startup:
             return BOTH
         if self._run > self.max_run:
             return ROW if self._previous == COLUMN else COLUMN
@@ -182,11 +189,44 @@ class OnlineTimeWarping:
         return self._best_in_row()[0]
 
 
+def braking_action(pointer: float, ratio: float, target: float, target_tempo: float, deadband: float = 0.02) -> int:
+    """The discrete ScoreFollowing action that steers the pointer onto a target moving at ``target_tempo`` without
+    overshoot. The tempo ratio changes by at most ``TEMPO_STEP`` a frame, so the pointer has momentum: it speeds up
+    only while the gap is larger than the distance it needs to brake back to the target's tempo, and brakes
+    otherwise (a bang-bang controller with a braking distance, all in score seconds)."""
+    from lmm_envs.envs.score_following import TEMPO_STEP
+
+    gap = target - pointer
+    closing = ratio - target_tempo  # how fast the gap closes (score seconds per second)
+    brake = closing * abs(closing) / (2.0 * TEMPO_STEP * FPS)  # gap closed while bringing closing to 0
+    rest = gap - brake
+    if rest > deadband:
+        return 2
+    if rest < -deadband:
+        return 0
+    if closing > TEMPO_STEP / 2:
+        return 0
+    return 2 if closing < -TEMPO_STEP / 2 else 1
+
+
 class OLTWAgent:
-    """Follows with OLTW and steers the pointer onto its estimate (see the module docstring)."""
+    """Follows with OLTW and steers the pointer onto its estimate (see the module docstring).
+
+    ``steering`` (discrete actions): ``"events"`` (default) steers with :func:`braking_action` onto a target that
+    moves on at the estimated tempo from the last score onset OLTW passed and stands still ``margin`` score
+    seconds before the next one until OLTW passes it, never more than ``slack`` behind OLTW's estimate itself;
+    ``"brake"`` steers onto the estimate itself; ``"gain"`` is the earlier proportional controller (tempo
+    estimate plus ``gain`` times the gap). ``deadband``: the gap (score seconds) the brake controller lets be;
+    ``startup``: frames of forced diagonal steps at the start (Dixon's original is ``window``)."""
 
     def __init__(self, env, synth: str = "harmonic", window: int = 100, max_run: int = 3, gain: float = 4.0,
-                 tempo_horizon: int = 80):
+                 tempo_horizon: int = 80, steering: str = "events",
+                 deadband: float = 0.02, startup: int = 10, margin: float = 0.05, slack: float = 0.0):
+        self.slack = slack
+        self.margin = margin
+        self.steering = steering
+        self.deadband = deadband
+        self.startup = startup
         self.env = env
         self.synth = synth
         self.window = window
@@ -197,8 +237,26 @@ class OLTWAgent:
 
     def reset(self, obs, info) -> None:
         score = self.env.unwrapped.piece.score  # the agent reads the score, never the performance's truth
-        self.oltw = OnlineTimeWarping.for_score(score, self.synth, self.window, self.max_run)
+        self.oltw = OnlineTimeWarping.for_score(score, self.synth, self.window, self.max_run, startup=self.startup)
+        self.onsets = score.tempo.beats_to_seconds(score.unique_onsets())
+        self._last_onset, self._passed_at = -2, 0.0
         self.estimates: list[float] = []
+
+    def _event_action(self, estimate: float, tempo: float, info) -> int:
+        """Steer onto a target that moves on at the tempo from the last onset OLTW passed and stands still just
+        before the next one until OLTW passes it too (the pointer, with its momentum, coasts a little past it:
+        waiting for OLTW outright makes every report late), never more than ``slack`` behind the estimate."""
+        k = int(np.searchsorted(self.onsets, estimate + 1e-9, side="right")) - 1  # the last onset passed
+        now = len(self.estimates) / FPS
+        if k != self._last_onset:
+            self._last_onset, self._passed_at = k, now
+        base = self.onsets[k] if k >= 0 else 0.0
+        target, speed = base + (now - self._passed_at) * tempo, tempo
+        if k + 1 < self.onsets.size and target > self.onsets[k + 1] - self.margin:
+            target, speed = self.onsets[k + 1] - self.margin, 0.0  # waiting: the target stands still
+        if estimate - self.slack > target:
+            target, speed = estimate - self.slack, tempo
+        return braking_action(info["pointer"], info["tempo_ratio"], target, speed, self.deadband)
 
     def act(self, obs, info):
         audio = obs["audio"][0].astype(np.float64)  # features are unit length: the pixel scale drops out
@@ -206,5 +264,10 @@ class OLTWAgent:
         self.estimates.append(estimate)
         h = min(self.tempo_horizon, len(self.estimates) - 1)
         tempo = (estimate - self.estimates[-1 - h]) * FPS / h if h >= 10 else 1.0
+        if self.steering == "events" and hasattr(self.action_space, "n"):
+            return self._event_action(estimate, float(np.clip(tempo, 0.2, 3.0)), info)
+        if self.steering == "brake" and hasattr(self.action_space, "n"):
+            return braking_action(info["pointer"], info["tempo_ratio"], estimate, float(np.clip(tempo, 0.0, 3.0)),
+                                  self.deadband)
         wanted = float(np.clip(tempo, 0.0, 3.0)) + self.gain * (estimate - info["pointer"])
         return ratio_action(self.action_space, info["tempo_ratio"], wanted)

@@ -104,6 +104,23 @@ def _build_agent(spec, env, trust: bool):
 def _run_chunk(task: dict, on_episode: Callable[[], None] | None = None) -> list[tuple[int, dict]]:
     """Run some episodes of an evaluation (in this process or a worker) with one env per expressiveness level;
     returns (index, row) pairs and calls ``on_episode`` after each episode."""
+    from lmm_envs.errors import LMMWarning
+
+    with warnings.catch_warnings():  # the pieces' warnings were shown once when the episodes were listed
+        warnings.simplefilter("ignore", LMMWarning)
+        return _run_episodes(task, on_episode)
+
+
+def _one_torch_thread() -> None:
+    """One intra-op thread for torch in an evaluation worker: with torch's default (one per core) in each of
+    several workers the cores are oversubscribed, and a checkpoint's batch-of-one forward passes slow down many
+    times over."""
+    import torch
+
+    torch.set_num_threads(1)
+
+
+def _run_episodes(task: dict, on_episode: Callable[[], None] | None) -> list[tuple[int, dict]]:
     out = []
     envs: dict = {}
     agents: dict = {}
@@ -117,6 +134,8 @@ def _run_chunk(task: dict, on_episode: Callable[[], None] | None = None) -> list
         reusable = isinstance(spec, str) and spec.endswith(".zip")
         agent = agents.get(e) if reusable else None
         if agent is None:
+            if reusable and task.get("one_thread"):
+                _one_torch_thread()
             agent = _build_agent(spec, env, task["trust"])
             if reusable:
                 agents[e] = agent
@@ -169,7 +188,7 @@ def _run_all(env_id, agent, episodes, env_kwargs, pieces, synth, split, workers,
         chunks = [indexed[w::workers] for w in range(workers)]
         context = multiprocessing.get_context("spawn")
         with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
-            futures = [pool.submit(_run_chunk, dict(base, episodes=c)) for c in chunks if c]
+            futures = [pool.submit(_run_chunk, dict(base, episodes=c, one_thread=True)) for c in chunks if c]
             for fut in as_completed(futures):
                 for index, row in fut.result():
                     rows[index] = row
@@ -254,7 +273,8 @@ def check_evaluation(env_id: str, agent, agent_name: str | None, track: str, lim
 
 def evaluate(env_id: str, agent, agent_name: str | None = None, track: str = "baseline", pieces=None,
              limit: int | None = None, synth: str = "harmonic", workers: int = 1, trust: bool = False,
-             progress: bool = True, learning_curve: list | None = None, env_kwargs: dict | None = None) -> dict:
+             progress: bool = True, learning_curve: list | None = None, env_kwargs: dict | None = None,
+             nominal_tempo: str | None = None) -> dict:
     """Evaluate ``agent`` (a baseline name, an SB3 ``.zip`` path, an agent object or a plain function) under the
     protocol of ``env_id``; returns the result (see DESIGN section 6), ready for :func:`write_result`.
 
@@ -274,6 +294,9 @@ def evaluate(env_id: str, agent, agent_name: str | None = None, track: str = "ba
     proto = get_protocol(env_id)
     if pieces is not None and not isinstance(pieces, (str, list, tuple)):
         pieces = str(pieces)
+    named = pieces
+    if nominal_tempo is not None:
+        pieces = _with_nominal_tempo(pieces, nominal_tempo)
     kwargs = {**proto.env_kwargs, **(env_kwargs or {})}
     episodes = protocol_episodes(env_id, pieces, limit, synth, env_kwargs)
     if not episodes:
@@ -314,8 +337,8 @@ def evaluate(env_id: str, agent, agent_name: str | None = None, track: str = "ba
         "track": track if on_leaderboard else CUSTOM_TRACK,
         "on_leaderboard": on_leaderboard,
         "agent": agent_info,
-        "settings": {"synth": synth, "pieces": None if pieces is None else str(pieces), "limit": limit,
-                     "env_kwargs": kwargs},
+        "settings": {"synth": synth, "pieces": None if named is None else str(named), "limit": limit,
+                     "env_kwargs": kwargs, **({"nominal_tempo": nominal_tempo} if nominal_tempo else {})},
         "main_metric": main,
         "episodes": rows,
         **summarise(rows, main, proto.metrics),
@@ -325,6 +348,17 @@ def evaluate(env_id: str, agent, agent_name: str | None = None, track: str = "ba
     result = plain(result)
     result["digest"] = result_digest(result)
     return result
+
+
+def _with_nominal_tempo(pieces, nominal_tempo: str) -> list:
+    """A user's pieces (piece list, dataset folder or list of dicts) with ``nominal_tempo`` set on each."""
+    from lmm_envs.pieces import load_piece_list
+
+    if pieces is None:
+        raise ConfigError("nominal_tempo applies to your own pieces; give --pieces (a piece list or dataset folder)")
+    if isinstance(pieces, str):
+        return load_piece_list(pieces, nominal_tempo=nominal_tempo)
+    return [dict(p, nominal_tempo=nominal_tempo) if isinstance(p, dict) else p for p in pieces]
 
 
 def _agent_kind(agent) -> str:

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from lmm_envs.benchmark.evaluate import RESULT_FORMAT, plain, result_digest, summarise
-from lmm_envs.benchmark.protocol import BASELINE_TRACK, CUSTOM_TRACK, PROTOCOL_VERSION, TRACKS
+from lmm_envs.benchmark.protocol import BASELINE_TRACK, CUSTOM_TRACK, TRACKS
 from lmm_envs.errors import LMMError
 
 REQUIRED = ("format", "env_id", "env_version", "protocol", "lmm_envs_version", "data_hash", "track", "agent",
@@ -103,10 +103,11 @@ def load_result(path: str | Path) -> dict:
     if result["env_version"] != result["env_id"].rsplit("-", 1)[-1]:
         raise ResultFileError(f"{path}: env version {str(result['env_version'])[:20]!r} does not match "
                               f"{result['env_id']}")
-    if not isinstance(result["protocol"], dict) or result["protocol"].get("version") != PROTOCOL_VERSION:
+    current = get_protocol(result["env_id"]).version
+    if not isinstance(result["protocol"], dict) or result["protocol"].get("version") != current:
         version = result["protocol"].get("version") if isinstance(result["protocol"], dict) else None
-        raise ResultFileError(f"{path}: written under protocol version {str(version)[:20]}, "
-                              f"this version uses {PROTOCOL_VERSION}; re-evaluate the agent")
+        raise ResultFileError(f"{path}: written under protocol version {str(version)[:20]} of {result['env_id']}, "
+                              f"this version uses {current}; re-evaluate the agent")
     if result["data_hash"] != manifest_hash():
         raise ResultFileError(f"{path}: data hash {str(result['data_hash'])[:12]}... does not match this corpus "
                               f"manifest ({manifest_hash()[:12]}...); re-evaluate the agent on this data")
@@ -182,7 +183,12 @@ def verify_result(result: dict, folder: str | Path, episodes: int = 2) -> str:
     rng = np.random.default_rng(0)
     chosen = sorted(rng.choice(len(result["episodes"]), size=min(episodes, len(result["episodes"])),
                                replace=False).tolist())
-    task = dict(env_id=result["env_id"], env_kwargs=kwargs, pieces=settings.get("pieces"),
+    pieces = settings.get("pieces")
+    if pieces is not None and settings.get("nominal_tempo"):
+        from lmm_envs.benchmark.evaluate import _with_nominal_tempo
+
+        pieces = _with_nominal_tempo(pieces, settings["nominal_tempo"])
+    task = dict(env_id=result["env_id"], env_kwargs=kwargs, pieces=pieces,
                 synth=settings.get("synth", "harmonic"), split=proto.split, agent=spec, trust=False,
                 episodes=[(i, result["episodes"][i]) for i in chosen])
     try:

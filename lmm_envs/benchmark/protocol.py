@@ -17,7 +17,9 @@ import numpy as np
 
 from lmm_envs.errors import ConfigError
 
-PROTOCOL_VERSION = 1
+# Version 2: performances rendered in the "vienna" expressive style (calibrated on real performances; every
+# env); ScoreFollowing episodes run to the performance's end and report being lost (lost_share, tracked_to_end).
+PROTOCOL_VERSION = 2
 VARIANTS = (0, 1)  # renderings per test piece
 PAIRED_BUDGETS = ("8", "64", "all")
 ENV_STEPS = ("100k", "1M")
@@ -44,9 +46,12 @@ class Protocol:
 
 
 PROTOCOLS = {
+    # episodes run to the performance's end (a lost follower may find its place again); being lost is a metric,
+    # measured in performance seconds
     "lmm/ScoreFollowing-v0": Protocol(
         "lmm/ScoreFollowing-v0", "within_100ms",
-        ("within_100ms", "within_300ms", "within_1000ms", "tracking_ratio", "mean_abs_error_s")),
+        ("within_100ms", "within_300ms", "within_1000ms", "tracking_ratio", "tracked_to_end", "lost_share",
+         "mean_abs_error_s"), env_kwargs={"terminate_on_lost": False}),
     "lmm/Accompaniment-v0": Protocol(
         "lmm/Accompaniment-v0", "within_100ms",
         ("within_100ms", "within_50ms", "mean_abs_asynchrony_ms", "missed_share", "extra")),

@@ -121,7 +121,8 @@ class AccompanimentEnv(LMMEnv):
     :meth:`episode_audio` returns the whole episode, soloist and accompaniment, as audio.
 
     ## Version History
-    * v0: initial version.
+    * v0: initial version. Since evaluation protocol 2 performances are rendered in the calibrated ``vienna``
+      expressive style by default (``expressive_style="gentle"`` gives the earlier ones; the mechanics are unchanged).
     """
 
     def __init__(self, solo_part: int | str = "top", dynamics: bool = False, tolerance: float = 0.3, **kwargs):

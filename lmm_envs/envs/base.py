@@ -4,6 +4,7 @@ action checking and the episode guard."""
 from __future__ import annotations
 
 import math
+import warnings
 import weakref
 from collections.abc import Callable
 from pathlib import Path
@@ -14,12 +15,12 @@ import numpy as np
 
 from lmm_envs.audio.features import FPS, N_BINS
 from lmm_envs.audio.synth import Synth, make_synth
-from lmm_envs.errors import ConfigError, InvalidActionError
+from lmm_envs.errors import ConfigError, InvalidActionError, TempoWarning
 from lmm_envs.music import corpus
-from lmm_envs.music.expressive import check_expressiveness
-from lmm_envs.music.io import MIDI_SUFFIXES, MUSIC21_SUFFIXES
+from lmm_envs.music.expressive import DEFAULT_STYLE, check_expressiveness, check_style
 from lmm_envs.music.score import Score
 from lmm_envs.pieces import (
+    SCORE_FILE_SUFFIXES,
     Piece,
     load_piece,
     load_piece_list,
@@ -34,7 +35,27 @@ SCORE_WINDOW = 80  # score frames (4 s)
 SCORE_LOOKBEHIND = 20  # score frames shown before the agent's position
 ONSET_VALUE, SUSTAIN_VALUE = 255, 128  # score roll pixels
 AUDIO_SCALE = 40.0  # spectrogram value (log1p(100 * amplitude)) -> uint8 pixel; 6.4 and above saturate
-SCORE_SUFFIXES = MIDI_SUFFIXES | MUSIC21_SUFFIXES
+
+
+def _resolve_all(resolve, items) -> list:
+    """Resolve a list of pieces; several performances far from their score's tempo make one warning, not many."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", TempoWarning)
+        sources = [resolve(item) for item in items]
+    far = [w.message for w in caught if isinstance(w.message, TempoWarning)]
+    for w in caught:
+        if not isinstance(w.message, TempoWarning):
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    if len(far) == 1:
+        warnings.warn(far[0], stacklevel=3)
+    elif far:
+        ratios = [m.ratio for m in far]
+        warnings.warn(TempoWarning(
+            f"{len(far)} of {len(sources)} pieces are played far from their score's nominal tempo (median "
+            f"{min(ratios):.2f}x to {max(ratios):.2f}x, e.g. {far[0].piece} at {far[0].ratio:.2f}x); "
+            f"nominal_tempo='performance' (--nominal-tempo performance) uses each performance's own tempo",
+            far[0].piece, far[0].ratio), stacklevel=3)
+    return sources
 
 
 def audio_pixels(spec: np.ndarray) -> np.ndarray:
@@ -77,8 +98,9 @@ class LMMEnv(gym.Env):
 
     Arguments shared by every task: ``split`` (``train``/``val``/``test``), ``pieces`` (a list of bundled ids,
     score paths, ``{"score","performance","alignment"}`` dicts, :class:`Piece` or :class:`Score` objects, or a piece
-    list CSV path; replaces ``split``), ``synth`` (``harmonic``/``fluidsynth`` or a Synth), ``expressiveness``
-    (>= 0, default 1.0), ``paired_budget`` (train on only the first K pieces of the paired pool),
+    list CSV or dataset folder path; replaces ``split``), ``synth`` (``harmonic``/``fluidsynth`` or a Synth),
+    ``expressiveness`` (>= 0, default 1.0), ``expressive_style`` (``vienna``, calibrated on human performances, or
+    the earlier ``gentle``), ``paired_budget`` (train on only the first K pieces of the paired pool),
     ``performances_per_piece`` (how many seeded renderings of each piece episodes draw from) and ``render_mode``.
     """
 
@@ -100,8 +122,11 @@ class LMMEnv(gym.Env):
         paired_budget: int | None = None,
         performances_per_piece: int = 8,
         render_mode: str | None = None,
+        expressive_style: str = DEFAULT_STYLE,
     ):
         expressiveness = check_expressiveness(expressiveness)  # render_mode and the types: checked in __new__
+        check_style(expressive_style)
+        self.expressive_style = expressive_style
         if not isinstance(performances_per_piece, int) or performances_per_piece < 1:
             raise ConfigError(f"performances_per_piece must be a positive integer, got {performances_per_piece!r}")
         if split not in corpus.SPLITS:
@@ -129,10 +154,10 @@ class LMMEnv(gym.Env):
             if paired_budget is not None:
                 raise ConfigError("give either pieces=[...] or paired_budget, not both")
             if isinstance(pieces, (str, Path)):
-                pieces = load_piece_list(pieces)
+                pieces = load_piece_list(pieces)  # a piece list CSV or a dataset folder
             if not isinstance(pieces, (list, tuple)) or not pieces:
                 raise ConfigError("pieces must be a non-empty list (or a piece list CSV path)")
-            sources = [self._resolve_one(p) for p in pieces]
+            sources = _resolve_all(self._resolve_one, pieces)
         elif paired_budget is not None:
             if split != "train":
                 raise ConfigError("paired_budget selects training pieces; use it with split='train'")
@@ -151,12 +176,16 @@ class LMMEnv(gym.Env):
         if isinstance(item, dict):
             if "score" not in item:
                 raise ConfigError("a piece given as a dict needs a 'score' path")
-            if item.get("performance") is None and item.get("alignment") is None:
+            own_match = Path(str(item["score"])).suffix.lower() == ".match"
+            if item.get("performance") is None and item.get("alignment") is None and not own_match:
                 return load_user_score(item["score"])
-            return load_piece(item["score"], item.get("performance"), item.get("alignment"), synth=self.synth)
+            return load_piece(item["score"], item.get("performance"), item.get("alignment"), synth=self.synth,
+                              nominal_tempo=item.get("nominal_tempo") or "score")
         if isinstance(item, (str, Path)):
             text = str(item)
-            if Path(text).suffix.lower() in SCORE_SUFFIXES or Path(text).exists():
+            if Path(text).suffix.lower() == ".match":
+                return load_piece(text, synth=self.synth)
+            if Path(text).suffix.lower() in SCORE_FILE_SUFFIXES or Path(text).exists():
                 return load_user_score(text)
             corpus.piece_info(text)  # an unknown id raises UnknownPieceError with a hint
             return text
@@ -203,7 +232,8 @@ class LMMEnv(gym.Env):
         if isinstance(source, Piece):
             return source
         piece_id = source if isinstance(source, str) else (source.title or "score")
-        return prepare_piece(source, self.expressiveness, performance_seed(piece_id, int(variant)), self.synth)
+        return prepare_piece(source, self.expressiveness, performance_seed(piece_id, int(variant)), self.synth,
+                             style=self.expressive_style)
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         super().reset(seed=seed)

@@ -9,7 +9,7 @@ from lmm_envs.audio.features import FPS
 from lmm_envs.envs.base import AUDIO_WINDOW, SCORE_LOOKBEHIND, SCORE_WINDOW, LMMEnv, derived, score_roll
 from lmm_envs.envs.rendering import AGENT_COLOUR, TRUTH_COLOUR, compose, mark_column, panel
 from lmm_envs.errors import ConfigError
-from lmm_envs.metrics import reported_onset_times, score_following_metrics
+from lmm_envs.metrics import lost_frames, reported_onset_times, score_following_metrics
 
 TEMPO_STEP = 0.1  # change of the tempo ratio per discrete action
 MAX_RATIO = 4.0
@@ -54,10 +54,13 @@ class ScoreFollowingEnv(LMMEnv):
     renderings of it; the pointer is at the start of the score with tempo ratio 1.
 
     ## Episode End
-    Terminated when the performance ends, or (unless ``terminate_on_lost=False``) when the pointer has been more
-    than ``lost_tolerance`` score seconds off for ``lost_patience`` consecutive frames. Truncated by the
-    registered ``max_episode_steps`` (6000, five minutes). At the end ``info["episode_metrics"]`` holds the
-    score-following metrics of :func:`lmm_envs.metrics.score_following_metrics`.
+    Terminated when the performance ends, or (unless ``terminate_on_lost=False``, as under the evaluation
+    protocol) when the pointer has been more than ``lost_tolerance`` score seconds off for ``lost_patience``
+    consecutive frames (a training option). Truncated by the registered ``max_episode_steps`` (6000, five
+    minutes). At the end ``info["episode_metrics"]`` holds the score-following metrics of
+    :func:`lmm_envs.metrics.score_following_metrics`; there being lost (``lost_share``, ``tracked_to_end``,
+    ``tracking_ratio``) is measured in performance seconds, the same tolerance and patience applied to when the
+    performer played the pointer's position.
 
     ## Arguments
     Those of :class:`~lmm_envs.envs.base.LMMEnv` plus ``action_type`` (``discrete``/``continuous``),
@@ -65,7 +68,8 @@ class ScoreFollowingEnv(LMMEnv):
     ``reset(options={"piece": id_or_index, "variant": k})`` picks a piece and rendering.
 
     ## Version History
-    * v0: initial version.
+    * v0: initial version. Since evaluation protocol 2 performances are rendered in the calibrated ``vienna``
+      expressive style by default (``expressive_style="gentle"`` gives the earlier ones; the mechanics are unchanged).
     """
 
     def __init__(
@@ -152,11 +156,26 @@ class ScoreFollowingEnv(LMMEnv):
         }
 
     def episode_metrics(self) -> dict[str, float]:
-        """Score-following metrics of the episode so far (onsets not yet due count as not reported)."""
+        """Score-following metrics of the episode so far (onsets not yet due count as not reported).
+
+        Being lost is measured in performance seconds: the pointer's score position is taken to the time the
+        performer played it, and the follower is lost while that is more than ``lost_tolerance`` seconds from
+        now for ``lost_patience`` frames or more (so a fast performer gets no shorter rope). An episode that
+        ended on loss counts the rest of the performance as lost.
+        """
         piece = self.piece
         n = self._frame + 1
-        reported = reported_onset_times(piece.frame_times[:n], self._trajectory[:n], piece.onset_score_times)
-        return score_following_metrics(reported, piece.onset_performance_times, self._lost_time)
+        times = piece.frame_times[:n]
+        reported = reported_onset_times(times, self._trajectory[:n], piece.onset_score_times)
+        lost = lost_frames(piece.alignment.performance_at(self._trajectory[:n]) - times, self.lost_tolerance,
+                           self.lost_patience)
+        lost_time = float(times[np.argmax(lost)]) if lost.any() else None
+        ended_lost = self._lost_time is not None and self.terminate_on_lost
+        if ended_lost:
+            lost_time = self._lost_time if lost_time is None else min(lost_time, self._lost_time)
+        lost_count = int(lost.sum()) + (piece.n_frames - n if ended_lost else 0)
+        return score_following_metrics(reported, piece.onset_performance_times, lost_time,
+                                       lost_share=lost_count / piece.n_frames)
 
     # --- rendering ----------------------------------------------------------------------------------------
     def render(self):

@@ -391,7 +391,8 @@ class SightReadingEnv(PlayingEnv):
     feature domain from the synth's per-key templates (:mod:`lmm_envs.audio.keyboard`), the target's included.
 
     ## Version History
-    * v0: initial version.
+    * v0: initial version. Since evaluation protocol 2 performances are rendered in the calibrated ``vienna``
+      expressive style by default (``expressive_style="gentle"`` gives the earlier ones; the mechanics are unchanged).
     """
 
     def _extra_spaces(self):
@@ -430,7 +431,8 @@ class PlayByEarEnv(PlayingEnv):
     As :class:`SightReadingEnv`. The target recording is the target's keys played on the keyboard of ``synth``.
 
     ## Version History
-    * v0: initial version.
+    * v0: initial version. Since evaluation protocol 2 performances are rendered in the calibrated ``vienna``
+      expressive style by default (``expressive_style="gentle"`` gives the earlier ones; the mechanics are unchanged).
     """
 
     def _extra_spaces(self):

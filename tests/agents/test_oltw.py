@@ -1,6 +1,6 @@
 import numpy as np
 
-from agents.baselines.oltw import OnlineTimeWarping, frame_features, noise_gate
+from agents.baselines.oltw import OnlineTimeWarping, braking_action, frame_features, noise_gate
 
 
 def synthetic_sequence(n, dims=24, seed=0):
@@ -55,3 +55,56 @@ def test_noise_gate_silences_quiet_values_only():
     spec = np.array([[0.1, 0.5], [0.29, 3.0]])
     assert np.array_equal(noise_gate(spec, 0.3), [[0.0, 0.5], [0.0, 3.0]])
     assert noise_gate(spec, 0.0) is spec
+
+
+def test_braking_steering_reaches_the_target_without_overshoot():
+    from lmm_envs.envs.score_following import MAX_RATIO, TEMPO_STEP
+
+    for start_gap, tempo in ((2.0, 1.0), (3.0, 0.5), (-1.5, 1.2)):
+        pointer, ratio, target = 0.0, 1.0, start_gap
+        gaps = []
+        for _ in range(400):
+            action = braking_action(pointer, ratio, target, tempo)
+            ratio = min(max(ratio + (action - 1) * TEMPO_STEP, 0.0), MAX_RATIO)
+            pointer += ratio / 20
+            target += tempo / 20
+            gaps.append(target - pointer)
+        gaps = np.array(gaps)
+        sign = np.sign(start_gap)
+        assert np.min(sign * gaps) > -0.1, (start_gap, tempo)  # never more than a little past the target
+        assert np.all(np.abs(gaps[-100:]) < 0.1)  # and then on it
+
+
+def test_startup_is_short_so_a_fast_performer_is_found_at_once():
+    reference = synthetic_sequence(400)
+    live_index = np.minimum((np.arange(200) * 1.8).astype(int), 399)  # 1.8x the reference's tempo
+    live = frame_features(reference[live_index].T)
+    errors = {}
+    for startup in (100, 10):
+        oltw = OnlineTimeWarping(frame_features(reference.T), window=60, startup=startup)
+        estimates = np.array([oltw.push(f) for f in live])
+        errors[startup] = np.median(np.abs(estimates - live_index)[20:100])
+    assert errors[10] < errors[100] and errors[10] <= 6
+
+
+def test_event_steering_holds_back_before_an_onset_oltw_has_not_heard():
+    from agents.baselines.oltw import OLTWAgent
+    from lmm_envs.envs.score_following import MAX_RATIO, TEMPO_STEP
+
+    agent = OLTWAgent.__new__(OLTWAgent)  # the steering alone, without an env
+    agent.onsets = np.array([0.0, 1.0, 2.0, 3.0])
+    agent.margin, agent.slack, agent.deadband = 0.05, 0.0, 0.02
+    agent._last_onset, agent._passed_at = -2, 0.0
+    agent.estimates = []
+    pointer, ratio, at = 0.0, 1.0, {}
+    for frame in range(200):  # OLTW hears onset 1 at 1 s, then nothing new until onset 2 at 4 s (a long hold)
+        t = frame / 20
+        estimate = 0.0 if t < 1.0 else (1.0 if t < 4.0 else 2.0)
+        agent.estimates.append(estimate)
+        action = agent._event_action(estimate, 1.0, {"pointer": pointer, "tempo_ratio": ratio})
+        ratio = min(max(ratio + (action - 1) * TEMPO_STEP, 0.0), MAX_RATIO)
+        pointer += ratio / 20
+        at[frame] = pointer
+    assert at[19] < 1.05  # held back before onset 1 until OLTW heard it
+    assert 1.9 < at[60] < 2.3 and at[79] == at[60]  # coasted a little past onset 2, then stood (not at 4.0)
+    assert at[120] > 3.0  # and moved on once OLTW heard onset 2

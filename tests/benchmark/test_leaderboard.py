@@ -43,6 +43,7 @@ def _edited(src, tmp_path, change, redigest=False):
     (lambda r: r.update(data_hash="0" * 64), True, "data hash"),
     (lambda r: r.update(env_id="lmm/ScoreFollowing-v9", env_version="v9"), True, "not registered"),
     (lambda r: r["protocol"].update(version=0), True, "protocol version"),
+    (lambda r: r["protocol"].update(version=1), True, "protocol version 1 of lmm/ScoreFollowing-v0, this version uses 2"),
     (lambda r: r.pop("aggregate"), True, "missing aggregate"),
 ])
 def test_tampered_or_mismatched_files_are_refused(results_dir, tmp_path, change, redigest, message):
@@ -88,7 +89,12 @@ def test_the_kept_baseline_results_load_and_match_the_kept_leaderboard():
     assert ("lmm/ScoreFollowing-v0", "keep_tempo") in baselines and len(baselines) == 13
     learned = [r for r in results if r["agent"]["kind"] == "sb3"]
     assert learned and all(r["track"] == "8/100k" for r in learned)
-    assert (root / "LEADERBOARD.md").read_text() == markdown(results)
+    from lmm_envs.benchmark.real_table import real_performance_markdown
+
+    real = load_results(root / "leaderboard" / "real")  # agents on real performances: the page's last section
+    assert real and all(r["track"] == "custom" for r in real)
+    expected = markdown(results).rstrip("\n") + "\n\n" + real_performance_markdown(real)
+    assert (root / "LEADERBOARD.md").read_text() == expected
 
 
 def test_a_kept_learned_result_replays_from_its_kept_checkpoint():

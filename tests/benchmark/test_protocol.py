@@ -74,3 +74,17 @@ def test_an_expressiveness_env_arg_replaces_the_protocols_level():
     episodes = protocol_episodes("lmm/Accompaniment-v0", limit=1, env_kwargs={"expressiveness": 0.0})
     assert episodes and {e["expressiveness"] for e in episodes} == {0.0}
     assert {e["expressiveness"] for e in protocol_episodes("lmm/Accompaniment-v0", limit=1)} == {1.0}
+
+
+def test_score_following_protocol_runs_episodes_to_the_end_and_reports_loss():
+    proto = get_protocol(ENV)
+    assert proto.version == 2 and proto.env_kwargs["terminate_on_lost"] is False
+    assert {"lost_share", "tracked_to_end"} <= set(proto.metrics)
+    assert get_protocol("lmm/SightReading-v0").env_kwargs.get("terminate_on_lost") is None
+
+
+def test_a_lost_follower_runs_to_the_end_under_the_protocol():
+    result = evaluate(ENV, lambda obs, info: 0, agent_name="stops", limit=1, progress=False)  # slows to a halt
+    episode = result["episodes"][0]
+    assert episode["metrics"]["tracked_to_end"] == 0.0 and episode["metrics"]["lost_share"] > 0.3
+    assert episode["steps"] > 100

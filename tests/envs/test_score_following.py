@@ -69,6 +69,43 @@ def test_lost_ends_the_episode_unless_disabled():
         _, _, terminated, truncated, info = env.step(0)
         steps, done = steps + 1, terminated or truncated
     assert steps == env.unwrapped.piece.n_frames - 1
+    metrics = info["episode_metrics"]
+    assert metrics["tracked_to_end"] == 0.0 and 0.3 < metrics["lost_share"] < 1.0
+
+
+def test_an_episode_that_ended_on_loss_counts_the_rest_as_lost():
+    env = gym.make("lmm/ScoreFollowing-v0", pieces=TEST_SUBSET[:1])
+    env.reset(seed=0)
+    done = False
+    while not done:
+        _, _, terminated, truncated, info = env.step(0)
+        done = terminated or truncated
+    running_on = gym.make("lmm/ScoreFollowing-v0", pieces=TEST_SUBSET[:1], terminate_on_lost=False)
+    running_on.reset(seed=0)
+    done = False
+    while not done:
+        _, _, terminated, truncated, later = running_on.step(0)
+        done = terminated or truncated
+    assert info["episode_metrics"]["lost_share"] >= later["episode_metrics"]["lost_share"] > 0.3
+
+
+def test_lost_is_measured_in_performance_seconds():
+    """The same score-time slip is a loss for a slow performer only after the same real time as for a fast one."""
+    from lmm_envs.music.score import Alignment
+    from lmm_envs.pieces import prepare_piece
+
+    piece = prepare_piece(TEST_SUBSET[0], expressiveness=0.0)
+    env = gym.make("lmm/ScoreFollowing-v0", pieces=[piece], terminate_on_lost=False).unwrapped
+    env.reset(seed=0)
+    n = piece.n_frames
+    env._frame = n - 1
+    times = piece.frame_times
+    # a pointer 1.5 s of performance time behind, all the way: below the 2 s tolerance, never lost
+    env._trajectory = piece.alignment.score_at(np.maximum(times - 1.5, 0.0))
+    assert env.episode_metrics()["lost_share"] == 0.0
+    env._trajectory = piece.alignment.score_at(np.maximum(times - 3.0, 0.0))  # 3 s behind: lost
+    assert env.episode_metrics()["lost_share"] > 0.5
+    assert isinstance(piece.alignment, Alignment)
 
 
 def test_reset_options_choose_piece_and_rendering():

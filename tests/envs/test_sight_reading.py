@@ -56,7 +56,8 @@ def test_symbolic_reward_is_key_overlap():
     oracle = run_episode(env, "oracle", seed=0, options={"piece": 0, "variant": 0})
     off = run_episode(env, SemitoneOff(env), seed=0, options={"piece": 0, "variant": 0})
     assert oracle["return"] == oracle["steps"]
-    assert off["metrics"]["note_f1"] == 0.0 and off["return"] < 0.5 * oracle["return"]
+    # (a semitone step in the tune can line up a shifted note with the next one: near nothing, not always 0)
+    assert off["metrics"]["note_f1"] < 0.05 and off["return"] < 0.5 * oracle["return"]
 
 
 def test_observations_show_the_target_ahead_and_the_agent_hears_itself():
