@@ -57,7 +57,7 @@ def plot_following(episode: dict, path: str | Path, agent_name: str) -> Path:
     bottom.axhspan(-TOLERANCE_S, TOLERANCE_S, color="0.9", label=f"±{TOLERANCE_S * 1000:.0f} ms")
     bottom.plot(t, error, color="tab:red", lw=0.8)
     bottom.axhline(0.0, color="black", lw=0.5)
-    bottom.set_ylabel("error (s)")
+    bottom.set_ylabel("pointer - truth (score s)")
     bottom.set_xlabel("performance time (s)")
     bottom.legend(loc="upper left")
     fig.tight_layout()

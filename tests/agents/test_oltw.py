@@ -108,3 +108,12 @@ def test_event_steering_holds_back_before_an_onset_oltw_has_not_heard():
     assert at[19] < 1.05  # held back before onset 1 until OLTW heard it
     assert 1.9 < at[60] < 2.3 and at[79] == at[60]  # coasted a little past onset 2, then stood (not at 4.0)
     assert at[120] > 3.0  # and moved on once OLTW heard onset 2
+
+
+def test_onsets_weigh_more_than_what_sounds_on():
+    held = np.zeros((10, 3))
+    held[2, :] = 1.0  # one note sounding through three frames
+    f = frame_features(held)
+    assert f[0] @ f[1] < 0.3  # its onset frame is far from the frames it is held (a pedal holds notes longer)
+    g = frame_features(held, flux_weight=2.0)
+    assert g[0] @ g[1] > f[0] @ f[1]
