@@ -31,7 +31,7 @@ ROW, COLUMN, BOTH = 0, 1, 2
 
 # Onset weight, chosen on half the Vienna 4x22 performances (harmonic synth, within 300 ms: 2 -> 0.766,
 # 4 -> 0.820, 8 -> 0.841, 16 -> 0.849 with a worse worst case) and checked on 40 synthetic test pieces (0.822 ->
-# 0.847) and on the follower accompanist (0.326 -> 0.342 normalised on 20 episodes).
+# 0.847). The follower accompanist keeps 2 (see agents.baselines.accompanist).
 FLUX_WEIGHT = 8.0
 SILENCE_FLOOR = 0.05  # the constant component: silence matches silence, and is far from any sounding frame
 
@@ -85,11 +85,11 @@ class OnlineTimeWarping:
 
     @classmethod
     def for_score(cls, score, synth: str = "harmonic", window: int = 100, max_run: int = 3,
-                  gate: float = 0.0, startup: int | None = None) -> OnlineTimeWarping:
+                  gate: float = 0.0, startup: int | None = None, flux_weight: float | None = None) -> OnlineTimeWarping:
         """OLTW against ``score`` synthesized deadpan with ``synth`` (what a follower that reads the score expects);
         spectrogram values under ``gate`` are set to silence (see :func:`noise_gate`)."""
         reference = noise_gate(prepare_piece(score, expressiveness=0.0, seed=0, synth=synth).spectrogram, gate)
-        return cls(frame_features(reference), window, max_run, startup)
+        return cls(frame_features(reference, flux_weight=flux_weight), window, max_run, startup)
 
     # --- cost matrix --------------------------------------------------------------------------------------
     def _cells(self, idx_rows, idx_cols):
