@@ -81,7 +81,7 @@ def main() -> None:
     ap.add_argument("--num-envs", type=int, nargs="+", default=[64, 1024, 4096])
     ap.add_argument("--steps", type=int, default=300, help="vector steps timed per figure")
     args = ap.parse_args()
-    from lmm_envs.envs.vector_torch import torch_device
+    from lmm_envs.envs.vector.score_following_torch import torch_device
 
     device = str(torch_device(args.device))
     name = torch.cuda.get_device_name(device) if device.startswith("cuda") else "CPU"

@@ -17,9 +17,9 @@ ENV_IDS = {
 # native vector envs: gym.make_vec(ID, num_envs=N, vectorization_mode="vector_entry_point")
 VECTOR_ENTRY_POINTS = {
     "lmm/ScoreFollowing-v0": "lmm_envs.envs.vector:make_score_following_vector",
-    "lmm/Accompaniment-v0": "lmm_envs.envs.vector_accompaniment:AccompanimentVectorEnv",
-    "lmm/SightReading-v0": "lmm_envs.envs.vector_playing:SightReadingVectorEnv",
-    "lmm/PlayByEar-v0": "lmm_envs.envs.vector_playing:PlayByEarVectorEnv",
+    "lmm/Accompaniment-v0": "lmm_envs.envs.vector.accompaniment:AccompanimentVectorEnv",
+    "lmm/SightReading-v0": "lmm_envs.envs.vector.playing:SightReadingVectorEnv",
+    "lmm/PlayByEar-v0": "lmm_envs.envs.vector.playing:PlayByEarVectorEnv",
 }
 
 

@@ -7,7 +7,7 @@ import torch
 
 import lmm_envs  # noqa: F401
 from lmm_envs.envs.vector import ScoreFollowingVectorEnv
-from lmm_envs.envs.vector_torch import TorchScoreFollowingVectorEnv
+from lmm_envs.envs.vector.score_following_torch import TorchScoreFollowingVectorEnv
 from lmm_envs.errors import ConfigError, InvalidActionError
 from lmm_envs.music.corpus import piece_ids, piece_info
 

@@ -18,7 +18,7 @@ from lmm_envs.audio.keyboard import VELOCITY_LEVELS
 from lmm_envs.envs import MAX_EPISODE_STEPS
 from lmm_envs.envs.accompaniment import EXTRA_PENALTY, MISS_PENALTY, WAIT, AccompanimentEnv
 from lmm_envs.envs.base import AUDIO_WINDOW, SCORE_WINDOW
-from lmm_envs.envs.vector import BatchedVectorEnv, as_pixels
+from lmm_envs.envs.vector.base import BatchedVectorEnv, as_pixels
 from lmm_envs.errors import InvalidActionError
 
 _EVENT_TABLES = ("target_times", "deadline", "score_column", "target_velocity")

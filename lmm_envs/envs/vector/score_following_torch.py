@@ -25,7 +25,8 @@ from lmm_envs.audio.features import FPS
 from lmm_envs.envs import MAX_EPISODE_STEPS
 from lmm_envs.envs.base import AUDIO_WINDOW, SCORE_WINDOW
 from lmm_envs.envs.score_following import MAX_RATIO, TEMPO_STEP
-from lmm_envs.envs.vector import BatchedVectorEnv, ScoreFollowingBatch, env_seeds, metrics_info
+from lmm_envs.envs.vector.base import BatchedVectorEnv, env_seeds, metrics_info
+from lmm_envs.envs.vector.score_following import ScoreFollowingBatch
 from lmm_envs.errors import ConfigError, InvalidActionError
 
 

@@ -18,7 +18,7 @@ from lmm_envs.audio.keyboard import N_KEYS, VELOCITY_LEVELS, BatchedKeyboardPlay
 from lmm_envs.envs import MAX_EPISODE_STEPS
 from lmm_envs.envs.base import AUDIO_WINDOW, SCORE_WINDOW, audio_pixels
 from lmm_envs.envs.sight_reading import PlayByEarEnv, PlayingEnv, SightReadingEnv
-from lmm_envs.envs.vector import BatchedVectorEnv, as_pixels
+from lmm_envs.envs.vector.base import BatchedVectorEnv, as_pixels
 from lmm_envs.errors import InvalidActionError
 
 
