@@ -225,8 +225,7 @@ def load_user_score(path: str | Path) -> Score:
     """Load a score file (MIDI, MusicXML, ABC, Humdrum, or the score a match file describes); its title (and piece
     id) is the file name without suffix."""
     sc = _read_score(path)
-    sc = sc.score if isinstance(sc, ScoreWithIds) else sc
-    return Score(**{**sc.__dict__, "title": Path(path).stem})
+    return _titled(sc.score if isinstance(sc, ScoreWithIds) else sc, Path(path).stem)
 
 
 def _titled(score: Score, title: str) -> Score:
@@ -302,6 +301,10 @@ def _load_piece(score, performance, alignment, expressiveness, seed, synth, nomi
     if alignment is not None and Path(alignment).suffix.lower() not in ALIGNMENT_SUFFIXES:
         raise ConfigError(f"alignment {alignment}: unsupported format {Path(alignment).suffix!r}; use one of "
                           f"{sorted(ALIGNMENT_SUFFIXES)}")
+    alignment_is_match = alignment is not None and Path(alignment).suffix.lower() in MATCH_SUFFIXES
+    if performance is None and not own_match and not alignment_is_match:
+        raise ConfigError("an alignment was given without a performance; give both, or neither to render one "
+                          "(a match file holds its own performance)")
     played: Performance | None = None
     if own_match:
         match = load_match(score_path)
@@ -310,7 +313,7 @@ def _load_piece(score, performance, alignment, expressiveness, seed, synth, nomi
         read = _read_score(score_path)
         sc = read.score if isinstance(read, ScoreWithIds) else read
         suffix = Path(alignment).suffix.lower()
-        if suffix in MATCH_SUFFIXES:
+        if alignment_is_match:
             if not isinstance(read, ScoreWithIds):
                 raise ConfigError(f"match file {alignment} names score notes by id: give the MusicXML it was made "
                                   f"from as the score, or the match file alone")
@@ -324,8 +327,7 @@ def _load_piece(score, performance, alignment, expressiveness, seed, synth, nomi
                                    sc.tempo.seconds_to_beats(csv_alignment.score_time))
     perf_path = Path(performance) if performance is not None else None
     # named after the performance (several performances of one score are several pieces)
-    named_by = perf_path or (Path(alignment) if alignment is not None and Path(alignment).suffix.lower() == ".match"
-                             else score_path)
+    named_by = perf_path or (Path(alignment) if alignment_is_match else score_path)
     piece_id = named_by.stem
     sc = _titled(sc, score_path.stem)
     sc = _with_nominal_tempo(sc, points, nominal_tempo, piece_id)

@@ -69,6 +69,16 @@ def test_load_piece_from_musicxml_and_match_plays_the_match_notes(tmp_path):
     assert alone.score.n_notes == 9 and alone.alignment.performance_time.size == 9
 
 
+def test_an_alignment_without_a_performance_is_one_clear_line(tmp_path, midi_file):
+    csv = tmp_path / "a.csv"
+    csv.write_text("performance_time,score_time\n0,0\n1,1\n")
+    ann = tmp_path / "a.txt"
+    ann.write_text("0.0\n0.5\n")
+    for alignment in (csv, ann):
+        with pytest.raises(ConfigError, match="alignment was given without a performance"):
+            load_piece(midi_file, alignment=alignment)
+
+
 def test_match_file_with_a_midi_score_says_what_to_give(tmp_path, midi_file):
     score = write_musicxml(tmp_path / "s.musicxml")
     match = write_match(tmp_path / "s.match", score, [0.5 + 0.5 * k for k in range(9)])
