@@ -19,11 +19,14 @@ from __future__ import annotations
 from pathlib import Path
 
 from lmm_envs.errors import ConfigError
+from lmm_envs.music.annotations import BEAT_ANNOTATION_SUFFIXES
+from lmm_envs.music.io import MIDI_SUFFIXES as MIDI
+from lmm_envs.music.match import MATCH_SUFFIXES
+from lmm_envs.music.musicxml import MUSICXML_SUFFIXES as MUSICXML
+from lmm_envs.pieces import AUDIO_SUFFIXES as AUDIO
+from lmm_envs.pieces import load_piece_list
 
-AUDIO = {".wav", ".flac", ".ogg", ".aiff", ".aif"}
-MIDI = {".mid", ".midi", ".smf"}
-MUSICXML = {".musicxml", ".xml", ".mxl"}
-ALIGNMENTS = {".csv", ".txt", ".tsv", ".beats"}
+ALIGNMENTS = {".csv"} | BEAT_ANNOTATION_SUFFIXES  # beside a performance of the same name (match files: their own rule)
 
 
 def _files(folder: Path, suffixes: set[str]) -> list[Path]:
@@ -40,8 +43,6 @@ def _longest_prefix(name: str, candidates: list[Path]) -> Path | None:
 
 def find_pieces(folder: str | Path) -> list[dict[str, str | None]]:
     """The pieces of a dataset folder as piece-list rows (see the module docstring for the rules)."""
-    from lmm_envs.pieces import load_piece_list
-
     root = Path(folder)
     if not root.is_dir():
         raise ConfigError(f"dataset folder not found: {root}")
@@ -49,7 +50,7 @@ def find_pieces(folder: str | Path) -> list[dict[str, str | None]]:
         return load_piece_list(root / "pieces.csv")
     scores = _files(root, MUSICXML)
     audio = _files(root, AUDIO)
-    matches = _files(root, {".match"})
+    matches = _files(root, MATCH_SUFFIXES)
     if matches:
         rows = []
         for m in matches:

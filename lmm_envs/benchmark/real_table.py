@@ -26,7 +26,7 @@ def piece_of(performance_id: str) -> str:
 def _rows(results: list[dict]) -> list[tuple[str, str, str, dict]]:
     keyed = [(Path(str(r["settings"].get("pieces") or "?")).name, str(r["settings"].get("synth")),
               r["agent"]["name"], r) for r in results]
-    return sorted(keyed, key=lambda k: (k[0], k[1], -np.nanmean([e["metrics"][METRIC] for e in k[3]["episodes"]])))
+    return sorted(keyed, key=lambda k: (k[0], k[1], -k[3]["aggregate"][METRIC]["mean"]))
 
 
 def real_performance_markdown(results: list[dict]) -> str:
