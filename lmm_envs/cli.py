@@ -259,26 +259,25 @@ def cmd_render(args) -> int:
 
     if not args.out and not args.plot:
         raise LMMError("give --out (a .png frame, .mp4/.gif video or .wav) and/or --plot (a PNG figure)")
-    if args.plot:
+    # both paths checked before any episode runs, so a bad one leaves nothing written
+    plot = check_output_file(args.plot) if args.plot else None
+    if plot is not None and plot.suffix.lower() != ".png":
+        raise LMMError(f"--plot writes a PNG; give a path ending in .png, not {plot.suffix!r}")
+    out = check_output_file(args.out) if args.out else None
+    if out is not None and out.suffix.lower() not in RENDER_SUFFIXES:
+        raise LMMError(f"cannot write {out.suffix!r}; use .png, .mp4, .gif or (for the playing tasks) .wav")
+    options = {"piece": args.piece, "variant": 0} if args.piece else None
+    if plot is not None:
         from lmm_envs.benchmark.episode_plot import follow_episode, plot_following
-
-        plot = check_output_file(args.plot)
-        if plot.suffix.lower() != ".png":
-            raise LMMError(f"--plot writes a PNG; give a path ending in .png, not {plot.suffix!r}")
         from lmm_envs.benchmark.protocol import PROTOCOLS
 
         protocol = PROTOCOLS.get(args.env)  # as evaluated: a ScoreFollowing episode runs to the end
         env = _make_env(args, **(protocol.env_kwargs if protocol else {}))
-        options = {"piece": args.piece, "variant": 0} if args.piece else None
         episode = follow_episode(env, args.agent, args.seed, options)
         plot_following(episode, plot, args.agent)
         print(f"wrote {plot} (piece {episode['piece']}, within 300 ms {episode['metrics']['within_300ms']:.2f})")
-        if not args.out:
+        if out is None:
             return 0
-    out = check_output_file(args.out)
-    if out.suffix.lower() not in RENDER_SUFFIXES:
-        raise LMMError(f"cannot write {out.suffix!r}; use .png, .mp4, .gif or (for the playing tasks) .wav")
-    options = {"piece": args.piece, "variant": 0} if args.piece else None
     if out.suffix.lower() == ".wav":
         env = _make_env(args)
         out = write_episode_audio(env, args.agent, args.seed, options, out)
@@ -456,6 +455,8 @@ def _one_line_warnings() -> None:
     from lmm_envs.errors import LMMWarning
 
     shown = warnings.showwarning
+    if getattr(shown, "one_line", False):  # already installed (main() called again in one process)
+        return
 
     def show(message, category, filename, lineno, file=None, line=None):
         if issubclass(category, LMMWarning):
@@ -463,6 +464,7 @@ def _one_line_warnings() -> None:
         else:
             shown(message, category, filename, lineno, file, line)
 
+    show.one_line = True
     warnings.showwarning = show
 
 

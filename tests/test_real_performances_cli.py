@@ -57,6 +57,7 @@ def test_render_plot_draws_one_episode(dataset, tmp_path, capsys):
 @pytest.mark.parametrize("args,message", [
     (["render", "--plot", "x.pdf"], "writes a PNG"),
     (["render"], "give --out"),
+    (["render", "--plot", "x.png", "--out", "x.txt"], "cannot write '.txt'"),
     (["render", "--env", "lmm/SightReading-v0", "--plot", "x.png"], "draws a score follower"),
 ])
 def test_render_plot_errors_are_one_line(tmp_path, monkeypatch, capsys, args, message):
@@ -64,7 +65,7 @@ def test_render_plot_errors_are_one_line(tmp_path, monkeypatch, capsys, args, me
     assert main(args) == 2
     err = capsys.readouterr().err.strip()
     assert message in err and "\n" not in err
-
+    assert not list(tmp_path.iterdir())  # nothing written
 
 def test_expressive_statistics_of_a_folder(dataset, tmp_path, capsys):
     from lmm_envs.music.expressive_stats import main as stats_main
