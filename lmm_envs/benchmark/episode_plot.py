@@ -7,34 +7,26 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
-
 from lmm_envs.errors import ConfigError
 
 TOLERANCE_S = 0.3  # the band drawn around zero error (the protocol's within_300ms)
 
 
 def follow_episode(env, agent, seed: int = 0, options: dict | None = None) -> dict:
-    """Play one episode and record, per frame, the performance time, the true score position and the agent's
-    pointer (score seconds); ``metrics`` are the episode's metrics."""
-    from lmm_envs.benchmark.evaluate import as_agent
+    """Play one episode (:func:`~lmm_envs.benchmark.evaluate.run_episode`) and take, per frame, the performance
+    time, the true score position and the agent's pointer (score seconds) from the env; ``metrics`` are the
+    episode's metrics."""
+    from lmm_envs.benchmark.evaluate import run_episode
+    from lmm_envs.envs.score_following import ScoreFollowingEnv
 
-    obs, info = env.reset(seed=seed, options=options)
-    if "pointer" not in info or "score_time" not in info:
+    follower = env.unwrapped
+    if not isinstance(follower, ScoreFollowingEnv):
         raise ConfigError(f"--plot draws a score follower's pointer; {env.spec.id if env.spec else env} has none "
                           f"(use lmm/ScoreFollowing-v0, or --out for a video)")
-    player = as_agent(agent, env)
-    player.reset(obs, info)
-    rows = [(info["time"], info["score_time"], info["pointer"])]
-    done = False
-    while not done:
-        obs, _, terminated, truncated, info = env.step(player.act(obs, info))
-        rows.append((info["time"], info["score_time"], info["pointer"]))
-        done = terminated or truncated
-    arr = np.asarray(rows, dtype=np.float64)
-    metrics = info.get("episode_metrics") or env.unwrapped.episode_metrics()
-    return {"time": arr[:, 0], "truth": arr[:, 1], "pointer": arr[:, 2], "metrics": metrics,
-            "piece": env.unwrapped.piece.id}
+    row = run_episode(env, agent, seed=seed, options=options)
+    piece, n = follower.piece, row["steps"] + 1
+    return {"time": piece.frame_times[:n], "truth": piece.score_positions[:n],
+            "pointer": follower._trajectory[:n].copy(), "metrics": row["metrics"], "piece": piece.id}
 
 
 def plot_following(episode: dict, path: str | Path, agent_name: str) -> Path:
