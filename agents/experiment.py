@@ -2,12 +2,15 @@
 
     python -m agents.experiment --env lmm/ScoreFollowing-v0 --paired-budget 8 --steps 100000 --seeds 0 1 2 \\
         --features raw lmm [--reward env lm] --lm-dir runs/lm --out runs/experiment [--limit 0] [--parallel 2] \\
-        [--warm-start dagger --teacher oracle] [--n-envs 16]
+        [--warm-start dagger --teacher oracle] [--n-envs 16] [--ray [ADDRESS]]
 
 Trains every (features, reward, seed) with :func:`agents.train.train`, evaluates each model under the env's
 protocol (``--limit N``: only the first N protocol pieces, for a quicker, off-leaderboard measurement), writes
 the result files to ``out/results`` and prints, per arm (features, and the reward when more than the env's is
 asked), the mean over seeds of the normalised score and the main metric with a 95% t-interval across seeds.
+``--ray`` runs each (features, reward, seed) as a Ray task instead of a local process (one CPU each, and
+``--gpus-per-run`` of a GPU where the cluster has GPUs): the result files come back to this machine; the run
+folders (models, logs) are written under ``--out`` on the node that ran them, so give a path every node shares.
 
 ``--reward env lm`` on lmm/SightReading-v0 is the closed-loop comparison: the env's own audio reward against
 LM^A's likelihood of what the agent plays (:class:`agents.lm.reward.LMRewardWrapper`), scored on note F1.
@@ -18,31 +21,32 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
 
 
 def _one(job: dict) -> dict:
+    """Train and evaluate one (features, reward, seed) in any process; returns its summary row and result."""
     import torch
 
     torch.set_num_threads(1)
     from agents.train import track_of, train
-    from lmm_envs.benchmark.evaluate import evaluate, write_result
+    from lmm_envs.benchmark.evaluate import evaluate
 
     arm = job["arm"]
     run = Path(job["out"]) / f"{arm}_s{job['seed']}"
-    train(job["env"], "ppo", job["features"], job["paired_budget"], job["steps"], job["seed"], "cpu", run,
+    device = "cuda" if job.get("use_gpu") and torch.cuda.is_available() else "cpu"  # a GPU Ray gave this task
+    train(job["env"], "ppo", job["features"], job["paired_budget"], job["steps"], job["seed"], device, run,
           lm_dir=job["lm_dir"], progress=False, reward=job["reward"], n_envs=job["n_envs"],
           warm_start=job["warm_start"], warm_start_steps=job["warm_start_steps"], teacher=job["teacher"])
     name = f"{job['warm_start']}+ppo" if job["warm_start"] else "ppo"
     result = evaluate(job["env"], str(run / "model.zip"), agent_name=f"{name}-{arm} seed {job['seed']}",
                       track=track_of(job["paired_budget"], job["steps"]), limit=job["limit"] or None, trust=True,
                       progress=False)
-    write_result(result, Path(job["out"]) / "results" / f"{arm}_s{job['seed']}.json")
     return {"arm": arm, "seed": job["seed"], "score": result["normalised_score"]["mean"],
-            "main": result["aggregate"][result["main_metric"]]["mean"], "metric": result["main_metric"]}
+            "main": result["aggregate"][result["main_metric"]]["mean"], "metric": result["main_metric"],
+            "result": result}
 
 
 def t_interval(values: list[float]) -> tuple[float, float]:
@@ -71,15 +75,25 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--lm-dir", default="runs/lm")
     ap.add_argument("--limit", type=int, default=0, help="evaluate on the first N protocol pieces only")
     ap.add_argument("--parallel", type=int, default=2, help="runs at a time (one CPU thread each)")
+    ap.add_argument("--ray", nargs="?", const="local", metavar="ADDRESS",
+                    help="each run a Ray task: no ADDRESS starts a local Ray, 'auto' joins this machine's cluster, "
+                         "ray://HOST:10001 a remote one (pip install 'lmm-envs[ray]')")
+    ap.add_argument("--gpus-per-run", type=float, default=1.0,
+                    help="with --ray on a cluster with GPUs: the share of a GPU each run asks for (default 1)")
     ap.add_argument("--out", default="runs/experiment")
     args = ap.parse_args(argv)
     arms = [(f, r, f if args.reward == ["env"] else f"{f}-{r}") for f in args.features for r in args.reward]
     jobs = [dict(env=args.env, paired_budget=args.paired_budget, steps=args.steps, seed=s, features=f, reward=r,
                  arm=arm, lm_dir=args.lm_dir, limit=args.limit, out=args.out, n_envs=args.n_envs,
-                 warm_start=args.warm_start, warm_start_steps=args.warm_start_steps, teacher=args.teacher)
+                 warm_start=args.warm_start, warm_start_steps=args.warm_start_steps, teacher=args.teacher,
+                 use_gpu=args.ray is not None and args.gpus_per_run > 0)
             for f, r, arm in arms for s in args.seeds]
-    with ProcessPoolExecutor(max_workers=args.parallel) as pool:
-        rows = list(pool.map(_one, jobs))
+    from lmm_envs.benchmark.evaluate import write_result
+    from lmm_envs.parallel import run_tasks
+
+    rows = run_tasks(_one, jobs, workers=args.parallel, ray_address=args.ray, num_gpus=args.gpus_per_run)
+    for row in rows:  # written here, on the machine that asked, wherever the runs ran
+        write_result(row.pop("result"), Path(args.out) / "results" / f"{row['arm']}_s{row['seed']}.json")
     summary = {}
     for f in (arm for _, _, arm in arms):
         mine = [r for r in rows if r["arm"] == f]

@@ -71,17 +71,22 @@ def cmd_data_show(args) -> int:
 
 
 def cmd_data_prepare(args) -> int:
-    from tqdm import tqdm
-
     from lmm_envs.music import corpus
-    from lmm_envs.pieces import performance_seed, prepare_piece
+    from lmm_envs.parallel import default_workers
+    from lmm_envs.prepare import prepare_pieces
 
     ids = corpus.piece_ids(split=args.split)[: args.limit or None]
-    jobs = [(pid, v) for pid in ids for v in range(args.variants)]
-    for pid, v in tqdm(jobs, desc=f"preparing {args.split}", disable=not _progress(args), unit="perf"):
-        prepare_piece(pid, args.expressiveness, performance_seed(pid, v), args.synth)
-    print(f"prepared {len(jobs)} performances of {len(ids)} pieces ({args.synth}, expressiveness {args.expressiveness})")
+    report = prepare_pieces(ids, variants=args.variants, expressiveness=args.expressiveness, synth=args.synth,
+                            style=args.style, workers=args.workers or default_workers(), ray_address=args.ray,
+                            progress=_progress(args), playing_targets=args.playing_targets)
+    print(f"{report.line()}; {args.synth}, expressiveness {args.expressiveness:g}, style {args.style}")
     return 0
+
+
+def _ray_option(parser, what: str) -> None:
+    parser.add_argument("--ray", nargs="?", const="local", metavar="ADDRESS",
+                        help=f"run on Ray ({what}): no ADDRESS starts a local Ray, 'auto' joins this machine's "
+                             "cluster, ray://HOST:10001 a remote one; needs pip install 'lmm-envs[ray]'")
 
 
 RENDER_SUFFIXES = {".png", ".mp4", ".gif", ".wav"}
@@ -134,7 +139,8 @@ def cmd_evaluate(args) -> int:
     result = evaluate(args.env, args.agent, agent_name=args.name, track=args.track, pieces=args.pieces,
                       nominal_tempo=args.nominal_tempo,
                       limit=args.limit or None, synth=args.synth, workers=args.workers, trust=args.trust_checkpoint,
-                      progress=_progress(args), env_kwargs=_env_args(args.env_arg or []) or None)
+                      progress=_progress(args), env_kwargs=_env_args(args.env_arg or []) or None,
+                      ray_address=args.ray)
 
     def rounded(value):
         return None if value is None else round(value, 4)
@@ -359,6 +365,9 @@ def _quickstart_verdict(scored: dict, steps: int) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from lmm_envs.music.expressive import DEFAULT_STYLE, EXPRESSIVE_STYLES
+    from lmm_envs.pieces import PERFORMANCES_PER_PIECE
+
     ap = argparse.ArgumentParser(prog="lmm-envs", description="Language model mapping environments for music.")
     sub = ap.add_subparsers(dest="command", required=True)
 
@@ -385,8 +394,16 @@ def build_parser() -> argparse.ArgumentParser:
     dp.add_argument("--split", choices=["train", "val", "test"], required=True)
     dp.add_argument("--expressiveness", type=_finite, default=1.0)
     dp.add_argument("--synth", default="harmonic", choices=["harmonic", "fluidsynth"])
-    dp.add_argument("--variants", type=_count(1), default=1, help="performances per piece (default 1)")
+    dp.add_argument("--style", default=DEFAULT_STYLE, choices=sorted(EXPRESSIVE_STYLES),
+                    help=f"expressive style, as the envs' expressive_style (default {DEFAULT_STYLE})")
+    dp.add_argument("--variants", type=_count(1), default=PERFORMANCES_PER_PIECE,
+                    help=f"renderings per piece, as the envs' performances_per_piece (default {PERFORMANCES_PER_PIECE}: "
+                         "every rendering an env draws)")
     dp.add_argument("--limit", type=_count(0), default=0, help="only the first N pieces (0: all)")
+    dp.add_argument("--workers", type=_count(0), default=0, help="local processes (default 0: one per core)")
+    dp.add_argument("--playing-targets", action="store_true",
+                    help="also the SightReading / PlayByEar targets of every rendering (about 10 ms each)")
+    _ray_option(dp, "one Ray task per piece, written to $LMM_ENVS_CACHE (a path every node can write)")
     dp.add_argument("--quiet", action="store_true")
     dp.set_defaults(func=cmd_data_prepare)
 
@@ -405,6 +422,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="only the first N protocol pieces (off the tracks; 0: all)")
     e.add_argument("--synth", default="harmonic", choices=["harmonic", "fluidsynth"])
     e.add_argument("--workers", type=_count(1), default=1, help="episodes in parallel processes (same numbers)")
+    _ray_option(e, "episodes as Ray tasks; the same result file as a local run")
     e.add_argument("--trust-checkpoint", action="store_true",
                    help="allow an SB3 zip whose pickled policy_kwargs run code on loading")
     e.add_argument("--env-arg", action="append", metavar="KEY=VALUE",

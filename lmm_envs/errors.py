@@ -46,3 +46,7 @@ class TempoWarning(LMMWarning):
         super().__init__(message)
         self.piece = piece
         self.ratio = ratio
+
+
+class UnpreparedWarning(LMMWarning):
+    """An env built a piece's rendering at reset because ``lmm-envs data prepare`` had not cached it."""

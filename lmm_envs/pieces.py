@@ -8,7 +8,7 @@ from __future__ import annotations
 import hashlib
 import warnings
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
 
@@ -38,12 +38,14 @@ from lmm_envs.music.musicxml import MUSICXML_SUFFIXES, ScoreWithIds, load_musicx
 from lmm_envs.music.score import MAX_BPM, MIN_BPM, Alignment, Performance, Score, TempoMap
 
 RENDER_VERSION = 1
+PERFORMANCES_PER_PIECE = 8  # seeded renderings an env draws from per piece, and what `data prepare` makes
 AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".aiff", ".aif"}
 _MEMORY: OrderedDict[str, Piece] = OrderedDict()
 _MEMORY_SIZE = 64
 _KEYS: dict[tuple, str] = {}  # (piece id, expressiveness, seed, synth name, style) -> the cache key they make
 _SCORES: OrderedDict[str, Score] = OrderedDict()  # parsed scores are small: keep many
 _SCORES_SIZE = 2048
+_BUILDS = [0]  # renderings built in this process (cache misses), for envs to notice an unprepared split
 
 
 @dataclass(frozen=True, eq=False)
@@ -79,10 +81,10 @@ class Piece:
         """True nominal score time (s) at each performance frame."""
         return self.alignment.score_at(self.frame_times)
 
-    @cached_property
+    @property
     def onset_score_times(self) -> np.ndarray:
-        """Distinct score onsets, in nominal seconds."""
-        return self.score.tempo.beats_to_seconds(self.score.unique_onsets())
+        """Distinct score onsets, in nominal seconds (computed once per score, for all its renderings)."""
+        return self.score.unique_onset_seconds()
 
     @cached_property
     def onset_performance_times(self) -> np.ndarray:
@@ -91,7 +93,7 @@ class Piece:
 
 
 SCORE_ARRAYS = ("pitch", "onset", "duration", "velocity", "part", "tempo_beats", "tempo_bpm", "fermatas", "measures",
-                "part_names", "title")
+                "part_names", "title", "content_hash")
 PIECE_ARRAYS = ("p_pitch", "p_onset", "p_offset", "p_velocity", "p_part", "a_perf", "a_score", "spectrogram")
 
 
@@ -101,15 +103,19 @@ def score_to_arrays(score: Score) -> dict[str, np.ndarray]:
         pitch=score.pitch, onset=score.onset, duration=score.duration, velocity=score.velocity, part=score.part,
         tempo_beats=score.tempo.beats, tempo_bpm=score.tempo.bpm, fermatas=score.fermatas, measures=score.measures,
         part_names=np.array(score.part_names, dtype=str), title=np.array(score.title),
+        content_hash=np.array(score.content_hash()),
     )
 
 
 def score_from_arrays(a: dict[str, np.ndarray]) -> Score:
-    return Score(
+    score = Score(
         pitch=a["pitch"], onset=a["onset"], duration=a["duration"], velocity=a["velocity"], part=a["part"],
         tempo=TempoMap(a["tempo_beats"], a["tempo_bpm"]), part_names=tuple(str(x) for x in a["part_names"]),
         fermatas=a["fermatas"], measures=a["measures"], title=str(a["title"]),
     )
+    if "content_hash" in a:  # written beside the columns it digests (the entry's own SHA-256 vouches for both)
+        score.__dict__["_content_hash"] = str(a["content_hash"])
+    return score
 
 
 def corpus_score(piece_id: str, cache: Cache | None = None) -> Score:
@@ -126,6 +132,11 @@ def corpus_score(piece_id: str, cache: Cache | None = None) -> Score:
         while len(_SCORES) > _SCORES_SIZE:
             _SCORES.popitem(last=False)
     return hit
+
+
+def renderings_built() -> int:
+    """How many renderings :func:`prepare_piece` has built (not found in the cache) in this process."""
+    return _BUILDS[0]
 
 
 def performance_seed(piece_id: str, variant: int) -> int:
@@ -183,6 +194,7 @@ def prepare_piece(
         return hit
 
     def build() -> dict[str, np.ndarray]:
+        _BUILDS[0] += 1
         perf, alignment = render_performance(score, expressiveness, seed=int(seed), style=style)
         audio = synth_obj.render(perf)
         return dict(
@@ -229,7 +241,7 @@ def load_user_score(path: str | Path) -> Score:
 
 
 def _titled(score: Score, title: str) -> Score:
-    return Score(**{**score.__dict__, "title": title})
+    return replace(score, title=title)  # the fields only, not what a score keeps beside them (digest, derived)
 
 
 _LOADED: OrderedDict[tuple, Piece] = OrderedDict()  # pieces from a user's files, by paths, file stamps, options
@@ -355,7 +367,7 @@ def _with_nominal_tempo(score: Score, points: BeatAlignment, nominal_tempo: str,
     when the performer plays far from its marked tempo."""
     if nominal_tempo == "performance":
         bpm = float(np.clip(points.performance_bpm(), MIN_BPM, MAX_BPM))
-        return Score(**{**score.__dict__, "tempo": TempoMap.constant(bpm)})
+        return replace(score, tempo=TempoMap.constant(bpm))
     ratio = points.median_tempo_ratio(score.tempo)
     if not 1.0 / TEMPO_WARNING_RATIO <= ratio <= TEMPO_WARNING_RATIO and (name, round(ratio, 2)) not in _WARNED:
         _WARNED.add((name, round(ratio, 2)))  # once per process (warnings' own registry forgets after filters change)

@@ -63,3 +63,14 @@ def ppo_vs_random():
         return trained, random
 
     return run
+
+
+@pytest.fixture(scope="session")
+def local_ray():
+    """A local Ray with 2 CPUs for the whole session (started once: a few seconds), shut down at its end."""
+    pytest.importorskip("ray")
+    from lmm_envs.parallel import connect_ray
+
+    ray = connect_ray("local", num_cpus=2)
+    yield "local"
+    ray.shutdown()

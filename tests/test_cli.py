@@ -19,8 +19,12 @@ def test_data_list_and_show(capsys):
 
 
 def test_data_prepare_shows_what_it_did(capsys):
-    assert main(["data", "prepare", "--split", "test", "--limit", "2", "--quiet"]) == 0
-    assert "prepared 2 performances of 2 pieces" in capsys.readouterr().out
+    assert main(["data", "prepare", "--split", "test", "--limit", "2", "--variants", "2", "--workers", "1",
+                 "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "prepared 4 renderings of 2 pieces" in out and "x real time" in out and "style vienna" in out
+    assert main(["data", "prepare", "--split", "test", "--limit", "2", "--variants", "2", "--quiet"]) == 0
+    assert "(0 built, 4 already cached)" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize(

@@ -316,11 +316,16 @@ class BatchedKeyboardPlayer:
 _KEYBOARDS: dict[str, Keyboard] = {}
 
 
+def keyboard_key(synth: str | Synth = "harmonic") -> str:
+    """The cache key of a synth's keyboard: it changes whenever what the keyboard plays would."""
+    return make_key("keyboard", synth=make_synth(synth).cache_key(), features=FEATURE_VERSION,
+                    version=KEYBOARD_VERSION, frames=TEMPLATE_FRAMES, release=RELEASE_FRAMES, ref=REF_VELOCITY)
+
+
 def make_keyboard(synth: str | Synth = "harmonic", cache: Cache | None = None) -> Keyboard:
     """The keyboard of a synth: templates built once (a few seconds), then read from the cache."""
     synth_obj = make_synth(synth)
-    key = make_key("keyboard", synth=synth_obj.cache_key(), features=FEATURE_VERSION, version=KEYBOARD_VERSION,
-                   frames=TEMPLATE_FRAMES, release=RELEASE_FRAMES, ref=REF_VELOCITY)
+    key = keyboard_key(synth_obj)
     hit = _KEYBOARDS.get(key)
     if hit is None:
         data = (cache or default_cache()).get_or_create(key, lambda: _build_templates(synth_obj),

@@ -169,32 +169,41 @@ def protocol_episodes(env_id: str, pieces=None, limit: int | None = None, synth:
     return episodes
 
 
-def _run_all(env_id, agent, episodes, env_kwargs, pieces, synth, split, workers, trust, progress, desc) -> list[dict]:
-    indexed = list(enumerate(episodes))
-    base = dict(env_id=env_id, env_kwargs=env_kwargs, pieces=pieces, synth=synth, split=split, agent=agent,
-                trust=trust)
-    rows: dict[int, dict] = {}
+def _run_all(env_id, specs: dict[str, Any], episodes, env_kwargs, pieces, synth, split, workers, trust, progress,
+             names: dict[str, str], ray_address: str | None = None) -> dict[str, list[dict]]:
+    """Every episode for each agent of ``specs`` (who -> agent); returns who -> rows in episode order. In this
+    process the agents run one after the other; in workers or on Ray, the chunks of all of them are queued at
+    once, so that no core waits for the slowest chunk of one agent before the next agent starts."""
     from tqdm import tqdm
 
-    bar = tqdm(total=len(indexed), desc=desc, disable=not progress)
-    if workers <= 1:
-        rows.update(_run_chunk(dict(base, episodes=indexed), on_episode=lambda: bar.update(1)))
-    else:
-        if not isinstance(agent, str):
-            raise ConfigError("workers > 1 needs the agent as a name or a checkpoint path (it is rebuilt in each worker)")
-        import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor, as_completed
+    from lmm_envs.parallel import connect_ray, run_tasks
 
-        chunks = [indexed[w::workers] for w in range(workers)]
-        context = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
-            futures = [pool.submit(_run_chunk, dict(base, episodes=c, one_thread=True)) for c in chunks if c]
-            for fut in as_completed(futures):
-                for index, row in fut.result():
-                    rows[index] = row
-                    bar.update(1)
-    bar.close()
-    return [rows[i] for i in range(len(indexed))]
+    indexed = list(enumerate(episodes))
+    base = dict(env_id=env_id, env_kwargs=env_kwargs, pieces=pieces, synth=synth, split=split, trust=trust)
+    rows: dict[str, dict[int, dict]] = {who: {} for who in specs}
+    if workers <= 1 and ray_address is None:
+        for who, spec in specs.items():
+            with tqdm(total=len(indexed), desc=names[who], disable=not progress) as bar:
+                rows[who].update(_run_chunk(dict(base, agent=spec, episodes=indexed),
+                                            on_episode=lambda b=bar: b.update(1)))
+    else:
+        if ray_address is not None:  # a few chunks per CPU of the cluster: balanced, each builds its env once
+            cpus = int(connect_ray(ray_address).cluster_resources().get("CPU", 1))
+            n_chunks = min(len(indexed), 4 * max(cpus, 1))
+        else:
+            n_chunks = min(len(indexed), workers)
+        tasks, owners = [], []
+        for who, spec in specs.items():
+            for w in range(n_chunks):
+                tasks.append(dict(base, agent=spec, episodes=indexed[w::n_chunks], one_thread=True))
+                owners.append(who)
+        desc = " + ".join(names[who] for who in specs)
+        with tqdm(total=len(indexed) * len(specs), desc=desc, disable=not progress) as bar:
+            results = run_tasks(_run_chunk, tasks, workers=workers, ray_address=ray_address,
+                                on_result=lambda done: bar.update(len(done)))
+        for who, chunk_rows in zip(owners, results, strict=True):
+            rows[who].update(chunk_rows)
+    return {who: [rows[who][i] for i in range(len(indexed))] for who in specs}
 
 
 def plain(value):
@@ -246,7 +255,7 @@ def result_digest(result: dict) -> str:
 
 
 def check_evaluation(env_id: str, agent, agent_name: str | None, track: str, limit, workers,
-                     env_kwargs: dict | None) -> None:
+                     env_kwargs: dict | None, ray_address: str | None = None) -> None:
     """Refuse, before anything runs, what would make a wrong or misleading result (one :class:`ConfigError`)."""
     from lmm_envs.benchmark.protocol import check_track, get_protocol
     from lmm_envs.envs.options import check_env_options
@@ -257,6 +266,13 @@ def check_evaluation(env_id: str, agent, agent_name: str | None, track: str, lim
         raise ConfigError(f"limit must be a positive number of pieces (0 or None for all), got {limit!r}")
     if not isinstance(workers, int) or isinstance(workers, bool) or workers < 1:
         raise ConfigError(f"workers must be a positive integer, got {workers!r}")
+    if (workers > 1 or ray_address is not None) and not isinstance(agent, str):
+        raise ConfigError("workers > 1 and Ray need the agent as a name or a checkpoint path (it is rebuilt in each "
+                          "worker); pass its name or save it with model.save()")
+    if ray_address is not None:
+        from lmm_envs.parallel import require_ray
+
+        require_ray()
     name = agent_name if agent_name is not None else (agent if isinstance(agent, str) else None)
     if name is not None and (not isinstance(name, str) or not name.strip() or not name.isprintable()):
         raise ConfigError(f"the agent's name must be one printable line, got {name!r:.80}")
@@ -274,7 +290,7 @@ def check_evaluation(env_id: str, agent, agent_name: str | None, track: str, lim
 def evaluate(env_id: str, agent, agent_name: str | None = None, track: str = "baseline", pieces=None,
              limit: int | None = None, synth: str = "harmonic", workers: int = 1, trust: bool = False,
              progress: bool = True, learning_curve: list | None = None, env_kwargs: dict | None = None,
-             nominal_tempo: str | None = None) -> dict:
+             nominal_tempo: str | None = None, ray_address: str | None = None) -> dict:
     """Evaluate ``agent`` (a baseline name, an SB3 ``.zip`` path, an agent object or a plain function) under the
     protocol of ``env_id``; returns the result (see DESIGN section 6), ready for :func:`write_result`.
 
@@ -282,15 +298,16 @@ def evaluate(env_id: str, agent, agent_name: str | None = None, track: str = "ba
     same run; each episode keeps their main-metric values (``reference``) so that the summary can be recomputed
     from the episodes. ``pieces`` (a piece list CSV or list) evaluates a user's own pieces: the result is then
     marked as outside the leaderboard tracks, as it is with ``limit``, ``env_kwargs`` (options beyond the
-    protocol's) or a synth other than the protocol's. ``workers`` > 1 runs episodes in parallel processes (same
-    numbers). Bad arguments are refused before any episode runs.
+    protocol's) or a synth other than the protocol's. ``workers`` > 1 runs episodes in parallel processes,
+    ``ray_address`` as Ray tasks (``"local"``, ``"auto"`` or a cluster's address; see :mod:`lmm_envs.parallel`):
+    the same numbers either way. Bad arguments are refused before any episode runs.
     """
     import lmm_envs
     from lmm_envs.benchmark.protocol import CUSTOM_TRACK, get_protocol
     from lmm_envs.music.corpus import manifest_hash
 
     limit = limit or None
-    check_evaluation(env_id, agent, agent_name, track, limit, workers, env_kwargs)
+    check_evaluation(env_id, agent, agent_name, track, limit, workers, env_kwargs, ray_address)
     proto = get_protocol(env_id)
     if pieces is not None and not isinstance(pieces, (str, list, tuple)):
         pieces = str(pieces)
@@ -303,13 +320,11 @@ def evaluate(env_id: str, agent, agent_name: str | None = None, track: str = "ba
         raise ConfigError(f"this selection gives {env_id} no episode to evaluate; choose other pieces")
     on_leaderboard = pieces is None and not limit and synth == "harmonic" and not env_kwargs
     name = agent_name or (agent if isinstance(agent, str) else getattr(agent, "__name__", type(agent).__name__))
-    runs = {}
-    for who, spec in (("agent", agent), ("random", "random"), ("oracle", "oracle")):
-        if who != "agent" and isinstance(agent, str) and agent == who:
-            runs[who] = runs["agent"]
-            continue
-        runs[who] = _run_all(env_id, spec, episodes, kwargs, pieces, synth, proto.split, workers, trust, progress,
-                             f"{who if who != 'agent' else name}")
+    specs = {"agent": agent, **{who: who for who in ("random", "oracle") if not (isinstance(agent, str) and agent == who)}}
+    runs = _run_all(env_id, specs, episodes, kwargs, pieces, synth, proto.split, workers, trust, progress,
+                    {"agent": name, "random": "random", "oracle": "oracle"}, ray_address)
+    for who in ("random", "oracle"):
+        runs.setdefault(who, runs["agent"])  # the agent is that reference itself
     main = proto.main_metric
     rows = []
     for episode, row, random_row, oracle_row in zip(episodes, runs["agent"], runs["random"], runs["oracle"],

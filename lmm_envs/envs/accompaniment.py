@@ -187,7 +187,7 @@ class AccompanimentEnv(LMMEnv):
         self._acc_linear = np.zeros_like(self._solo_linear)
         self._pixels = derived(piece, f"{name}-tolerance{self.tolerance}-pixels",
                                lambda: self.pad_audio(np.log1p(self._solo_linear))).copy()
-        self._roll = derived(piece, f"{name}-roll", lambda: self._score_rolls(score, self._solo))
+        self._roll = derived(score, f"{name}-roll", lambda: self._score_rolls(score, self._solo))
         self._n_events = len(ev)
         self._end_column = int(score.end_seconds * FPS)  # where the score window stops once every event is done
         self._frame = 0

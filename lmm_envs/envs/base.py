@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import math
 import warnings
-import weakref
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -15,11 +14,12 @@ import numpy as np
 
 from lmm_envs.audio.features import FPS, N_BINS
 from lmm_envs.audio.synth import Synth, make_synth
-from lmm_envs.errors import ConfigError, InvalidActionError, TempoWarning
+from lmm_envs.errors import ConfigError, InvalidActionError, TempoWarning, UnpreparedWarning
 from lmm_envs.music import corpus
 from lmm_envs.music.expressive import DEFAULT_STYLE, check_expressiveness, check_style
 from lmm_envs.music.score import Score
 from lmm_envs.pieces import (
+    PERFORMANCES_PER_PIECE,
     SCORE_FILE_SUFFIXES,
     Piece,
     load_piece,
@@ -27,6 +27,7 @@ from lmm_envs.pieces import (
     load_user_score,
     performance_seed,
     prepare_piece,
+    renderings_built,
 )
 
 PITCH_LOW, N_PITCHES = 21, 88  # piano range A0..C8
@@ -69,22 +70,26 @@ def score_roll(score: Score, fps: int = FPS) -> np.ndarray:
     onsets = score.onset_seconds
     offsets = score.offset_seconds
     n = int(math.ceil(score.end_seconds * fps)) + 1
-    roll = np.zeros((N_PITCHES, n), dtype=np.uint8)
     rows = np.clip(score.pitch.astype(np.int64) - PITCH_LOW, 0, N_PITCHES - 1)
     start = np.round(onsets * fps).astype(np.int64)
     stop = np.maximum(np.round(offsets * fps).astype(np.int64), start + 1)
-    for r, a, b in zip(rows, start, stop, strict=True):
-        roll[r, a:b] = np.maximum(roll[r, a:b], SUSTAIN_VALUE)
+    # a note sounds from its start to its stop: +1 at the start and -1 at the stop of its row, summed along time
+    size = N_PITCHES * (n + 1)
+    edges = np.bincount(rows * (n + 1) + start, minlength=size) - np.bincount(rows * (n + 1) + np.minimum(stop, n),
+                                                                             minlength=size)
+    sounding = np.cumsum(edges.reshape(N_PITCHES, n + 1)[:, :n], axis=1) > 0
+    roll = sounding.astype(np.uint8) * np.uint8(SUSTAIN_VALUE)
     roll[rows, start] = ONSET_VALUE
     return roll
 
 
-_DERIVED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_UNPREPARED_TOLD = [False]  # the unprepared-rendering hint is given once per process
 
 
-def derived(piece: Piece, name: str, build: Callable[[], np.ndarray]) -> np.ndarray:
-    """An array computed from a piece once and kept as long as the piece is (read-only: shared by episodes)."""
-    table = _DERIVED.setdefault(piece, {})
+def derived(owner: Piece | Score, name: str, build: Callable[[], np.ndarray]) -> np.ndarray:
+    """An array computed once from a piece, or from a score (shared by all renderings of it), and kept as long as
+    the piece or score is (read-only: shared by episodes)."""
+    table = owner.__dict__.setdefault("_derived", {})  # beside the frozen fields, as Score keeps its digest
     value = table.get(name)
     if value is None:
         value = build()
@@ -120,7 +125,7 @@ class LMMEnv(gym.Env):
         synth: str | Synth = "harmonic",
         expressiveness: float = 1.0,
         paired_budget: int | None = None,
-        performances_per_piece: int = 8,
+        performances_per_piece: int = PERFORMANCES_PER_PIECE,
         render_mode: str | None = None,
         expressive_style: str = DEFAULT_STYLE,
     ):
@@ -232,8 +237,33 @@ class LMMEnv(gym.Env):
         if isinstance(source, Piece):
             return source
         piece_id = source if isinstance(source, str) else (source.title or "score")
-        return prepare_piece(source, self.expressiveness, performance_seed(piece_id, int(variant)), self.synth,
-                             style=self.expressive_style)
+        built = renderings_built()
+        piece = prepare_piece(source, self.expressiveness, performance_seed(piece_id, int(variant)), self.synth,
+                              style=self.expressive_style)
+        if renderings_built() > built and isinstance(source, str):
+            self._tell_unprepared(piece_id, int(variant))
+        return piece
+
+    def _tell_unprepared(self, piece_id: str, variant: int) -> None:
+        """Once per process: a bundled piece's rendering was built at reset (not found in the cache), with the one
+        command that prepares what this env draws."""
+        if _UNPREPARED_TOLD[0]:
+            return
+        _UNPREPARED_TOLD[0] = True
+        options = []
+        if self.synth.name != "harmonic":
+            options.append(f"--synth {self.synth.name}")
+        if self.expressiveness != 1.0:
+            options.append(f"--expressiveness {self.expressiveness:g}")
+        if self.expressive_style != DEFAULT_STYLE:
+            options.append(f"--style {self.expressive_style}")
+        if self.performances_per_piece != PERFORMANCES_PER_PIECE:
+            options.append(f"--variants {self.performances_per_piece}")
+        where = f"--split {corpus.piece_info(piece_id).split}"  # the split that holds it, whatever chose it
+        warnings.warn(UnpreparedWarning(
+            f"rendering {variant} of {piece_id} was not prepared, so it was built at reset (tens of ms each, far more "
+            f"than a step); prepare every rendering this env draws once with: lmm-envs data prepare "
+            f"{' '.join([where, *options])}"), stacklevel=4)
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         super().reset(seed=seed)

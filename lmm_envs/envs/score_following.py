@@ -104,7 +104,7 @@ class ScoreFollowingEnv(LMMEnv):
     # --- episode ------------------------------------------------------------------------------------------
     def _start(self, piece):
         self._spec = derived(piece, "audio_pixels", lambda: self.pad_audio(piece.spectrogram))
-        self._roll = derived(piece, "score_roll", lambda: self.pad_roll(score_roll(piece.score)))
+        self._roll = derived(piece.score, "score_roll", lambda: self.pad_roll(score_roll(piece.score)))
         self._truth = piece.score_positions
         self._score_end = float(piece.score.end_seconds)
         self._last_frame = piece.n_frames - 1

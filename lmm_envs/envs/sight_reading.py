@@ -9,6 +9,7 @@ from functools import cached_property, lru_cache
 import gymnasium as gym
 import numpy as np
 
+from lmm_envs.audio.cache import default_cache, make_key
 from lmm_envs.audio.features import FPS, N_BINS
 from lmm_envs.audio.keyboard import (
     N_KEYS,
@@ -16,6 +17,7 @@ from lmm_envs.audio.keyboard import (
     REF_VELOCITY,
     RELEASE_FRAMES,
     VELOCITY_LEVELS,
+    keyboard_key,
     make_keyboard,
     to_log,
 )
@@ -116,14 +118,19 @@ def _strikes(on: np.ndarray, off: np.ndarray, vel: np.ndarray) -> list[tuple[int
 
 
 def playing_target(piece: Piece, mono: bool, velocity: bool, synth) -> PlayingTarget:
-    """The target of a piece's performance (memoised per piece, rendering and task settings)."""
+    """The target of a piece's performance (memoised per piece, rendering and task settings). Its sound, played
+    frame by frame through the keyboard (about 10 ms a rendering), is kept in the disk cache as well, so that it
+    is built once (``lmm-envs data prepare --playing-targets`` builds them ahead)."""
     key = (piece.id, piece.meta.get("seed"), piece.meta.get("expressiveness"), piece.performance.content_hash(),
            mono, velocity, synth.cache_key())
     hit = _TARGETS.get(key)
     if hit is None:
         keys, velocities = performance_keys(piece.performance, mono, velocity)
-        spectrum = to_log(make_keyboard(synth).render_keys(keys, velocities))
-        hit = PlayingTarget(keys, velocities, spectrum)
+        stored = default_cache().get_or_create(
+            make_key("playing-target", performance=key[3], mono=bool(mono), velocity=bool(velocity),
+                     keyboard=keyboard_key(synth)),
+            lambda: {"spectrum": to_log(make_keyboard(synth).render_keys(keys, velocities))}, required=("spectrum",))
+        hit = PlayingTarget(keys, velocities, stored["spectrum"])
         _TARGETS[key] = hit
         while len(_TARGETS) > _TARGETS_SIZE:
             _TARGETS.popitem(last=False)

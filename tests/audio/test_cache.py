@@ -20,6 +20,34 @@ def test_round_trip_and_key_changes_with_parameters(tmp_path):
     assert np.array_equal(again["x"], first["x"]) and str(again["y"]) == "text"
 
 
+def test_entries_read_back_as_read_only_views_of_every_dtype_and_shape(tmp_path):
+    arrays = {"spectrogram": np.arange(12, dtype=np.float32).reshape(3, 4), "onsets": np.array([1, -2], np.int64),
+              "name": np.array("text"), "none": np.zeros((0, 5), np.uint8),
+              "transposed": np.arange(6, dtype=np.int16).reshape(2, 3).T, "flag": np.array([True, False])}
+    key = make_key("demo", dtypes=1)
+    Cache(tmp_path).put(key, arrays)
+    back = Cache(tmp_path).get(key)
+    assert list(back) == list(arrays)
+    for name, value in arrays.items():
+        assert back[name].dtype == value.dtype and back[name].shape == value.shape
+        assert np.array_equal(back[name], value)
+    with pytest.raises(ValueError, match="read-only"):  # a prepared piece is shared by every env that draws it
+        back["spectrogram"][0, 0] = 1.0
+
+
+def test_an_entry_with_a_valid_digest_but_a_broken_table_is_rebuilt(tmp_path):
+    import hashlib
+
+    from lmm_envs.audio import cache as cache_module
+
+    cache = Cache(tmp_path)
+    key = make_key("demo", a=3)
+    payload = (5).to_bytes(8, "little") + b"[[[[["  # a table that is not JSON, sealed with a right digest
+    cache.path(key).parent.mkdir(parents=True)
+    cache.path(key).write_bytes(cache_module.MAGIC + hashlib.sha256(payload).digest() + payload)
+    assert np.array_equal(cache.get_or_create(key, build)["x"], build()["x"]) and cache.rebuilt == 1
+
+
 @pytest.mark.parametrize("damage", ["truncate", "zero", "flip"])
 def test_damaged_entries_are_detected_and_rebuilt(tmp_path, damage):
     cache = Cache(tmp_path)
@@ -60,11 +88,12 @@ def test_full_cache_disk_falls_back_to_memory_mid_run(tmp_path, monkeypatch):
     import lmm_envs  # noqa: F401
     from lmm_envs.audio import cache as cache_module
 
-    def no_space(fd):
+    def no_space(fd, blob):
+        os.close(fd)
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setenv("LMM_ENVS_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setattr(cache_module.os, "fsync", no_space)
+    monkeypatch.setattr(cache_module, "_write", no_space)
     env = gym.make("lmm/ScoreFollowing-v0", pieces=[small_piece_score()])
     with pytest.warns(RuntimeWarning, match="No space left on device"):
         env.reset(seed=0)

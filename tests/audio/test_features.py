@@ -29,3 +29,18 @@ def test_loud_input_stays_finite():
 def test_frame_count_covers_the_audio(seconds):
     n = int(seconds * 22050)
     assert spectrogram(np.zeros(n, dtype=np.float32)).shape[1] == int(np.floor((n - 1) / 22050 * FPS)) + 1
+
+
+def test_spectrogram_is_the_documented_transform_to_float32_precision():
+    """Hann-windowed 2048-sample frames centred at i / FPS, magnitude, the log filterbank, log1p(100 x)."""
+    from lmm_envs.audio.features import FRAME_SIZE, log_filterbank
+
+    audio = np.random.default_rng(0).standard_normal(22050 * 2).astype(np.float32) * 0.1
+    spec = spectrogram(audio)
+    window = np.hanning(FRAME_SIZE)
+    padded = np.pad(audio.astype(np.float64), (FRAME_SIZE // 2, FRAME_SIZE // 2 + FRAME_SIZE))
+    for i in (0, 7, spec.shape[1] - 1):
+        start = int(np.round(i * 22050 / FPS))
+        magnitude = np.abs(np.fft.rfft(padded[start:start + FRAME_SIZE] * window))
+        expected = np.log1p(100.0 * (magnitude @ log_filterbank()) * 2.0 / window.sum())
+        np.testing.assert_allclose(spec[:, i], expected, rtol=1e-5, atol=1e-5)

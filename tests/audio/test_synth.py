@@ -80,3 +80,25 @@ def test_fluidsynth_missing_gives_an_install_hint(monkeypatch):
 def test_unknown_synth_name():
     with pytest.raises(ConfigError, match="harmonic"):
         make_synth("theremin")
+
+
+def test_render_adds_every_note_as_its_formula_says_bit_for_bit():
+    """The render multiplies only a note's tail by its release ramp; the sum must be the formula's, exactly."""
+    synth = HarmonicSynth()
+    sr = synth.sample_rate
+    rng = np.random.default_rng(3)
+    n = 40
+    onset = np.sort(rng.uniform(0.0, 4.0, n))
+    duration = rng.uniform(0.0005, 3.5, n)  # shorter than a sample up to longer than a note table
+    duration[:5] = np.arange(1, 6) * 1000 / sr  # ends exactly on a sample
+    perf = Performance(rng.integers(30, 100, n), onset, onset + duration, rng.integers(20, 127, n), np.zeros(n, int))
+    audio = synth.render(perf)
+    expected = np.zeros(audio.size)
+    length = int(synth.max_note_seconds * sr)
+    t = np.arange(length) / sr
+    for pitch, start, d, gain in zip(perf.pitch, np.round(perf.onset * sr).astype(int), duration,
+                                     synth.velocity_gain(perf.velocity.astype(float)), strict=True):
+        stop = min(int(np.ceil((d + synth.release) * sr)) + 1, length, audio.size - start)
+        ramp = np.clip(1.0 - (t[:stop] - d) / synth.release, 0.0, 1.0)
+        expected[start:start + stop] += gain * synth.note_table(int(pitch))[:stop] * ramp
+    assert np.array_equal(audio, expected.astype(np.float32))

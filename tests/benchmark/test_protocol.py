@@ -43,6 +43,12 @@ def test_same_agent_same_result_file_in_one_process_or_several(tmp_path):
     assert result_digest(loaded) == loaded["digest"] == first["digest"]
 
 
+def test_ray_gives_the_same_result_file_as_local_workers(local_ray):
+    local = evaluate(ENV, "oltw", limit=2, progress=False, workers=2)
+    on_ray = evaluate(ENV, "oltw", limit=2, progress=False, ray_address=local_ray)
+    assert on_ray == local
+
+
 def test_result_file_has_the_fields_of_the_design():
     result = evaluate(ENV, "oltw", limit=2, progress=False)
     for key in ("env_id", "env_version", "lmm_envs_version", "data_hash", "track", "agent", "episodes", "aggregate",
@@ -61,6 +67,8 @@ def test_a_plain_function_is_evaluated_under_the_protocol():
     assert result["agent"] == {"name": "steady", "kind": "python"}
     with pytest.raises(ConfigError, match="workers"):
         evaluate(ENV, keep_tempo, limit=1, progress=False, workers=2)
+    with pytest.raises(ConfigError, match="Ray need the agent as a name"):
+        evaluate(ENV, keep_tempo, limit=1, progress=False, ray_address="local")
 
 
 def test_bootstrap_interval_is_seeded_and_brackets_the_mean():

@@ -133,3 +133,24 @@ def test_repeated_keys_get_a_frame_up_and_mono_keeps_one_key():
 def test_ppo_on_a_mono_piece_beats_random(ppo_vs_random):
     trained, random = ppo_vs_random(gym.make("lmm/SightReading-v0", pieces=MONO[:1], expressiveness=0.0))
     assert trained > random
+
+
+def test_a_playing_target_is_built_once_and_then_read_from_the_disk_cache(monkeypatch, tmp_path):
+    from lmm_envs.audio.keyboard import Keyboard
+    from lmm_envs.envs import sight_reading
+    from lmm_envs.prepare import prepare_pieces
+
+    monkeypatch.setenv("LMM_ENVS_CACHE", str(tmp_path / "cache"))
+    pid = next(p for p in piece_ids(split="test") if piece_info(p).monophonic)
+    prepare_pieces([pid], variants=1, playing_targets=True, progress=False)
+    env = gym.make("lmm/SightReading-v0", pieces=[pid], performances_per_piece=1)
+    first = run_episode(env, "oracle", seed=0)
+    monkeypatch.setattr(sight_reading, "_TARGETS", type(sight_reading._TARGETS)())  # a fresh process's memory
+
+    def no_rendering(*args, **kwargs):
+        raise AssertionError("the prepared target was rendered again")
+
+    monkeypatch.setattr(Keyboard, "render_keys", no_rendering)
+    again = run_episode(env, "oracle", seed=0)
+    assert again["metrics"] == first["metrics"] and again["return"] == first["return"]
+    assert first["metrics"]["note_f1"] == 1.0

@@ -104,3 +104,20 @@ def test_bad_alignment_csvs(tmp_path, text, message):
     path.write_text(text)
     with pytest.raises(AlignmentError, match=message):
         load_alignment_csv(path)
+
+
+def test_merging_ties_in_place_gives_the_same_score_and_leaves_a_callers_stream_alone():
+    from music21 import converter
+
+    from lmm_envs.music.io import score_from_music21_stream
+
+    path = source_path("bach/bwv1.6")  # tied notes across bar lines in several voices
+    parsed = converter.parse(str(path))
+    tied = sum(1 for n in parsed.recurse().notes if n.tie is not None)
+    assert tied > 0
+    copied = score_from_music21_stream(parsed, title="x")
+    assert sum(1 for n in parsed.recurse().notes if n.tie is not None) == tied  # the default leaves it as it was
+    in_place = score_from_music21_stream(converter.parse(str(path)), title="x", in_place=True)
+    for name in ("pitch", "onset", "duration", "velocity", "part", "fermatas", "measures"):
+        assert np.array_equal(getattr(copied, name), getattr(in_place, name)), name
+    assert copied.n_notes < tied + copied.n_notes  # ties were merged: fewer notes than written heads
