@@ -132,12 +132,15 @@ def train(env_id: str, algo: str = "ppo", features: str = "raw", paired_budget: 
           lm_dir: str = "runs/lm", mapping: str = "regression", checkpoint_every: int = 25_000,
           progress: bool = True, reward: str = "env", n_envs: int = 16, warm_start: str | None = None,
           warm_start_steps: int | None = None, teacher: str = "oracle", eval_every: int = 0,
-          eval_pieces: int = 8):
+          eval_pieces: int = 8, train_style: str | None = None):
     """Train and save an agent (see the module docstring); returns the SB3 model.
 
     ``n_envs`` episodes step together (the native batched env); ``warm_start`` (``"bc"`` or ``"dagger"``) first
     clones the oracle for ``warm_start_steps`` env steps (default half of ``steps``), which count towards
-    ``steps``, then the algorithm continues from the cloned policy for the rest."""
+    ``steps``, then the algorithm continues from the cloned policy for the rest. ``train_style`` renders the
+    training performances in another expressive style than the envs' default (``"gentle"``: the earlier, about
+    half as expressive model, on which the kept ScoreFollowing checkpoints were trained); evaluation keeps the
+    protocol's."""
     from agents.features import EXTRACTORS
 
     if algo not in ALGOS:
@@ -152,6 +155,11 @@ def train(env_id: str, algo: str = "ppo", features: str = "raw", paired_budget: 
     config = load_config(env_id, algo, n_envs, warm_start is not None)
     env_kwargs = dict(config.pop("env_kwargs", {}) or {})
     env_kwargs.update({"paired_budget": paired_budget} if paired_budget else {"split": "train"})
+    if train_style is not None:
+        from lmm_envs.music.expressive import check_style
+
+        check_style(train_style)
+        env_kwargs["expressive_style"] = train_style
     warm_steps = 0
     if warm_start is not None:
         warm_steps = min(warm_start_steps or steps // 2, steps)
@@ -221,7 +229,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda")
     ap.add_argument("--out", default="runs/agent")
     ap.add_argument("--lm-dir", default="runs/lm", help="pretrained LMs and mappings (python -m agents.pretrain)")
-    ap.add_argument("--mapping", default="regression", choices=["regression", "predictive"])
+    ap.add_argument("--mapping", default="regression", choices=["regression", "predictive", "contrastive"])
     ap.add_argument("--checkpoint-every", type=int, default=25_000)
     ap.add_argument("--reward", default="env", choices=["env", "lm"],
                     help="lm: LM^A's log-likelihood of the agent's own audio (SightReading, PlayByEar)")
@@ -234,6 +242,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--eval-every", type=int, default=0,
                     help="every N env steps, score the model on val pieces and keep the best as best_model.zip")
     ap.add_argument("--eval-pieces", type=int, default=8, help="how many val pieces (two renderings each)")
+    ap.add_argument("--train-style", choices=["vienna", "gentle"],
+                    help="expressive style of the training renderings (default: the envs', vienna)")
     ap.add_argument("--quiet", action="store_true")
     args = ap.parse_args(argv)
     try:
@@ -241,7 +251,7 @@ def main(argv: list[str] | None = None) -> int:
               args.recurrent, args.lm_dir, args.mapping, args.checkpoint_every, progress=not args.quiet,
               reward=args.reward, n_envs=args.n_envs, warm_start=args.warm_start,
               warm_start_steps=args.warm_start_steps, teacher=args.teacher, eval_every=args.eval_every,
-              eval_pieces=args.eval_pieces)
+              eval_pieces=args.eval_pieces, train_style=args.train_style)
     except LMMError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

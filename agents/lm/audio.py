@@ -11,9 +11,11 @@ from agents.lm.training import train_frame_lm
 
 
 def train_audio_lm(size: str = "small", steps: int = 1500, limit: int | None = None, device: str = "cpu",
-                   seed: int = 0, progress: bool = True) -> tuple[FrameLM, list[float], list[str]]:
-    """Train LM^A on the unpaired audio pool (its first ``limit`` pieces); returns model, losses, piece ids."""
-    ids = pool_ids("unpaired_audio", limit)
+                   seed: int = 0, progress: bool = True, ids: list[str] | None = None
+                   ) -> tuple[FrameLM, list[float], list[str]]:
+    """Train LM^A on the unpaired audio pool (its first ``limit`` pieces), or on the pieces ``ids`` (the pairs-only
+    reference); returns model, losses, piece ids."""
+    ids = list(ids) if ids is not None else pool_ids("unpaired_audio", limit)
     sequences = [audio_frames(i) for i in ids]
     model, losses = train_frame_lm(sequences, "mse", AUDIO_CONTEXT, size, steps, device=device, seed=seed,
                                    progress=progress, desc="LM^A (audio)")

@@ -8,6 +8,9 @@ LM^V's state at the agent's place in its "score" window at score frame ``c``. Me
 - ``predictive``: starts from the regression and also asks (a) that LM^V's own next-frame head, applied to the
   mapped state, predict the score frame that follows (the LM's predictive structure), and (b) that mapped audio
   states of the *unpaired* audio pool match LM^V's states on the *unpaired* score pool in mean and covariance.
+- ``contrastive``: starts from the regression and trains it with InfoNCE inside each paired piece: a mapped
+  audio moment must lie nearer (by cosine, as retrieval measures) to its own score moment's LM^V state than to
+  those of the piece's other moments, and the reverse; a small least-squares term keeps it near the regression.
 
 Paired data is read only through :func:`paired_pieces` (exactly ``corpus.paired_ids(K)``); the unpaired pools
 serve the distribution term. :func:`retrieval_accuracy` measures a mapping on held-out paired pieces: for audio
@@ -35,7 +38,7 @@ from agents.lm.data import (
 from agents.lm.model import FrameLM
 from lmm_envs.music import corpus
 
-METHODS = ("regression", "predictive")
+METHODS = ("regression", "predictive", "contrastive")
 HELD_OUT = 20  # the last pieces of the paired pool, never in any budget's training pairs
 POOL_AUDIO = 10  # an audio state is LM^A's mean state over the last 10 frames (0.5 s)
 POOL_SCORE = 20  # a score state is LM^V's mean state over the 20 frames up to the agent's place (1 s)
@@ -125,6 +128,8 @@ def fit_mapping(lm_a: FrameLM, lm_v: FrameLM, paired_budget: int, method: str = 
     mapping = Mapping(solution[:-1].clone(), solution[-1].clone(), center, method, paired_budget)
     if method == "regression":
         return mapping
+    if method == "contrastive":
+        return _contrastive(mapping, h_a, h_v, per_piece, steps)
     # predictive: LM^V's head on the mapped states predicts the following score frame; unpaired moments match
     a_pool = [audio_frames(i) for i in pool_ids("unpaired_audio", unpaired_pieces)]
     v_pool = [score_frames(i) for i in pool_ids("unpaired_score", unpaired_pieces)]
@@ -146,6 +151,35 @@ def fit_mapping(lm_a: FrameLM, lm_v: FrameLM, paired_budget: int, method: str = 
         loss.backward()
         optimizer.step()
     return Mapping(weight.detach(), bias.detach(), center, method, paired_budget)
+
+
+def in_piece_info_nce(mapping: Mapping, h_a: torch.Tensor, h_v: torch.Tensor, per_piece: int,
+                      temperature: float = 0.1) -> torch.Tensor:
+    """The contrastive loss of a mapping over pairs whose rows ``i * per_piece ...`` come from piece ``i``: InfoNCE of
+    each mapped audio moment against the LM^V states of its piece's moments, and the reverse, averaged."""
+    pieces = len(h_a) // per_piece
+    keys = torch.nn.functional.normalize(h_v - mapping.center, dim=1).view(pieces, per_piece, -1)
+    queries = torch.nn.functional.normalize(mapping(h_a) - mapping.center, dim=1).view(pieces, per_piece, -1)
+    labels = torch.arange(per_piece, device=h_a.device).repeat(pieces)
+    forward = (queries @ keys.transpose(1, 2) / temperature).reshape(-1, per_piece)
+    reverse = (keys @ queries.transpose(1, 2) / temperature).reshape(-1, per_piece)
+    return (torch.nn.functional.cross_entropy(forward, labels) + torch.nn.functional.cross_entropy(reverse, labels)) / 2
+
+
+def _contrastive(start: Mapping, h_a: torch.Tensor, h_v: torch.Tensor, per_piece: int, steps: int,
+                 fit_weight: float = 0.1, lr: float = 1e-3) -> Mapping:
+    """From the regression, Adam on :func:`in_piece_info_nce` plus ``fit_weight`` x the least-squares error."""
+    weight = start.weight.clone().requires_grad_(True)
+    bias = start.bias.clone().requires_grad_(True)
+    optimizer = torch.optim.Adam([weight, bias], lr=lr)
+    for _ in range(steps):
+        current = Mapping(weight, bias, start.center, "contrastive", start.paired_budget)
+        loss = in_piece_info_nce(current, h_a, h_v, per_piece)
+        loss = loss + fit_weight * torch.nn.functional.mse_loss(current(h_a), h_v)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    return Mapping(weight.detach(), bias.detach(), start.center, "contrastive", start.paired_budget)
 
 
 def held_out_ids() -> list[str]:

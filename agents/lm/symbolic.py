@@ -14,9 +14,11 @@ from agents.lm.training import train_frame_lm
 
 
 def train_symbolic_lm(size: str = "small", steps: int = 1500, limit: int | None = None, device: str = "cpu",
-                      seed: int = 0, progress: bool = True) -> tuple[FrameLM, list[float], list[str]]:
-    """Train LM^V on the unpaired score pool (its first ``limit`` pieces); returns model, losses, piece ids."""
-    ids = pool_ids("unpaired_score", limit)
+                      seed: int = 0, progress: bool = True, ids: list[str] | None = None
+                      ) -> tuple[FrameLM, list[float], list[str]]:
+    """Train LM^V on the unpaired score pool (its first ``limit`` pieces), or on the pieces ``ids`` (the pairs-only
+    reference); returns model, losses, piece ids."""
+    ids = list(ids) if ids is not None else pool_ids("unpaired_score", limit)
     sequences = [score_frames(i) for i in ids]
     model, losses = train_frame_lm(sequences, "bce", SCORE_CONTEXT, size, steps, device=device, seed=seed,
                                    progress=progress, desc="LM^V (scores)")

@@ -32,7 +32,7 @@ def test_lms_save_and_reload_the_same_states(tiny_lms, tmp_path):
     assert torch.equal(lm_v.hidden(x), again.hidden(x))
 
 
-@pytest.mark.parametrize("method", ["regression", "predictive"])
+@pytest.mark.parametrize("method", ["regression", "predictive", "contrastive"])
 def test_mapping_reads_exactly_k_paired_pieces(tiny_lms, monkeypatch, method):
     lm_v, _, lm_a, _ = tiny_lms
     read: list[str] = []
@@ -53,6 +53,16 @@ def test_mapping_reads_exactly_k_paired_pieces(tiny_lms, monkeypatch, method):
     assert {pid for pid in read if pid in paired_pool} == set(corpus.paired_ids(3))
     assert all(corpus.piece_info(pid).split == "train" for pid in read)  # nothing from val or test
     assert mapping.paired_budget == 3 and mapping.method == method
+
+
+def test_contrastive_training_lowers_its_in_piece_loss_below_the_least_squares_start(tiny_lms):
+    lm_v, _, lm_a, _ = tiny_lms
+    audio, score, _ = lm_mapping.pair_windows(lm_mapping.paired_pieces(2), 50, np.random.default_rng(0))
+    h_a, h_v = lm_mapping.audio_states(lm_a, audio), lm_mapping.score_states(lm_v, score)
+    losses = {method: float(lm_mapping.in_piece_info_nce(
+        fit_mapping(lm_a, lm_v, paired_budget=2, method=method, per_piece=50), h_a, h_v, per_piece=50))
+        for method in ("regression", "contrastive")}
+    assert losses["contrastive"] < losses["regression"], losses
 
 
 def test_mapping_round_trips_and_retrieval_reports_chance(tiny_lms, tmp_path):
@@ -93,3 +103,22 @@ def test_device_auto_takes_the_gpu_when_torch_sees_one(monkeypatch, cuda):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
     assert resolve_device("auto") == ("cuda" if cuda else "cpu")
     assert resolve_device("cpu") == "cpu"
+
+
+def test_the_pairs_only_reference_trains_its_lms_on_the_k_paired_pieces_alone(tmp_path, monkeypatch):
+    from agents.lm import audio as lm_audio
+    from agents.lm import symbolic as lm_symbolic
+    from agents.pretrain import pretrain
+
+    read: list[str] = []  # every piece an LM is trained on, in order (the mappings read through agents.lm.data)
+    for module, name in ((lm_audio, "audio_frames"), (lm_symbolic, "score_frames")):
+        original = getattr(module, name)
+        monkeypatch.setattr(module, name, lambda pid, *a, _o=original, **k: (read.append(pid), _o(pid, *a, **k))[1])
+    report = pretrain(tmp_path, size="tiny", lm_steps=5, budgets=(2,), methods=("regression", "predictive", "contrastive"),
+                      pool_limit=2, progress=False, pairs_only=True)
+    rows = [(m["lms"], m["method"]) for m in report["mappings"]]
+    assert rows == [("unpaired pools", "regression"), ("unpaired pools", "predictive"),
+                    ("unpaired pools", "contrastive"), ("pairs only", "regression"), ("pairs only", "contrastive")]
+    paired = corpus.paired_ids(2)
+    assert read[-4:] == paired + paired  # the reference's LM^V, then its LM^A: the K paired pieces, nothing else
+    assert not set(read[:-4]) & set(corpus.piece_ids(split="train", pool="paired"))  # the pool LMs read no pair

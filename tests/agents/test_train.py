@@ -80,3 +80,26 @@ def test_validation_keeps_a_curve_and_the_best_model_and_plots(tmp_path):
     assert plot_main([str(out), "--out", str(tmp_path / "curves.png")]) == 0
     assert (tmp_path / "curves.png").read_bytes()[:4] == b"\x89PNG"
     assert plot_main([str(tmp_path), "--out", str(tmp_path / "x.png")]) == 2  # no run.json there
+
+
+def test_a_training_style_reaches_the_training_envs_and_is_recorded(tmp_path, monkeypatch):
+    import json
+
+    from lmm_envs import pieces
+
+    styles = set()
+    original = pieces.prepare_piece
+
+    def spy(*args, **kwargs):
+        styles.add(kwargs.get("style"))
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(pieces, "prepare_piece", spy)
+    monkeypatch.setattr("lmm_envs.envs.base.prepare_piece", spy)
+    train("lmm/ScoreFollowing-v0", "ppo", "raw", paired_budget=2, steps=64, out=tmp_path, n_envs=2, device="cpu",
+          progress=False, train_style="gentle")
+    assert styles == {"gentle"}
+    assert json.loads((tmp_path / "run.json").read_text())["env_kwargs"]["expressive_style"] == "gentle"
+    with pytest.raises(ConfigError, match="expressive_style must be one of"):
+        train("lmm/ScoreFollowing-v0", "ppo", "raw", paired_budget=2, steps=64, out=tmp_path / "x", progress=False,
+              train_style="wild")
