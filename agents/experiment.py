@@ -40,7 +40,7 @@ def _one(job: dict) -> dict:
     train(job["env"], "ppo", job["features"], job["paired_budget"], job["steps"], job["seed"], device, run,
           lm_dir=job["lm_dir"], progress=False, reward=job["reward"], n_envs=job["n_envs"],
           warm_start=job["warm_start"], warm_start_steps=job["warm_start_steps"], teacher=job["teacher"],
-          train_style=job.get("train_style"))
+          train_style=job.get("train_style"), warm_start_style=job.get("warm_start_style"))
     name = f"{job['warm_start']}+ppo" if job["warm_start"] else "ppo"
     result = evaluate(job["env"], str(run / "model.zip"), agent_name=f"{name}-{arm} seed {job['seed']}",
                       track=track_of(job["paired_budget"], job["steps"]), limit=job["limit"] or None, trust=True,
@@ -83,13 +83,16 @@ def main(argv: list[str] | None = None) -> int:
                     help="with --ray on a cluster with GPUs: the share of a GPU each run asks for (default 1)")
     ap.add_argument("--train-style", choices=["vienna", "gentle"],
                     help="expressive style of the training renderings (default: the envs', vienna)")
+    ap.add_argument("--warm-start-style", choices=["vienna", "gentle"],
+                    help="expressive style of the warm start's demonstrations only (a curriculum)")
     ap.add_argument("--out", default="runs/experiment")
     args = ap.parse_args(argv)
     arms = [(f, r, f if args.reward == ["env"] else f"{f}-{r}") for f in args.features for r in args.reward]
     jobs = [dict(env=args.env, paired_budget=args.paired_budget, steps=args.steps, seed=s, features=f, reward=r,
                  arm=arm, lm_dir=args.lm_dir, limit=args.limit, out=args.out, n_envs=args.n_envs,
                  warm_start=args.warm_start, warm_start_steps=args.warm_start_steps, teacher=args.teacher,
-                 use_gpu=args.ray is not None and args.gpus_per_run > 0, train_style=args.train_style)
+                 use_gpu=args.ray is not None and args.gpus_per_run > 0, train_style=args.train_style,
+                 warm_start_style=args.warm_start_style)
             for f, r, arm in arms for s in args.seeds]
     from lmm_envs.benchmark.evaluate import write_result
     from lmm_envs.parallel import run_tasks

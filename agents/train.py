@@ -132,15 +132,16 @@ def train(env_id: str, algo: str = "ppo", features: str = "raw", paired_budget: 
           lm_dir: str = "runs/lm", mapping: str = "regression", checkpoint_every: int = 25_000,
           progress: bool = True, reward: str = "env", n_envs: int = 16, warm_start: str | None = None,
           warm_start_steps: int | None = None, teacher: str = "oracle", eval_every: int = 0,
-          eval_pieces: int = 8, train_style: str | None = None):
+          eval_pieces: int = 8, train_style: str | None = None, warm_start_style: str | None = None):
     """Train and save an agent (see the module docstring); returns the SB3 model.
 
     ``n_envs`` episodes step together (the native batched env); ``warm_start`` (``"bc"`` or ``"dagger"``) first
     clones the oracle for ``warm_start_steps`` env steps (default half of ``steps``), which count towards
     ``steps``, then the algorithm continues from the cloned policy for the rest. ``train_style`` renders the
     training performances in another expressive style than the envs' default (``"gentle"``: the earlier, about
-    half as expressive model, on which the kept ScoreFollowing checkpoints were trained); evaluation keeps the
-    protocol's."""
+    half as expressive model, on which the kept ScoreFollowing checkpoints were trained); ``warm_start_style`` does
+    the same for the warm start's demonstrations only (a curriculum: clone on gentle renderings, then RL on the
+    training style); evaluation keeps the protocol's."""
     from agents.features import EXTRACTORS
 
     if algo not in ALGOS:
@@ -155,11 +156,17 @@ def train(env_id: str, algo: str = "ppo", features: str = "raw", paired_budget: 
     config = load_config(env_id, algo, n_envs, warm_start is not None)
     env_kwargs = dict(config.pop("env_kwargs", {}) or {})
     env_kwargs.update({"paired_budget": paired_budget} if paired_budget else {"split": "train"})
-    if train_style is not None:
-        from lmm_envs.music.expressive import check_style
+    from lmm_envs.music.expressive import check_style
 
+    if train_style is not None:
         check_style(train_style)
         env_kwargs["expressive_style"] = train_style
+    warm_kwargs = dict(env_kwargs)
+    if warm_start_style is not None:
+        if warm_start is None:
+            raise ConfigError("--warm-start-style sets the style of a warm start's demonstrations; add --warm-start")
+        check_style(warm_start_style)
+        warm_kwargs["expressive_style"] = warm_start_style
     warm_steps = 0
     if warm_start is not None:
         warm_steps = min(warm_start_steps or steps // 2, steps)
@@ -189,7 +196,7 @@ def train(env_id: str, algo: str = "ppo", features: str = "raw", paired_budget: 
         from agents.imitation import single_env_factory
         from agents.imitation import warm_start as clone
 
-        imitation = clone(model.policy, warm_start, single_env_factory(env_id, **env_kwargs), warm_steps,
+        imitation = clone(model.policy, warm_start, single_env_factory(env_id, **warm_kwargs), warm_steps,
                           seed=seed, gamma=float(config.get("gamma", 0.99)), progress=progress, teacher=teacher,
                           on_round=validator)
     rl_steps = steps - (imitation.env_steps if imitation else 0)
@@ -210,7 +217,8 @@ def train(env_id: str, algo: str = "ppo", features: str = "raw", paired_budget: 
            "n_envs": n_envs, "rl_steps": max(rl_steps, 0),
            "validation": None if validator is None else validator.record(),
            "warm_start": None if imitation is None else {"method": imitation.method, "teacher": imitation.teacher,
-                                                         "env_steps": imitation.env_steps, "rounds": imitation.rounds},
+                                                         "env_steps": imitation.env_steps, "rounds": imitation.rounds,
+                                                         "env_kwargs": warm_kwargs},
            "lm_dir": lm_dir if features == "lmm" else None, "mapping": mapping if features == "lmm" else None,
            "reward": reward, "track": track_of(paired_budget, steps)}
     (out / "run.json").write_text(json.dumps(run, indent=1))
@@ -244,6 +252,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--eval-pieces", type=int, default=8, help="how many val pieces (two renderings each)")
     ap.add_argument("--train-style", choices=["vienna", "gentle"],
                     help="expressive style of the training renderings (default: the envs', vienna)")
+    ap.add_argument("--warm-start-style", choices=["vienna", "gentle"],
+                    help="expressive style of the warm start's demonstrations only (default: --train-style's)")
     ap.add_argument("--quiet", action="store_true")
     args = ap.parse_args(argv)
     try:
@@ -251,7 +261,7 @@ def main(argv: list[str] | None = None) -> int:
               args.recurrent, args.lm_dir, args.mapping, args.checkpoint_every, progress=not args.quiet,
               reward=args.reward, n_envs=args.n_envs, warm_start=args.warm_start,
               warm_start_steps=args.warm_start_steps, teacher=args.teacher, eval_every=args.eval_every,
-              eval_pieces=args.eval_pieces, train_style=args.train_style)
+              eval_pieces=args.eval_pieces, train_style=args.train_style, warm_start_style=args.warm_start_style)
     except LMMError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -103,3 +103,26 @@ def test_a_training_style_reaches_the_training_envs_and_is_recorded(tmp_path, mo
     with pytest.raises(ConfigError, match="expressive_style must be one of"):
         train("lmm/ScoreFollowing-v0", "ppo", "raw", paired_budget=2, steps=64, out=tmp_path / "x", progress=False,
               train_style="wild")
+
+
+def test_a_curriculum_clones_on_one_style_and_trains_on_another(tmp_path, monkeypatch):
+    import json
+
+    from agents import imitation
+
+    seen = {}
+    original = imitation.single_env_factory
+
+    def spy(env_id, **kwargs):
+        seen.update(kwargs)
+        return original(env_id, **kwargs)
+
+    monkeypatch.setattr(imitation, "single_env_factory", spy)
+    train("lmm/ScoreFollowing-v0", "ppo", "match", paired_budget=2, steps=256, out=tmp_path, n_envs=2, device="cpu",
+          progress=False, warm_start="bc", warm_start_steps=128, warm_start_style="gentle")
+    run = json.loads((tmp_path / "run.json").read_text())
+    assert seen["expressive_style"] == "gentle" and run["warm_start"]["env_kwargs"]["expressive_style"] == "gentle"
+    assert "expressive_style" not in run["env_kwargs"]  # RL on the envs' own renderings
+    with pytest.raises(ConfigError, match="add --warm-start"):
+        train("lmm/ScoreFollowing-v0", "ppo", "raw", paired_budget=2, steps=64, out=tmp_path / "x", progress=False,
+              warm_start_style="gentle")
