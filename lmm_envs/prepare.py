@@ -8,6 +8,8 @@ processes, or as Ray tasks (see :mod:`lmm_envs.parallel`) writing to one cache d
 
 from __future__ import annotations
 
+import contextlib
+import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -41,24 +43,36 @@ class PrepareReport:
 
 def _prepare_one(task: dict) -> tuple[int, float]:
     """Prepare every rendering of one piece (in any process): returns (renderings built, seconds of audio)."""
-    import os
-
-    from lmm_envs.audio.cache import Cache
     from lmm_envs.audio.features import FPS
     from lmm_envs.pieces import performance_seed, prepare_piece, renderings_built
 
-    if task.get("cache_root"):
-        os.environ["LMM_ENVS_CACHE"] = task["cache_root"]  # a Ray node writes where the driver said
-    cache = Cache(task["cache_root"]) if task.get("cache_root") else None
     before = renderings_built()
     seconds = 0.0
-    for variant in range(task["variants"]):
-        piece = prepare_piece(task["id"], task["expressiveness"], performance_seed(task["id"], variant),
-                              task["synth"], cache=cache, style=task["style"])
-        seconds += piece.spectrogram.shape[1] / FPS
-        if task.get("playing_targets"):
-            _prepare_playing_targets(piece, task["synth"])
+    with _cache_directory(task.get("cache_root")):  # a Ray node writes where the driver said
+        for variant in range(task["variants"]):
+            piece = prepare_piece(task["id"], task["expressiveness"], performance_seed(task["id"], variant),
+                                  task["synth"], style=task["style"])
+            seconds += piece.spectrogram.shape[1] / FPS
+            if task.get("playing_targets"):
+                _prepare_playing_targets(piece, task["synth"])
     return renderings_built() - before, seconds
+
+
+@contextlib.contextmanager
+def _cache_directory(root: str | None):
+    """``$LMM_ENVS_CACHE`` set to ``root`` inside (everything a task caches goes there), restored after."""
+    if not root:
+        yield
+        return
+    saved = os.environ.get("LMM_ENVS_CACHE")
+    os.environ["LMM_ENVS_CACHE"] = root
+    try:
+        yield
+    finally:
+        if saved is None:
+            os.environ.pop("LMM_ENVS_CACHE", None)
+        else:
+            os.environ["LMM_ENVS_CACHE"] = saved
 
 
 def _prepare_playing_targets(piece, synth: str) -> None:

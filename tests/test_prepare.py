@@ -41,6 +41,15 @@ def test_an_unprepared_split_is_named_once_with_the_command_that_prepares_it(mon
         env.reset(seed=1)  # built again, but said once
 
 
+def test_a_named_cache_directory_is_used_and_the_callers_environment_left_alone(monkeypatch, tmp_path):
+    import os
+
+    monkeypatch.setenv("LMM_ENVS_CACHE", str(tmp_path / "mine"))
+    report = prepare_pieces([PIECE], variants=1, expressiveness=0.71, cache_root=tmp_path / "named", progress=False)
+    assert report.built == 1 and len(list((tmp_path / "named").glob("*/piece-*.lmmc"))) == 1
+    assert os.environ["LMM_ENVS_CACHE"] == str(tmp_path / "mine") and not (tmp_path / "mine").exists()
+
+
 def test_prepare_refuses_unknown_pieces_before_any_work(monkeypatch, tmp_path):
     monkeypatch.setenv("LMM_ENVS_CACHE", str(tmp_path / "cache"))
     with pytest.raises(UnknownPieceError):
