@@ -25,6 +25,9 @@ from pathlib import Path
 
 import numpy as np
 
+from lmm_envs.music.expressive import EXPRESSIVE_STYLES
+from lmm_envs.parallel import add_ray_option
+
 
 def _one(job: dict) -> dict:
     """Train and evaluate one (features, reward, seed) in any process; returns its summary row and result."""
@@ -76,14 +79,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--lm-dir", default="runs/lm")
     ap.add_argument("--limit", type=int, default=0, help="evaluate on the first N protocol pieces only")
     ap.add_argument("--parallel", type=int, default=2, help="runs at a time (one CPU thread each)")
-    ap.add_argument("--ray", nargs="?", const="local", metavar="ADDRESS",
-                    help="each run a Ray task: no ADDRESS starts a local Ray, 'auto' joins this machine's cluster, "
-                         "ray://HOST:10001 a remote one (pip install 'lmm-envs[ray]')")
+    add_ray_option(ap, "each run a Ray task")
     ap.add_argument("--gpus-per-run", type=float, default=1.0,
                     help="with --ray on a cluster with GPUs: the share of a GPU each run asks for (default 1)")
-    ap.add_argument("--train-style", choices=["vienna", "gentle"],
+    ap.add_argument("--train-style", choices=sorted(EXPRESSIVE_STYLES),
                     help="expressive style of the training renderings (default: the envs', vienna)")
-    ap.add_argument("--warm-start-style", choices=["vienna", "gentle"],
+    ap.add_argument("--warm-start-style", choices=sorted(EXPRESSIVE_STYLES),
                     help="expressive style of the warm start's demonstrations only (a curriculum)")
     ap.add_argument("--out", default="runs/experiment")
     args = ap.parse_args(argv)

@@ -23,6 +23,7 @@ import yaml
 
 import lmm_envs  # noqa: F401
 from lmm_envs.errors import ConfigError, LMMError, MissingDependencyError
+from lmm_envs.music.expressive import EXPRESSIVE_STYLES, check_style
 
 CONFIGS = Path(__file__).parent / "configs"
 ALGOS = ("ppo", "a2c", "dqn", "sac")
@@ -156,8 +157,6 @@ def train(env_id: str, algo: str = "ppo", features: str = "raw", paired_budget: 
     config = load_config(env_id, algo, n_envs, warm_start is not None)
     env_kwargs = dict(config.pop("env_kwargs", {}) or {})
     env_kwargs.update({"paired_budget": paired_budget} if paired_budget else {"split": "train"})
-    from lmm_envs.music.expressive import check_style
-
     if train_style is not None:
         check_style(train_style)
         env_kwargs["expressive_style"] = train_style
@@ -250,9 +249,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--eval-every", type=int, default=0,
                     help="every N env steps, score the model on val pieces and keep the best as best_model.zip")
     ap.add_argument("--eval-pieces", type=int, default=8, help="how many val pieces (two renderings each)")
-    ap.add_argument("--train-style", choices=["vienna", "gentle"],
+    ap.add_argument("--train-style", choices=sorted(EXPRESSIVE_STYLES),
                     help="expressive style of the training renderings (default: the envs', vienna)")
-    ap.add_argument("--warm-start-style", choices=["vienna", "gentle"],
+    ap.add_argument("--warm-start-style", choices=sorted(EXPRESSIVE_STYLES),
                     help="expressive style of the warm start's demonstrations only (default: --train-style's)")
     ap.add_argument("--quiet", action="store_true")
     args = ap.parse_args(argv)

@@ -83,12 +83,6 @@ def cmd_data_prepare(args) -> int:
     return 0
 
 
-def _ray_option(parser, what: str) -> None:
-    parser.add_argument("--ray", nargs="?", const="local", metavar="ADDRESS",
-                        help=f"run on Ray ({what}): no ADDRESS starts a local Ray, 'auto' joins this machine's "
-                             "cluster, ray://HOST:10001 a remote one; needs pip install 'lmm-envs[ray]'")
-
-
 RENDER_SUFFIXES = {".png", ".mp4", ".gif", ".wav"}
 
 
@@ -366,6 +360,7 @@ def _quickstart_verdict(scored: dict, steps: int) -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     from lmm_envs.music.expressive import DEFAULT_STYLE, EXPRESSIVE_STYLES
+    from lmm_envs.parallel import add_ray_option
     from lmm_envs.pieces import PERFORMANCES_PER_PIECE
 
     ap = argparse.ArgumentParser(prog="lmm-envs", description="Language model mapping environments for music.")
@@ -403,7 +398,7 @@ def build_parser() -> argparse.ArgumentParser:
     dp.add_argument("--workers", type=_count(0), default=0, help="local processes (default 0: one per core)")
     dp.add_argument("--playing-targets", action="store_true",
                     help="also the SightReading / PlayByEar targets of every rendering (about 10 ms each)")
-    _ray_option(dp, "one Ray task per piece, written to $LMM_ENVS_CACHE (a path every node can write)")
+    add_ray_option(dp, "one Ray task per piece, written to $LMM_ENVS_CACHE (a path every node can write)")
     dp.add_argument("--quiet", action="store_true")
     dp.set_defaults(func=cmd_data_prepare)
 
@@ -422,7 +417,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="only the first N protocol pieces (off the tracks; 0: all)")
     e.add_argument("--synth", default="harmonic", choices=["harmonic", "fluidsynth"])
     e.add_argument("--workers", type=_count(1), default=1, help="episodes in parallel processes (same numbers)")
-    _ray_option(e, "episodes as Ray tasks; the same result file as a local run")
+    add_ray_option(e, "episodes as Ray tasks; the same result file as a local run")
     e.add_argument("--trust-checkpoint", action="store_true",
                    help="allow an SB3 zip whose pickled policy_kwargs run code on loading")
     e.add_argument("--env-arg", action="append", metavar="KEY=VALUE",

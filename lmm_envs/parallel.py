@@ -94,11 +94,10 @@ def run_tasks(
 
 
 @contextlib.contextmanager
-def _one_thread_per_worker():
-    """One BLAS/OpenMP thread in each worker started inside: with one per core in each of several workers the
-    cores are oversubscribed (preparing pieces on 2 workers ran slower than on 1). Ray sets the same itself."""
-    saved = {name: os.environ.get(name) for name in THREAD_VARIABLES}
-    os.environ.update(dict.fromkeys(THREAD_VARIABLES, "1"))
+def environment(**values: str):
+    """Environment variables set to ``values`` inside the block and restored after (set or unset as they were)."""
+    saved = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
     try:
         yield
     finally:
@@ -107,6 +106,19 @@ def _one_thread_per_worker():
                 os.environ.pop(name, None)
             else:
                 os.environ[name] = value
+
+
+def _one_thread_per_worker():
+    """One BLAS/OpenMP thread in each worker started inside: with one per core in each of several workers the
+    cores are oversubscribed (preparing pieces on 2 workers ran slower than on 1). Ray sets the same itself."""
+    return environment(**dict.fromkeys(THREAD_VARIABLES, "1"))
+
+
+def add_ray_option(parser, what: str) -> None:
+    """The ``--ray [ADDRESS]`` option of every command that can run its work on Ray."""
+    parser.add_argument("--ray", nargs="?", const=LOCAL_RAY, metavar="ADDRESS",
+                        help=f"run on Ray ({what}): no ADDRESS starts a local Ray, 'auto' joins this machine's "
+                             "cluster, ray://HOST:10001 a remote one; needs pip install 'lmm-envs[ray]'")
 
 
 def _call(fn: Callable[[Any], Any], task: Any) -> Any:

@@ -9,14 +9,13 @@ processes, or as Ray tasks (see :mod:`lmm_envs.parallel`) writing to one cache d
 from __future__ import annotations
 
 import contextlib
-import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from lmm_envs.music.expressive import DEFAULT_STYLE
-from lmm_envs.parallel import run_tasks
+from lmm_envs.parallel import environment, run_tasks
 from lmm_envs.pieces import PERFORMANCES_PER_PIECE
 
 
@@ -48,7 +47,8 @@ def _prepare_one(task: dict) -> tuple[int, float]:
 
     before = renderings_built()
     seconds = 0.0
-    with _cache_directory(task.get("cache_root")):  # a Ray node writes where the driver said
+    root = task.get("cache_root")  # a Ray node writes where the driver said
+    with environment(LMM_ENVS_CACHE=root) if root else contextlib.nullcontext():
         for variant in range(task["variants"]):
             piece = prepare_piece(task["id"], task["expressiveness"], performance_seed(task["id"], variant),
                                   task["synth"], style=task["style"])
@@ -56,23 +56,6 @@ def _prepare_one(task: dict) -> tuple[int, float]:
             if task.get("playing_targets"):
                 _prepare_playing_targets(piece, task["synth"])
     return renderings_built() - before, seconds
-
-
-@contextlib.contextmanager
-def _cache_directory(root: str | None):
-    """``$LMM_ENVS_CACHE`` set to ``root`` inside (everything a task caches goes there), restored after."""
-    if not root:
-        yield
-        return
-    saved = os.environ.get("LMM_ENVS_CACHE")
-    os.environ["LMM_ENVS_CACHE"] = root
-    try:
-        yield
-    finally:
-        if saved is None:
-            os.environ.pop("LMM_ENVS_CACHE", None)
-        else:
-            os.environ["LMM_ENVS_CACHE"] = saved
 
 
 def _prepare_playing_targets(piece, synth: str) -> None:
