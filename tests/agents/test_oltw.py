@@ -94,6 +94,7 @@ def test_event_steering_holds_back_before_an_onset_oltw_has_not_heard():
     agent = OLTWAgent.__new__(OLTWAgent)  # the steering alone, without an env
     agent.onsets = np.array([0.0, 1.0, 2.0, 3.0])
     agent.margin, agent.slack, agent.deadband = 0.05, 0.0, 0.02
+    agent.hold_on, agent.lead, agent.grace, agent._top = False, None, None, -np.inf
     agent._last_onset, agent._passed_at = -2, 0.0
     agent.estimates = []
     pointer, ratio, at = 0.0, 1.0, {}
@@ -117,3 +118,56 @@ def test_onsets_weigh_more_than_what_sounds_on():
     assert f[0] @ f[1] < 0.3  # its onset frame is far from the frames it is held (a pedal holds notes longer)
     g = frame_features(held, flux_weight=2.0)
     assert g[0] @ g[1] > f[0] @ f[1]
+
+
+def _steer(agent, estimate_at, frames=200):
+    """The pointer's position at each frame when the agent steers alone onto estimates ``estimate_at(t)``."""
+    from lmm_envs.envs.score_following import MAX_RATIO, TEMPO_STEP
+
+    agent._last_onset, agent._passed_at, agent._top = -2, 0.0, -np.inf
+    agent.estimates = []
+    pointer, ratio, at = 0.0, 1.0, []
+    for frame in range(frames):
+        estimate = estimate_at(frame / 20)
+        agent.estimates.append(estimate)
+        action = agent._event_action(estimate, 1.0, {"pointer": pointer, "tempo_ratio": ratio})
+        ratio = min(max(ratio + (action - 1) * TEMPO_STEP, 0.0), MAX_RATIO)
+        pointer += ratio / 20
+        at.append(pointer)
+    return np.array(at)
+
+
+def _bare_agent(**settings):
+    from agents.baselines.oltw import OLTWAgent
+
+    agent = OLTWAgent.__new__(OLTWAgent)  # the steering alone, without an env
+    agent.onsets = np.array([0.0, 1.0, 2.0, 3.0, 4.0])
+    agent.margin, agent.slack, agent.deadband = 0.05, 0.0, 0.02
+    agent.hold_on, agent.lead, agent.grace = False, None, None
+    for key, value in settings.items():
+        setattr(agent, key, value)
+    return agent
+
+
+def test_hold_on_steering_is_not_pulled_back_when_the_estimate_falls_back():
+    # the performance runs at tempo 1 (onsets each second); OLTW's estimate falls back to 0.9 from 1.5 s to 2.5 s
+    def estimate_at(t):
+        return 0.9 if 1.5 <= t < 2.5 else min(t, 4.0)
+
+    plain = _steer(_bare_agent(), estimate_at)
+    held = _steer(_bare_agent(hold_on=True, lead=0.25, grace=0.15), estimate_at)
+    assert np.argmax(plain >= 2.0) / 20 > 2.5  # pulled back, it reports onset 2 late (more than 300 ms)
+    assert abs(np.argmax(held >= 2.0) / 20 - 2.0) <= 0.1  # on time
+    assert abs(np.argmax(held >= 3.0) / 20 - 3.0) <= 0.1
+
+
+def test_hold_on_steering_passes_an_overdue_onset_that_oltw_missed():
+    # OLTW misses onset 2: its estimate stands at 1.9 from 1.9 s until it hears onset 3 at 3 s
+    def estimate_at(t):
+        return min(t, 1.9) if t < 3.0 else min(t, 4.0)
+
+    plain = _steer(_bare_agent(), estimate_at)
+    held = _steer(_bare_agent(hold_on=True, lead=0.25, grace=0.15), estimate_at)
+    assert np.argmax(plain >= 3.0) / 20 > 3.5  # stood before onset 2 until OLTW heard onset 3: onset 3 late
+    assert abs(np.argmax(held >= 2.0) / 20 - 2.0) <= 0.1  # passed onset 2 when it was overdue
+    assert abs(np.argmax(held >= 3.0) / 20 - 3.0) <= 0.1  # and stood before onset 3 until it was played
