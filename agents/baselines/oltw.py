@@ -15,7 +15,9 @@ second) instead of a whole window (5 s), so a performer faster than the score's 
 discrete actions the pointer is steered by :func:`braking_action` (speed up only while the gap exceeds the
 braking distance), so that it does not overshoot, onto a target that runs on at the tempo from the last onset
 OLTW heard and waits before the next until OLTW hears it: a score onset is reported when it is played, not when
-a steady tempo predicts it (see :class:`OLTWAgent`).
+a steady tempo predicts it (see :class:`OLTWAgent`). Through real performances it holds on: the onsets passed are
+the estimate's running maximum, an onset long overdue is passed, and the features match a held spectrum
+(:func:`held_spectrum`), so that a player's articulation and pedal count less than which notes sound.
 """
 
 from __future__ import annotations
@@ -34,16 +36,38 @@ ROW, COLUMN, BOTH = 0, 1, 2
 # 0.847). The follower accompanist keeps 2 (see agents.baselines.accompanist).
 FLUX_WEIGHT = 8.0
 SILENCE_FLOOR = 0.05  # the constant component: silence matches silence, and is far from any sounding frame
-# Steering that holds on through real performances (chosen on half the Vienna 4x22 performances, harmonic synth,
-# within 300 ms 0.841 -> 0.894; the other half 0.846 -> 0.904; synthetic test split 0.953 -> 0.952)
-HOLD_ON = dict(hold_on=True, lead=0.25, grace=0.15, tempo_horizon=160)
+# The steering that holds on (the defaults: running-max onsets, ``grace``, ``lead``, a longer tempo horizon) was
+# chosen on half the Vienna 4x22 performances (harmonic synth, within 300 ms 0.841 -> 0.894; the other half 0.846
+# -> 0.906; synthetic test split 0.953 -> 0.952). EARLIER are the settings of the earlier protocol-2 results, before
+# this steering and the held spectrum: ``OLTWAgent(env, **EARLIER)``.
+EARLIER = dict(hold_on=False, lead=None, grace=None, tempo_horizon=80, sustain=None)
 WALL_MARGIN, WALL_DEADBAND = 0.01, 0.005  # where (score seconds before an onset not yet due) the pointer stops
+# Decay a frame of the held spectrum (:func:`held_spectrum`; half-life 0.68 s), chosen on half the Vienna 4x22
+# performances (harmonic synth, OLTW's own estimate within 300 ms of the truth on all frames: none 0.846, 0.8 0.909,
+# 0.9 0.915, 0.95 0.918, 0.97 0.915).
+SUSTAIN = 0.95
+
+
+def held_spectrum(spec: np.ndarray, decay: float = SUSTAIN, before: np.ndarray | None = None) -> np.ndarray:
+    """A causal peak hold of ``spec`` (bins, frames): each bin keeps the larger of its value and ``decay`` times its
+    held value a frame before (``before``: the held frame before the first one, none if None). A note played
+    staccato, or let go before the score's written end, then looks like the held note the deadpan reference
+    renders, and a pianist's pedal like a longer decay: articulation, which differs from player to player, counts
+    less in the match than which notes sound."""
+    spec = np.asarray(spec, dtype=np.float64)
+    held = np.empty_like(spec)
+    last = np.zeros(spec.shape[0]) if before is None else np.asarray(before, dtype=np.float64).reshape(-1)
+    for t in range(spec.shape[1]):
+        last = np.maximum(spec[:, t], decay * last)
+        held[:, t] = last
+    return held
 
 
 def frame_features(spec: np.ndarray, previous: np.ndarray | None = None,
-                   flux_weight: float | None = None) -> np.ndarray:
-    """Per-frame features for the warping cost: the log spectrum, its positive change (weighted by
-    ``flux_weight``, default :data:`FLUX_WEIGHT`) and a small constant, unit length. The constant makes a silent
+                   flux_weight: float | None = None, held: np.ndarray | None = None) -> np.ndarray:
+    """Per-frame features for the warping cost: the log spectrum (or, if given, ``held``: the
+    :func:`held_spectrum` of the same frames), its positive change (weighted by ``flux_weight``, default
+    :data:`FLUX_WEIGHT`; always of ``spec`` itself) and a small constant, unit length. The constant makes a silent
     frame a unit vector of its own, so silence matches silence at cost 0 (without it, rests cost 1 against
     everything and the path has no reason to cross them on the diagonal). The change weighs onsets up against
     what sounds on: a held, pedalled or decaying sound differs between a performance and the deadpan reference,
@@ -56,7 +80,8 @@ def frame_features(spec: np.ndarray, previous: np.ndarray | None = None,
     before = np.zeros((spec.shape[0], 1)) if previous is None else np.asarray(previous, dtype=np.float64).reshape(-1, 1)
     flux = np.maximum(np.diff(np.concatenate([before, spec], axis=1), axis=1), 0.0)
     floor = np.full((1, spec.shape[1]), SILENCE_FLOOR)
-    feats = np.concatenate([spec, flux_weight * flux, floor], axis=0).T
+    sound = spec if held is None else np.asarray(held, dtype=np.float64).reshape(spec.shape)
+    feats = np.concatenate([sound, flux_weight * flux, floor], axis=0).T
     return feats / np.linalg.norm(feats, axis=1, keepdims=True)
 
 
@@ -89,11 +114,14 @@ class OnlineTimeWarping:
 
     @classmethod
     def for_score(cls, score, synth: str = "harmonic", window: int = 100, max_run: int = 3,
-                  gate: float = 0.0, startup: int | None = None, flux_weight: float | None = None) -> OnlineTimeWarping:
+                  gate: float = 0.0, startup: int | None = None, flux_weight: float | None = None,
+                  sustain: float | None = None) -> OnlineTimeWarping:
         """OLTW against ``score`` synthesized deadpan with ``synth`` (what a follower that reads the score expects);
-        spectrogram values under ``gate`` are set to silence (see :func:`noise_gate`)."""
+        spectrogram values under ``gate`` are set to silence (see :func:`noise_gate`); ``sustain``: the decay of
+        :func:`held_spectrum` for the sounding part of the features (None: the spectrum itself)."""
         reference = noise_gate(prepare_piece(score, expressiveness=0.0, seed=0, synth=synth).spectrogram, gate)
-        return cls(frame_features(reference, flux_weight=flux_weight), window, max_run, startup)
+        held = None if sustain is None else held_spectrum(reference, sustain)
+        return cls(frame_features(reference, flux_weight=flux_weight, held=held), window, max_run, startup)
 
     # --- cost matrix --------------------------------------------------------------------------------------
     def _cells(self, idx_rows, idx_cols):
@@ -232,12 +260,15 @@ class OLTWAgent:
     seconds (see :meth:`_event_action`); the tempo is the estimate's slope over ``tempo_horizon`` frames.
     ``"brake"`` steers onto the estimate itself; ``"gain"`` is the earlier proportional controller (tempo
     estimate plus ``gain`` times the gap). ``deadband``: the gap (score seconds) the brake controller lets be;
-    ``startup``: frames of forced diagonal steps at the start (Dixon's original is ``window``)."""
+    ``startup``: frames of forced diagonal steps at the start (Dixon's original is ``window``); ``sustain``: the
+    decay of the :func:`held_spectrum` OLTW matches (None: the spectrum itself)."""
 
     def __init__(self, env, synth: str = "harmonic", window: int = 100, max_run: int = 3, gain: float = 4.0,
-                 tempo_horizon: int = 80, steering: str = "events",
+                 tempo_horizon: int = 160, steering: str = "events",
                  deadband: float = 0.02, startup: int = 10, margin: float = 0.05, slack: float = 0.0,
-                 lead: float | None = None, grace: float | None = None, hold_on: bool = False):
+                 lead: float | None = 0.25, grace: float | None = 0.15, hold_on: bool = True,
+                 sustain: float | None = SUSTAIN):
+        self.sustain = sustain
         self.hold_on = hold_on
         self.lead = lead
         self.grace = grace
@@ -256,7 +287,9 @@ class OLTWAgent:
 
     def reset(self, obs, info) -> None:
         score = self.env.unwrapped.piece.score  # the agent reads the score, never the performance's truth
-        self.oltw = OnlineTimeWarping.for_score(score, self.synth, self.window, self.max_run, startup=self.startup)
+        self.oltw = OnlineTimeWarping.for_score(score, self.synth, self.window, self.max_run, startup=self.startup,
+                                                sustain=self.sustain)
+        self._held = None  # the live audio's held spectrum (with ``sustain``)
         self.onsets = score.tempo.beats_to_seconds(score.unique_onsets())
         self._last_onset, self._passed_at, self._top = -2, 0.0, -np.inf
         self.estimates: list[float] = []
@@ -271,8 +304,8 @@ class OLTWAgent:
         performer is faster than OLTW follows), the target stands before the onset after it instead. Until the
         next onset is due within ``lead`` seconds the pointer is also kept from passing it (braking to a stop
         just before it): after a jump of the estimate its momentum would otherwise carry it past an onset the
-        performer has not played. ``lead`` and ``grace`` None turn these off (the defaults, which the kept results
-        were measured with); :data:`HOLD_ON` are the settings measured on real performances."""
+        performer has not played. ``hold_on`` False and ``lead`` and ``grace`` None turn these off (see
+        :data:`EARLIER`)."""
         onsets = self.onsets
         now = len(self.estimates) / FPS
         self._top = max(self._top, estimate)
@@ -299,7 +332,10 @@ class OLTWAgent:
 
     def act(self, obs, info):
         audio = obs["audio"][0].astype(np.float64)  # features are unit length: the pixel scale drops out
-        estimate = self.oltw.push(frame_features(audio[:, -1:], audio[:, -2])[0]) / FPS
+        frame = audio[:, -1:]
+        if self.sustain is not None:
+            self._held = held_spectrum(frame, self.sustain, self._held)[:, 0]
+        estimate = self.oltw.push(frame_features(frame, audio[:, -2], held=self._held)[0]) / FPS
         self.estimates.append(estimate)
         h = min(self.tempo_horizon, len(self.estimates) - 1)
         tempo = (estimate - self.estimates[-1 - h]) * FPS / h if h >= 10 else 1.0
@@ -311,9 +347,3 @@ class OLTWAgent:
         wanted = float(np.clip(tempo, 0.0, 3.0)) + self.gain * (estimate - info["pointer"])
         return ratio_action(self.action_space, info["tempo_ratio"], wanted)
 
-
-class HoldOnOLTWAgent(OLTWAgent):
-    """:class:`OLTWAgent` with the :data:`HOLD_ON` steering (baseline ``oltw_hold_on``)."""
-
-    def __init__(self, env, **kwargs):
-        super().__init__(env, **{**HOLD_ON, **kwargs})

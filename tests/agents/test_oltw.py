@@ -1,6 +1,6 @@
 import numpy as np
 
-from agents.baselines.oltw import OnlineTimeWarping, braking_action, frame_features, noise_gate
+from agents.baselines.oltw import OnlineTimeWarping, braking_action, frame_features, held_spectrum, noise_gate
 
 
 def synthetic_sequence(n, dims=24, seed=0):
@@ -171,3 +171,41 @@ def test_hold_on_steering_passes_an_overdue_onset_that_oltw_missed():
     assert np.argmax(plain >= 3.0) / 20 > 3.5  # stood before onset 2 until OLTW heard onset 3: onset 3 late
     assert abs(np.argmax(held >= 2.0) / 20 - 2.0) <= 0.1  # passed onset 2 when it was overdue
     assert abs(np.argmax(held >= 3.0) / 20 - 3.0) <= 0.1  # and stood before onset 3 until it was played
+
+
+def test_held_spectrum_holds_a_released_note_and_lets_it_decay():
+    spec = np.zeros((2, 6))
+    spec[0, :2] = 1.0  # a note released after two frames
+    spec[1, 3] = 0.5  # another that starts quieter
+    held = held_spectrum(spec, decay=0.5)
+    assert np.allclose(held[0], [1.0, 1.0, 0.5, 0.25, 0.125, 0.0625])
+    assert np.allclose(held[1], [0.0, 0.0, 0.0, 0.5, 0.25, 0.125])
+    # frame by frame (as an agent hears it) gives the same as the whole spectrogram at once
+    last, online = None, []
+    for t in range(spec.shape[1]):
+        last = held_spectrum(spec[:, t:t + 1], 0.5, last)[:, 0]
+        online.append(last)
+    assert np.array_equal(np.stack(online, axis=1), held)
+
+
+def test_a_staccato_performance_matches_the_held_reference_better_with_the_held_spectrum():
+    """The reference holds each note for 8 frames; the performer lets go after 2 (staccato). With the held
+    spectrum the performance's frames are closer to the reference's, and OLTW follows it more closely."""
+    rng = np.random.default_rng(3)
+    notes = rng.random((40, 24)) * (rng.random((40, 24)) < 0.3)
+    reference = np.repeat(notes, 8, axis=0).T  # (bins, frames)
+    staccato = reference.copy()
+    staccato[:, np.arange(reference.shape[1]) % 8 >= 2] = 0.0
+    truth = np.arange(reference.shape[1])
+
+    def follow(hold):
+        ref_held = held_spectrum(reference, 0.9) if hold else None
+        live_held = held_spectrum(staccato, 0.9) if hold else None
+        oltw = OnlineTimeWarping(frame_features(reference, held=ref_held), window=40, startup=10)
+        live = frame_features(staccato, held=live_held)
+        similarity = np.mean(np.sum(live * frame_features(reference, held=ref_held), axis=1))
+        return similarity, np.mean(np.abs(np.array([oltw.push(f) for f in live]) - truth))
+
+    (plain_similarity, plain_error), (held_similarity, held_error) = follow(False), follow(True)
+    assert held_similarity > plain_similarity + 0.2
+    assert held_error < plain_error
