@@ -121,7 +121,9 @@ class OnlineTimeWarping:
         :func:`held_spectrum` for the sounding part of the features (None: the spectrum itself)."""
         reference = noise_gate(prepare_piece(score, expressiveness=0.0, seed=0, synth=synth).spectrogram, gate)
         held = None if sustain is None else held_spectrum(reference, sustain)
-        return cls(frame_features(reference, flux_weight=flux_weight, held=held), window, max_run, startup)
+        oltw = cls(frame_features(reference, flux_weight=flux_weight, held=held), window, max_run, startup)
+        oltw.sounding = np.any(reference > 0, axis=0)  # what the score sounds, not what the held spectrum holds
+        return oltw
 
     # --- cost matrix --------------------------------------------------------------------------------------
     def _cells(self, idx_rows, idx_cols):
