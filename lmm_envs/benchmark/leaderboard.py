@@ -219,7 +219,8 @@ def tables(results: list[dict]) -> list[tuple[str, str, list[dict]]]:
     for env_id in sorted({r["env_id"] for r in results}):
         mine = [r for r in results if r["env_id"] == env_id]
         baselines = [r for r in mine if r["track"] == BASELINE_TRACK]
-        tracks = sorted({r["track"] for r in mine} - {BASELINE_TRACK})
+        order = {t: i for i, t in enumerate((*TRACKS, CUSTOM_TRACK))}  # by paired budget, then steps
+        tracks = sorted({r["track"] for r in mine} - {BASELINE_TRACK}, key=lambda t: (order.get(t, len(order)), t))
         for track in [BASELINE_TRACK, *tracks]:
             rows = baselines if track == BASELINE_TRACK else [r for r in mine if r["track"] == track]
             if track not in (BASELINE_TRACK, CUSTOM_TRACK):

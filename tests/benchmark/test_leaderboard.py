@@ -5,7 +5,7 @@ import sys
 import pytest
 
 from lmm_envs.benchmark.evaluate import evaluate, result_digest, write_result
-from lmm_envs.benchmark.leaderboard import ResultFileError, html_page, load_result, load_results, markdown
+from lmm_envs.benchmark.leaderboard import ResultFileError, html_page, load_result, load_results, markdown, tables
 
 ENV = "lmm/ScoreFollowing-v0"
 
@@ -26,6 +26,13 @@ def test_tables_are_sorted_by_normalised_score(results_dir):
     page = html_page(load_results(results_dir))
     assert page.count("<svg") >= 1 and "oltw" in page
 
+
+
+def test_tracks_are_listed_by_paired_budget_then_steps():
+    results = [{"env_id": ENV, "track": track, "normalised_score": {"mean": 0.5}}
+               for track in ("all/100k", "64/100k", "8/1M", "baseline", "8/100k", "custom")]
+    assert [track for _, track, _ in tables(results)] == ["baseline", "8/100k", "8/1M", "64/100k", "all/100k",
+                                                         "custom"]
 
 def _edited(src, tmp_path, change, redigest=False):
     result = json.loads(src.read_text())
@@ -88,7 +95,8 @@ def test_the_kept_baseline_results_load_and_match_the_kept_leaderboard():
     baselines = {(r["env_id"], r["agent"]["name"]) for r in results if r["track"] == "baseline"}
     assert ("lmm/ScoreFollowing-v0", "keep_tempo") in baselines and len(baselines) == 13
     learned = [r for r in results if r["agent"]["kind"] == "sb3"]
-    assert learned and all(r["track"] == "8/100k" for r in learned)
+    assert {r["track"] for r in learned} == {"8/100k", "64/100k", "all/100k"}
+    assert all(Path(r["agent"]["spec"]).parent == Path("leaderboard/checkpoints") for r in learned)
     from lmm_envs.benchmark.real_table import real_performance_markdown
 
     real = load_results(root / "leaderboard" / "real")  # agents on real performances: the page's last section
