@@ -5,7 +5,14 @@ import sys
 import pytest
 
 from lmm_envs.benchmark.evaluate import evaluate, result_digest, write_result
-from lmm_envs.benchmark.leaderboard import ResultFileError, html_page, load_result, load_results, markdown, tables
+from lmm_envs.benchmark.leaderboard import (
+    ResultFileError,
+    html_page,
+    load_result,
+    load_results,
+    markdown,
+    tables,
+)
 
 ENV = "lmm/ScoreFollowing-v0"
 
