@@ -8,7 +8,8 @@ first K paired pieces (``--paired-budget``; 0 means the whole train split). Writ
 with the episode metrics of the env), checkpoints (``checkpoints/``), the final ``model.zip`` and
 ``run.json`` (the settings, and the leaderboard track they fall in). ``--features lmm`` needs a folder from
 ``python -m agents.pretrain``; so does ``--reward lm`` (the motion tasks learning from LM^A's likelihood of
-what they play, :class:`agents.lm.reward.LMRewardWrapper`).
+what they play, :class:`agents.lm.reward.LMRewardWrapper`). ``--resume`` carries on a run that was cut off from its
+latest checkpoint (the warm start, once done, is kept as the checkpoint of step 0 and not repeated).
 """
 
 from __future__ import annotations
@@ -96,6 +97,49 @@ def make_callbacks(out: Path, steps: int, checkpoint_every: int, progress: bool,
                                                         str(out / "checkpoints"), name_prefix="model")])
 
 
+def _checkpoints(out: Path) -> list[tuple[int, Path]]:
+    """The run's checkpoints as (RL steps done, path), oldest first."""
+    found = []
+    for path in (out / "checkpoints").glob("model_*_steps.zip"):
+        count = path.stem[len("model_"):-len("_steps")]
+        if count.isdigit():
+            found.append((int(count), path))
+    return sorted(found)
+
+
+def _keep_warm_start(model, imitation, out: Path) -> None:
+    """Keep the cloned policy as the checkpoint of RL step 0 and the warm start's record beside it, so that a
+    resumed run does not clone again."""
+    from dataclasses import asdict
+
+    from lmm_envs.files import atomic_path
+
+    (out / "checkpoints").mkdir(parents=True, exist_ok=True)
+    with atomic_path(out / "checkpoints" / "model_0_steps.zip") as tmp:
+        model.save(tmp)
+    record = asdict(imitation)
+    with atomic_path(out / "warm_start.json") as tmp:
+        tmp.write_text(json.dumps(record, default=str))
+
+
+def _resume(model, out: Path, device: str):
+    """Load the latest checkpoint into ``model``; returns (RL steps done, the warm start's record) or (None, None)
+    when there is none."""
+    from agents.imitation import WarmStart
+
+    found = _checkpoints(out)
+    if not found:
+        print(f"nothing to resume in {out / 'checkpoints'}: starting afresh", file=sys.stderr)
+        return None, None
+    done, path = found[-1]
+    model.set_parameters(str(path), exact_match=True, device=device)
+    model.num_timesteps = done
+    warm = out / "warm_start.json"
+    record = WarmStart(**json.loads(warm.read_text())) if warm.exists() else None
+    print(f"resuming from {path} ({done} RL steps done)", file=sys.stderr)
+    return done, record
+
+
 def _training_env(env_id: str, algo: str, n_envs: int, seed: int, env_kwargs: dict, reward: str, lm_dir: str):
     """The vectorised env a run trains on: the native batched env for n_envs > 1 (see :mod:`agents.vec_env`);
     single envs in a ``DummyVecEnv`` for one env, for the LM reward (a per-episode wrapper) and off-policy algos."""
@@ -133,7 +177,8 @@ def train(env_id: str, algo: str = "ppo", features: str = "raw", paired_budget: 
           lm_dir: str = "runs/lm", mapping: str = "regression", checkpoint_every: int = 25_000,
           progress: bool = True, reward: str = "env", n_envs: int = 16, warm_start: str | None = None,
           warm_start_steps: int | None = None, teacher: str = "oracle", eval_every: int = 0,
-          eval_pieces: int = 8, train_style: str | None = None, warm_start_style: str | None = None):
+          eval_pieces: int = 8, train_style: str | None = None, warm_start_style: str | None = None,
+          resume: bool = False):
     """Train and save an agent (see the module docstring); returns the SB3 model.
 
     ``n_envs`` episodes step together (the native batched env); ``warm_start`` (``"bc"`` or ``"dagger"``) first
@@ -142,7 +187,13 @@ def train(env_id: str, algo: str = "ppo", features: str = "raw", paired_budget: 
     training performances in another expressive style than the envs' default (``"gentle"``: the earlier, about
     half as expressive model, on which the kept ScoreFollowing checkpoints were trained); ``warm_start_style`` does
     the same for the warm start's demonstrations only (a curriculum: clone on gentle renderings, then RL on the
-    training style); evaluation keeps the protocol's."""
+    training style); evaluation keeps the protocol's.
+
+    ``resume`` continues from the latest ``checkpoints/model_<N>_steps.zip`` in ``out`` (policy and optimiser;
+    ``N`` RL steps done), skipping a warm start that finished there (its record is kept in
+    ``warm_start.json``), up to the same ``steps`` in all. With nothing to resume from it starts afresh. A resumed
+    run is not bit-identical to one that was never cut off (the envs restart), and a validation curve covers only
+    the part after the resume."""
     from agents.features import EXTRACTORS
 
     if algo not in ALGOS:
@@ -190,30 +241,37 @@ def train(env_id: str, algo: str = "ppo", features: str = "raw", paired_budget: 
         from agents.validation import Validator
 
         validator = Validator(model, env_id, out, eval_pieces)
-    imitation = None
-    if warm_start is not None:  # the demonstrations' env steps come out of the run's budget
+    imitation, resumed_from = None, None
+    if resume:
+        resumed_from, imitation = _resume(model, out, device)
+        if resumed_from is not None and warm_start is not None and imitation is None:
+            raise ConfigError(f"{out} has checkpoints but no warm_start.json: it was not made by a warm-started "
+                              "run of this version, so it cannot be resumed with --warm-start")
+    if warm_start is not None and imitation is None:  # the demonstrations' env steps come out of the run's budget
         from agents.imitation import single_env_factory
         from agents.imitation import warm_start as clone
 
         imitation = clone(model.policy, warm_start, single_env_factory(env_id, **warm_kwargs), warm_steps,
                           seed=seed, gamma=float(config.get("gamma", 0.99)), progress=progress, teacher=teacher,
                           on_round=validator)
+        _keep_warm_start(model, imitation, out)
     rl_steps = steps - (imitation.env_steps if imitation else 0)
-    if rl_steps > 0:
-        callbacks = make_callbacks(out, rl_steps, checkpoint_every, progress, env.num_envs)
+    done = resumed_from or 0
+    if rl_steps - done > 0:
+        callbacks = make_callbacks(out, rl_steps - done, checkpoint_every, progress, env.num_envs)
         if validator is not None:
             from agents.validation import ValidationCallback
 
             callbacks.callbacks.append(ValidationCallback(validator, eval_every,
                                                           imitation.env_steps if imitation else 0))
-        model.learn(rl_steps, callback=callbacks)
+        model.learn(rl_steps - done, callback=callbacks, reset_num_timesteps=resumed_from is None)
     from lmm_envs.files import atomic_path
 
     with atomic_path(out / "model.zip") as tmp:
         model.save(tmp)
     run = {"env_id": env_id, "algo": algo, "recurrent": recurrent, "features": features, "paired_budget": paired_budget,
            "steps": steps, "seed": seed, "device": str(model.device), "env_kwargs": env_kwargs, "hyperparameters": config,
-           "n_envs": n_envs, "rl_steps": max(rl_steps, 0),
+           "n_envs": n_envs, "rl_steps": max(rl_steps, 0), "resumed_from": resumed_from,
            "validation": None if validator is None else validator.record(),
            "warm_start": None if imitation is None else {"method": imitation.method, "teacher": imitation.teacher,
                                                          "env_steps": imitation.env_steps, "rounds": imitation.rounds,
@@ -253,6 +311,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="expressive style of the training renderings (default: the envs', vienna)")
     ap.add_argument("--warm-start-style", choices=sorted(EXPRESSIVE_STYLES),
                     help="expressive style of the warm start's demonstrations only (default: --train-style's)")
+    ap.add_argument("--resume", action="store_true",
+                    help="carry on a run that was cut off, from the latest checkpoint in --out (same settings)")
     ap.add_argument("--quiet", action="store_true")
     args = ap.parse_args(argv)
     try:
@@ -260,7 +320,8 @@ def main(argv: list[str] | None = None) -> int:
               args.recurrent, args.lm_dir, args.mapping, args.checkpoint_every, progress=not args.quiet,
               reward=args.reward, n_envs=args.n_envs, warm_start=args.warm_start,
               warm_start_steps=args.warm_start_steps, teacher=args.teacher, eval_every=args.eval_every,
-              eval_pieces=args.eval_pieces, train_style=args.train_style, warm_start_style=args.warm_start_style)
+              eval_pieces=args.eval_pieces, train_style=args.train_style, warm_start_style=args.warm_start_style,
+              resume=args.resume)
     except LMMError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -126,3 +126,49 @@ def test_a_curriculum_clones_on_one_style_and_trains_on_another(tmp_path, monkey
     with pytest.raises(ConfigError, match="add --warm-start"):
         train("lmm/ScoreFollowing-v0", "ppo", "raw", paired_budget=2, steps=64, out=tmp_path / "x", progress=False,
               warm_start_style="gentle")
+
+
+def test_a_run_cut_off_resumes_from_its_latest_checkpoint(tmp_path):
+    import numpy as np
+    from stable_baselines3 import PPO
+
+    out = tmp_path / "run"
+    settings = dict(paired_budget=2, out=out, checkpoint_every=64, n_envs=2, device="cpu", progress=False)
+    train("lmm/ScoreFollowing-v0", "ppo", "raw", steps=256, **settings)
+    (out / "model.zip").unlink()  # cut off: only the checkpoints are left, and the first of them
+    saved = sorted((out / "checkpoints").glob("model_*_steps.zip"), key=lambda p: int(p.stem.split("_")[1]))
+    first = int(saved[0].stem.split("_")[1])
+    for late in saved[1:]:
+        late.unlink()
+    checkpoint = PPO.load(saved[0], device="cpu")
+    # resumed with nothing left to do, the model is the checkpoint itself
+    train("lmm/ScoreFollowing-v0", "ppo", "raw", steps=first, resume=True, **settings)
+    same = PPO.load(out / "model.zip", device="cpu")
+    for a, b in zip(checkpoint.policy.parameters(), same.policy.parameters(), strict=True):
+        assert np.array_equal(a.detach().numpy(), b.detach().numpy())
+    assert json.loads((out / "run.json").read_text())["resumed_from"] == first
+    # resumed with steps left, it trains on from there to the run's total
+    train("lmm/ScoreFollowing-v0", "ppo", "raw", steps=first + 64, resume=True, **settings)
+    assert PPO.load(out / "model.zip", device="cpu").num_timesteps > first
+    assert len(list((out / "checkpoints").glob("model_*_steps.zip"))) > 1
+
+
+def test_a_resumed_warm_started_run_does_not_clone_again(tmp_path, monkeypatch):
+    import agents.imitation
+
+    out = tmp_path / "warm"
+    settings = dict(paired_budget=2, out=out, n_envs=2, device="cpu", progress=False, warm_start="bc",
+                    warm_start_steps=64)
+    train("lmm/ScoreFollowing-v0", "ppo", "raw", steps=64, **settings)  # the warm start only: no RL steps
+    assert (out / "checkpoints" / "model_0_steps.zip").exists()
+
+    def no_second_clone(*args, **kwargs):
+        raise AssertionError("the warm start ran again")
+
+    monkeypatch.setattr(agents.imitation, "warm_start", no_second_clone)
+    train("lmm/ScoreFollowing-v0", "ppo", "raw", steps=192, resume=True, **settings)
+    run = json.loads((out / "run.json").read_text())
+    assert run["resumed_from"] == 0 and run["warm_start"]["env_steps"] == 64 and run["rl_steps"] == 128
+    (out / "warm_start.json").unlink()
+    with pytest.raises(ConfigError, match="warm_start.json"):
+        train("lmm/ScoreFollowing-v0", "ppo", "raw", steps=192, resume=True, **settings)
