@@ -348,4 +348,3 @@ class OLTWAgent:
                                   self.deadband)
         wanted = float(np.clip(tempo, 0.0, 3.0)) + self.gain * (estimate - info["pointer"])
         return ratio_action(self.action_space, info["tempo_ratio"], wanted)
-

@@ -216,10 +216,10 @@ def _interval(stat: dict, scale: float = 1.0, digits: int = 3) -> str:
 def tables(results: list[dict]) -> list[tuple[str, str, list[dict]]]:
     """(env id, track, rows sorted by normalised score) for every env and track with a result."""
     out = []
+    order = {t: i for i, t in enumerate((*TRACKS, CUSTOM_TRACK))}  # tracks by paired budget, then steps
     for env_id in sorted({r["env_id"] for r in results}):
         mine = [r for r in results if r["env_id"] == env_id]
         baselines = [r for r in mine if r["track"] == BASELINE_TRACK]
-        order = {t: i for i, t in enumerate((*TRACKS, CUSTOM_TRACK))}  # by paired budget, then steps
         tracks = sorted({r["track"] for r in mine} - {BASELINE_TRACK}, key=lambda t: (order.get(t, len(order)), t))
         for track in [BASELINE_TRACK, *tracks]:
             rows = baselines if track == BASELINE_TRACK else [r for r in mine if r["track"] == track]
