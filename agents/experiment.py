@@ -1,7 +1,7 @@
 """The experiment of the LMM challenge on one env: raw against LM-conditioned agents, several seeds, one command.
 
     python -m agents.experiment --env lmm/ScoreFollowing-v0 --paired-budget 8 --steps 100000 --seeds 0 1 2 \\
-        --features raw lmm [--reward env lm] --lm-dir runs/lm --out runs/experiment [--limit 0] [--parallel 2] \\
+        --features raw lmm [--reward env lm score] --lm-dir runs/lm --out runs/experiment [--limit 0] [--parallel 2] \\
         [--warm-start dagger --teacher oracle] [--n-envs 16] [--ray [ADDRESS]]
 
 Trains every (features, reward, seed) with :func:`agents.train.train`, evaluates each model under the env's
@@ -12,8 +12,9 @@ asked), the mean over seeds of the normalised score and the main metric with a 9
 ``--gpus-per-run`` of a GPU where the cluster has GPUs): the result files come back to this machine; the run
 folders (models, logs) are written under ``--out`` on the node that ran them, so give a path every node shares.
 
-``--reward env lm`` on lmm/SightReading-v0 is the closed-loop comparison: the env's own audio reward against
-LM^A's likelihood of what the agent plays (:class:`agents.lm.reward.LMRewardWrapper`), scored on note F1.
+``--reward env lm score`` on lmm/SightReading-v0 is the closed-loop comparison: the env's own audio reward against
+LM^A's likelihood of what the agent plays (:class:`agents.lm.reward.LMRewardWrapper`) and h's hearing of it
+against the score (:class:`agents.lm.reward.ScoreRewardWrapper`, ``--h-model``), scored on note F1.
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ def _one(job: dict) -> dict:
     train(job["env"], "ppo", job["features"], job["paired_budget"], job["steps"], job["seed"], device, run,
           lm_dir=job["lm_dir"], progress=False, reward=job["reward"], n_envs=job["n_envs"],
           warm_start=job["warm_start"], warm_start_steps=job["warm_start_steps"], teacher=job["teacher"],
-          train_style=job.get("train_style"), warm_start_style=job.get("warm_start_style"))
+          train_style=job.get("train_style"), warm_start_style=job.get("warm_start_style"), h_model=job.get("h_model"))
     name = f"{job['warm_start']}+ppo" if job["warm_start"] else "ppo"
     result = evaluate(job["env"], str(run / "model.zip"), agent_name=f"{name}-{arm} seed {job['seed']}",
                       track=track_of(job["paired_budget"], job["steps"]), limit=job["limit"] or None, trust=True,
@@ -74,8 +75,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--warm-start", choices=["bc", "dagger"], help="clone the teacher first (steps count)")
     ap.add_argument("--warm-start-steps", type=int, help="env steps of the warm start (default: half of --steps)")
     ap.add_argument("--teacher", default="oracle", help="the registered agent a warm start imitates")
-    ap.add_argument("--reward", nargs="+", default=["env"], choices=["env", "lm"],
-                    help="lm: LM^A's likelihood of the agent's own audio (SightReading, PlayByEar)")
+    ap.add_argument("--reward", nargs="+", default=["env"], choices=["env", "lm", "score"],
+                    help="lm: LM^A's likelihood of the agent's own audio (SightReading, PlayByEar); score: h's "
+                         "hearing of it against the score (SightReading)")
+    ap.add_argument("--h-model", help="h: A -> M for --reward score (python -m agents.hear makes them)")
     ap.add_argument("--lm-dir", default="runs/lm")
     ap.add_argument("--limit", type=int, default=0, help="evaluate on the first N protocol pieces only")
     ap.add_argument("--parallel", type=int, default=2, help="runs at a time (one CPU thread each)")
@@ -93,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
                  arm=arm, lm_dir=args.lm_dir, limit=args.limit, out=args.out, n_envs=args.n_envs,
                  warm_start=args.warm_start, warm_start_steps=args.warm_start_steps, teacher=args.teacher,
                  use_gpu=args.ray is not None and args.gpus_per_run > 0, train_style=args.train_style,
-                 warm_start_style=args.warm_start_style)
+                 warm_start_style=args.warm_start_style, h_model=args.h_model)
             for f, r, arm in arms for s in args.seeds]
     from lmm_envs.benchmark.evaluate import write_result
     from lmm_envs.parallel import run_tasks

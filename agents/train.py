@@ -140,29 +140,34 @@ def _resume(model, out: Path, device: str):
     return done, record
 
 
-def _training_env(env_id: str, algo: str, n_envs: int, seed: int, env_kwargs: dict, reward: str, lm_dir: str):
+def _training_env(env_id: str, algo: str, n_envs: int, seed: int, env_kwargs: dict, reward: str, lm_dir: str,
+                  h_model: str | None = None):
     """The vectorised env a run trains on: the native batched env for n_envs > 1 (see :mod:`agents.vec_env`);
     single envs in a ``DummyVecEnv`` for one env, for the LM reward (a per-episode wrapper) and off-policy algos."""
     from stable_baselines3.common.vec_env import DummyVecEnv, VecMonitor
 
     from agents.vec_env import make_training_env
 
-    if reward not in ("env", "lm"):
-        raise ConfigError(f"--reward must be 'env' or 'lm', got {reward!r}")
+    if reward not in ("env", "lm", "score"):
+        raise ConfigError(f"--reward must be 'env', 'lm' or 'score', got {reward!r}")
     if reward == "env" and algo in ("ppo", "a2c"):
         return make_training_env(env_id, n_envs, seed, **env_kwargs)
     factory = lambda: gym.make(env_id, **env_kwargs)  # noqa: E731
-    if reward == "lm":  # the closed loop: LM^A's likelihood of the agent's own audio instead of the env's reward
-        from agents.lm.reward import LMRewardWrapper
+    if reward in ("lm", "score"):  # the closed loop: the agent's own audio judged by LM^A, or heard by h against the score
+        from agents.lm.reward import LMRewardWrapper, ScoreRewardWrapper
 
-        lm_path = Path(lm_dir) / "lm_a.pt"
-        if not lm_path.is_file():
-            raise ConfigError(f"{lm_path} not found; make it with python -m agents.pretrain --out {lm_dir}")
+        if reward == "lm":
+            path, wrapper, how = Path(lm_dir) / "lm_a.pt", LMRewardWrapper, f"python -m agents.pretrain --out {lm_dir}"
+        else:
+            path, wrapper, how = Path(h_model or "runs/h/h_abs_K8_s0.pt"), ScoreRewardWrapper, "python -m agents.hear"
+        if not path.is_file():
+            raise ConfigError(f"{path} not found; make it with {how}")
         try:
-            first = LMRewardWrapper(gym.make(env_id, **env_kwargs), str(lm_path))  # refuses a non-playing env
+            first = wrapper(gym.make(env_id, **env_kwargs), str(path))  # refuses an env it cannot judge
         except ValueError as e:
             raise ConfigError(str(e)) from None
-        factories = [lambda: first] + [lambda: LMRewardWrapper(gym.make(env_id, **env_kwargs), str(lm_path))] * (
+        model = first.lm_a if reward == "lm" else first.h  # loaded once, shared by every env's wrapper
+        factories = [lambda: first] + [lambda: wrapper(gym.make(env_id, **env_kwargs), model)] * (
             (n_envs if algo in ("ppo", "a2c") else 1) - 1)
         venv = DummyVecEnv(factories)
         venv.seed(seed)
@@ -178,7 +183,7 @@ def train(env_id: str, algo: str = "ppo", features: str = "raw", paired_budget: 
           progress: bool = True, reward: str = "env", n_envs: int = 16, warm_start: str | None = None,
           warm_start_steps: int | None = None, teacher: str = "oracle", eval_every: int = 0,
           eval_pieces: int = 8, train_style: str | None = None, warm_start_style: str | None = None,
-          resume: bool = False):
+          resume: bool = False, h_model: str | None = None):
     """Train and save an agent (see the module docstring); returns the SB3 model.
 
     ``n_envs`` episodes step together (the native batched env); ``warm_start`` (``"bc"`` or ``"dagger"``) first
@@ -220,7 +225,7 @@ def train(env_id: str, algo: str = "ppo", features: str = "raw", paired_budget: 
     warm_steps = 0
     if warm_start is not None:
         warm_steps = min(warm_start_steps or steps // 2, steps)
-    env = _training_env(env_id, algo, n_envs, seed, env_kwargs, reward, lm_dir)
+    env = _training_env(env_id, algo, n_envs, seed, env_kwargs, reward, lm_dir, h_model)
     if algo == "dqn" and not isinstance(env.action_space, gym.spaces.Discrete):
         raise ConfigError(f"DQN needs a Discrete action space; {env_id} has {env.action_space}")
     if algo == "sac" and not isinstance(env.action_space, gym.spaces.Box):
@@ -277,7 +282,8 @@ def train(env_id: str, algo: str = "ppo", features: str = "raw", paired_budget: 
                                                          "env_steps": imitation.env_steps, "rounds": imitation.rounds,
                                                          "env_kwargs": warm_kwargs},
            "lm_dir": lm_dir if features == "lmm" else None, "mapping": mapping if features == "lmm" else None,
-           "reward": reward, "track": track_of(paired_budget, steps)}
+           "reward": reward, "h_model": (h_model or "runs/h/h_abs_K8_s0.pt") if reward == "score" else None,
+           "track": track_of(paired_budget, steps)}
     (out / "run.json").write_text(json.dumps(run, indent=1))
     return model
 
@@ -296,8 +302,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--lm-dir", default="runs/lm", help="pretrained LMs and mappings (python -m agents.pretrain)")
     ap.add_argument("--mapping", default="regression", choices=["regression", "predictive", "contrastive"])
     ap.add_argument("--checkpoint-every", type=int, default=25_000)
-    ap.add_argument("--reward", default="env", choices=["env", "lm"],
-                    help="lm: LM^A's log-likelihood of the agent's own audio (SightReading, PlayByEar)")
+    ap.add_argument("--reward", default="env", choices=["env", "lm", "score"],
+                    help="lm: LM^A's log-likelihood of the agent's own audio (SightReading, PlayByEar); score: how "
+                         "well h hears the agent's own audio agree with the score it reads (SightReading)")
+    ap.add_argument("--h-model", help="h: A -> M for --reward score (default runs/h/h_abs_K8_s0.pt; "
+                                      "python -m agents.hear makes them)")
     ap.add_argument("--n-envs", type=int, default=16, help="episodes stepped together (default 16)")
     ap.add_argument("--warm-start", choices=["bc", "dagger"],
                     help="first clone the oracle (behaviour cloning, or DAgger); its env steps count towards --steps")
@@ -321,7 +330,7 @@ def main(argv: list[str] | None = None) -> int:
               reward=args.reward, n_envs=args.n_envs, warm_start=args.warm_start,
               warm_start_steps=args.warm_start_steps, teacher=args.teacher, eval_every=args.eval_every,
               eval_pieces=args.eval_pieces, train_style=args.train_style, warm_start_style=args.warm_start_style,
-              resume=args.resume)
+              resume=args.resume, h_model=args.h_model)
     except LMMError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

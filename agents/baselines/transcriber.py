@@ -34,18 +34,53 @@ class TranscriberAgent:
     def _activations(self, pixels: np.ndarray) -> np.ndarray:
         return nnls(self.basis, to_linear(pixels.astype(np.float32) / AUDIO_SCALE).astype(np.float64))[0]
 
-    def act(self, obs, info):
-        window = obs["target"][0]
+    def hear(self, window: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Key activations at the frame about to be played and the next (``window``: the target's pixels,
+        ``(N_BINS, frames)``), and whether each key sounds at each (the agent's keys only)."""
         now = self._activations(window[:, SCORE_LOOKBEHIND])
         ahead = self._activations(window[:, SCORE_LOOKBEHIND + 1])
-        keys = now > self.threshold
+        return now, ahead, now > self.threshold, ahead > self.threshold
+
+    def act(self, obs, info):
+        now, ahead, keys, ahead_on = self.hear(obs["target"][0])
         if self.env.mono:
+            strongest = int(np.argmax(np.where(keys, now, -np.inf))) if keys.any() else -1
             keys = np.zeros_like(keys)
-            if now.max() > self.threshold:
-                keys[int(np.argmax(now))] = True
-        restrike = self.down & keys & (ahead > self.onset_ratio * np.maximum(now, 1e-9)) & (ahead > self.threshold)
+            if strongest >= 0:
+                keys[strongest] = True
+        restrike = self.down & keys & (ahead > self.onset_ratio * np.maximum(now, 1e-9)) & ahead_on
         keys &= ~restrike
         self.down = keys
         full = np.zeros(88, dtype=bool)
         full[self.env.key_low:self.env.key_low + keys.size] = keys
         return self.env.action_for_keys(full)
+
+
+class LearnedTranscriberAgent(TranscriberAgent):
+    """The transcriber with h: A -> M (:class:`agents.lm.transcription.KeyNet`) in place of template matching: a key
+    sounds where h's calibrated probability passes 0.5; restrikes are found from its activations as above.
+
+    ``model`` is a saved KeyNet's path (``python -m agents.hear`` writes them) or a KeyNet object.
+    """
+
+    def __init__(self, env, model, onset_ratio: float = 1.5):
+        from lmm_envs.errors import ConfigError
+
+        super().__init__(env, onset_ratio=onset_ratio)
+        from agents.lm.transcription import KeyNet
+
+        if not isinstance(model, KeyNet):
+            try:
+                model = KeyNet.load(model)
+            except FileNotFoundError:
+                raise ConfigError(f"no h model at {model}; train one with python -m agents.hear") from None
+        self.model = model
+        self.context = model.config.context
+
+    def hear(self, window):
+        lo, n, c = self.env.key_low, self.env.n_keys, self.context
+        columns = window[:, SCORE_LOOKBEHIND - c:SCORE_LOOKBEHIND + 2 + c].T  # the two frames and their neighbours
+        activations, probability = self.model.transcribe(columns)
+        now, ahead = activations[c:c + 2, lo:lo + n]
+        on = probability[c:c + 2, lo:lo + n] > 0.5
+        return now, ahead, on[0], on[1]

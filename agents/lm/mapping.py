@@ -186,6 +186,20 @@ def held_out_ids() -> list[str]:
     return corpus.piece_ids(split="train", pool="paired")[-HELD_OUT:]
 
 
+def _moments(pid: str, rng: np.random.Generator, candidates: int) -> tuple[dict, np.ndarray]:
+    """A held-out paired piece and the audio frames of its ``candidates`` retrieval moments (sorted)."""
+    p = load_paired(pid)
+    times = np.sort(rng.choice(len(p["audio"]), size=min(candidates, len(p["audio"])), replace=False))
+    return p, times
+
+
+def _hits(queries: torch.Tensor, keys: torch.Tensor) -> int:
+    """How many queries (rows) find their own key (same row) as the nearest by cosine."""
+    queries = torch.nn.functional.normalize(queries, dim=1)
+    keys = torch.nn.functional.normalize(keys, dim=1)
+    return int((torch.argmax(queries @ keys.T, dim=1) == torch.arange(len(keys), device=keys.device)).sum())
+
+
 @torch.no_grad()
 def retrieval_accuracy(lm_a: FrameLM, lm_v: FrameLM, mapping: Mapping, piece_ids: list[str] | None = None,
                        candidates: int = 16, seed: int = 0) -> dict[str, float]:
@@ -196,12 +210,31 @@ def retrieval_accuracy(lm_a: FrameLM, lm_v: FrameLM, mapping: Mapping, piece_ids
     rng = np.random.default_rng(seed)
     hits, total = 0, 0
     for pid in piece_ids or held_out_ids():
-        p = load_paired(pid)
-        times = np.sort(rng.choice(len(p["audio"]), size=min(candidates, len(p["audio"])), replace=False))
+        p, times = _moments(pid, rng, candidates)
         audio = np.stack([window_ending_at(p["audio"], int(t), AUDIO_CONTEXT) for t in times])
         score = np.stack([score_window_at(p["score"], int(p["position"][t])) for t in times])
-        queries = torch.nn.functional.normalize(mapping(audio_states(lm_a, audio)) - mapping.center, dim=1)
-        keys = torch.nn.functional.normalize(score_states(lm_v, score) - mapping.center, dim=1)
-        hits += int((torch.argmax(queries @ keys.T, dim=1) == torch.arange(len(times), device=keys.device)).sum())
+        hits += _hits(mapping(audio_states(lm_a, audio)) - mapping.center, score_states(lm_v, score) - mapping.center)
+        total += len(times)
+    return {"accuracy": hits / total, "chance": 1.0 / candidates, "queries": total}
+
+
+@torch.no_grad()
+def motion_retrieval_accuracy(h, piece_ids: list[str] | None = None, candidates: int = 16, seed: int = 0,
+                              span: int = POOL_SCORE) -> dict[str, float]:
+    """The same retrieval (same pieces, same moments) through motion: an audio moment is h: A -> M's key-down
+    probabilities summed over its last ``span`` frames, a score moment the score's onsets summed over the ``span``
+    frames up to the agent's place (keys and pitches are one space), compared by cosine.
+
+    ``h`` is a :class:`~agents.lm.transcription.KeyNet` (``python -m agents.hear`` trains them).
+    """
+    rng = np.random.default_rng(seed)
+    hits, total = 0, 0
+    for pid in piece_ids or held_out_ids():
+        p, times = _moments(pid, rng, candidates)
+        _, down = h.transcribe(np.rint(p["audio"] * 255.0).astype(np.uint8))  # back to the env's pixels
+        queries = np.stack([down[max(0, int(t) - span + 1):int(t) + 1].sum(0) for t in times])
+        keys = np.stack([p["score"][max(0, int(p["position"][t]) - span + 1):int(p["position"][t]) + 1].sum(0)
+                         for t in times])
+        hits += _hits(torch.from_numpy(queries), torch.from_numpy(keys))
         total += len(times)
     return {"accuracy": hits / total, "chance": 1.0 / candidates, "queries": total}

@@ -43,3 +43,45 @@ class LMRewardWrapper(gym.Wrapper):
         info["env_reward"] = reward
         info["lm_reward"] = lm_reward
         return obs, self.audio_weight * lm_reward + self.env_weight * reward, terminated, truncated, info
+
+
+class ScoreRewardWrapper(gym.Wrapper):
+    """Reward a SightReading agent by how well what it *hears itself play* agrees with the score it reads.
+
+    h: A -> M (:class:`agents.lm.transcription.KeyNet`, learned by synthesis from unpaired audio and calibrated on
+    the K pairs) transcribes the newest frame of the agent's own sound into key-down probabilities ``p``; the score
+    window's column for that frame says which keys the score holds, ``s``. The reward is their soft F1,
+    ``2 sum(p s) / (sum(p) + sum(s))`` (1 when both are silent). It reads only the agent's observations: not its
+    actions, not the target performance, no alignment labels. Where LM^A's likelihood asks whether the sound is
+    music, this asks whether it is *this* music, through the mapping into the score's own symbols (keys are
+    pitches), where the LM mappings' states carry too little of a moment to tell (see the README's retrieval table).
+    ``env_weight`` mixes in the env's own reward (0 by default).
+    """
+
+    def __init__(self, env: gym.Env, h, env_weight: float = 0.0):
+        super().__init__(env)
+        if "score" not in env.observation_space.spaces or "audio" not in env.observation_space.spaces:
+            raise ValueError("ScoreRewardWrapper needs an env that shows the score and the agent's sound "
+                             "(lmm/SightReading-v0)")
+        from agents.lm.transcription import KeyNet
+
+        self.h = KeyNet.load(h) if not isinstance(h, KeyNet) else h.eval()
+        self.env_weight = env_weight
+
+    def agreement(self, obs) -> float:
+        """Soft F1 between h's hearing of the last frame played and the score's keys at that frame."""
+        from lmm_envs.envs.base import SCORE_LOOKBEHIND
+
+        # the audio window's last column is the frame about to be played (silent); the one before is what sounded
+        _, heard = self.h.transcribe(obs["audio"][0][:, -3:].T)
+        p = heard[1].astype(np.float64)
+        s = (obs["score"][0][:, SCORE_LOOKBEHIND - 1] > 0).astype(np.float64)
+        total = p.sum() + s.sum()
+        return 1.0 if total < 1e-6 else float(2.0 * (p * s).sum() / total)
+
+    def step(self, action):
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        score_reward = self.agreement(obs)
+        info["env_reward"] = reward
+        info["score_reward"] = score_reward
+        return obs, score_reward + self.env_weight * reward, terminated, truncated, info
