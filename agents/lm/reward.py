@@ -51,10 +51,11 @@ class ScoreRewardWrapper(gym.Wrapper):
     h: A -> M (:class:`agents.lm.transcription.KeyNet`, learned by synthesis from unpaired audio and calibrated on
     the K pairs) transcribes the newest frame of the agent's own sound into key-down probabilities ``p``; the score
     window's column for that frame says which keys the score holds, ``s``. The reward is their soft F1,
-    ``2 sum(p s) / (sum(p) + sum(s))`` (1 when both are silent). It reads only the agent's observations: not its
-    actions, not the target performance, no alignment labels. Where LM^A's likelihood asks whether the sound is
-    music, this asks whether it is *this* music, through the mapping into the score's own symbols (keys are
-    pitches), where the LM mappings' states carry too little of a moment to tell (see the README's retrieval table).
+    ``2 sum(p s) / (sum(p) + sum(s))`` (1 when both are silent). It reads only the agent's observations (its
+    sound and the score window, which the env aligns with time), not its actions. Where LM^A's likelihood asks
+    whether the sound is music, this asks whether it is *this* music, through the mapping into the score's own
+    symbols (keys are pitches), where the LM mappings' states carry too little of a moment to tell (see the
+    README's retrieval table).
     ``env_weight`` mixes in the env's own reward (0 by default).
     """
 

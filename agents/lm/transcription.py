@@ -122,7 +122,7 @@ class KeyNet(nn.Module):
         for _ in range(self.config.refine_steps):
             a = a * numerator / (a @ gram + EPS)
         logits = np.exp(self.log_scale.numpy()) * (np.log(a + EPS) - self.log_threshold.numpy())
-        return a, (1.0 / (1.0 + np.exp(-logits))).astype(np.float32)
+        return a, (0.5 + 0.5 * np.tanh(0.5 * logits)).astype(np.float32)  # the logistic, without overflow
 
     def save(self, path: str | Path, meta: dict | None = None) -> None:
         from lmm_envs.files import atomic_path
