@@ -28,7 +28,6 @@ import numpy as np
 from lmm_envs.errors import LMMError
 
 ENV_ID = "lmm/PlayByEar-v0"
-KINDS = ("synthesis", "abs", "pairs")  # unpaired audio only (K = 0); calibrated on K pairs; K pairs alone
 LABELS = {"synthesis": "h by synthesis, no pairs", "abs": "h by synthesis + K pairs", "pairs": "K pairs alone",
           "transcriber": "template transcriber (NNLS)"}
 
@@ -55,15 +54,12 @@ def parse_budgets(values: list[str]) -> list[int]:
 
 
 def interval(values: list[float]) -> dict[str, float]:
-    """Mean and 95% t-interval over seeds (the interval is the mean itself for one seed)."""
-    from scipy import stats
+    """Mean and 95% t-interval over seeds (:func:`agents.experiment.t_interval`; the mean itself for one seed)."""
+    from agents.experiment import t_interval
 
-    x = np.asarray(values, dtype=np.float64)
-    mean = float(x.mean())
-    if len(x) < 2:
-        return {"mean": mean, "low": mean, "high": mean, "n": len(x)}
-    half = float(stats.t.ppf(0.975, len(x) - 1) * x.std(ddof=1) / np.sqrt(len(x)))
-    return {"mean": mean, "low": mean - half, "high": mean + half, "n": len(x)}
+    mean = float(np.mean(values))
+    low, high = t_interval(values) if len(values) > 1 else (mean, mean)
+    return {"mean": mean, "low": low, "high": high, "n": len(values)}
 
 
 def run(out: Path, budgets: list[int], seeds: list[int], polyphonies: list[str], synthesis_steps: int,

@@ -140,6 +140,9 @@ def _resume(model, out: Path, device: str):
     return done, record
 
 
+DEFAULT_H_MODEL = "runs/h/h_abs_K8_s0.pt"  # what --reward score hears with unless --h-model says (python -m agents.hear)
+
+
 def _training_env(env_id: str, algo: str, n_envs: int, seed: int, env_kwargs: dict, reward: str, lm_dir: str,
                   h_model: str | None = None):
     """The vectorised env a run trains on: the native batched env for n_envs > 1 (see :mod:`agents.vec_env`);
@@ -159,7 +162,7 @@ def _training_env(env_id: str, algo: str, n_envs: int, seed: int, env_kwargs: di
         if reward == "lm":
             path, wrapper, how = Path(lm_dir) / "lm_a.pt", LMRewardWrapper, f"python -m agents.pretrain --out {lm_dir}"
         else:
-            path, wrapper, how = Path(h_model or "runs/h/h_abs_K8_s0.pt"), ScoreRewardWrapper, "python -m agents.hear"
+            path, wrapper, how = Path(h_model or DEFAULT_H_MODEL), ScoreRewardWrapper, "python -m agents.hear"
         if not path.is_file():
             raise ConfigError(f"{path} not found; make it with {how}")
         try:
@@ -282,7 +285,7 @@ def train(env_id: str, algo: str = "ppo", features: str = "raw", paired_budget: 
                                                          "env_steps": imitation.env_steps, "rounds": imitation.rounds,
                                                          "env_kwargs": warm_kwargs},
            "lm_dir": lm_dir if features == "lmm" else None, "mapping": mapping if features == "lmm" else None,
-           "reward": reward, "h_model": (h_model or "runs/h/h_abs_K8_s0.pt") if reward == "score" else None,
+           "reward": reward, "h_model": (h_model or DEFAULT_H_MODEL) if reward == "score" else None,
            "track": track_of(paired_budget, steps)}
     (out / "run.json").write_text(json.dumps(run, indent=1))
     return model
@@ -305,7 +308,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--reward", default="env", choices=["env", "lm", "score"],
                     help="lm: LM^A's log-likelihood of the agent's own audio (SightReading, PlayByEar); score: how "
                          "well h hears the agent's own audio agree with the score it reads (SightReading)")
-    ap.add_argument("--h-model", help="h: A -> M for --reward score (default runs/h/h_abs_K8_s0.pt; "
+    ap.add_argument("--h-model", help=f"h: A -> M for --reward score (default {DEFAULT_H_MODEL}; "
                                       "python -m agents.hear makes them)")
     ap.add_argument("--n-envs", type=int, default=16, help="episodes stepped together (default 16)")
     ap.add_argument("--warm-start", choices=["bc", "dagger"],

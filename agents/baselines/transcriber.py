@@ -64,11 +64,10 @@ class LearnedTranscriberAgent(TranscriberAgent):
     """
 
     def __init__(self, env, model, onset_ratio: float = 1.5):
+        from agents.lm.transcription import KeyNet
         from lmm_envs.errors import ConfigError
 
         super().__init__(env, onset_ratio=onset_ratio)
-        from agents.lm.transcription import KeyNet
-
         if not isinstance(model, KeyNet):
             try:
                 model = KeyNet.load(model)
