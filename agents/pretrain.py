@@ -1,12 +1,19 @@
-"""Pretrain the LMs and the few-pair mappings, and measure the mappings.
+"""Pretrain the LMs and the few-pair mappings, and measure the LMs and the mappings.
 
-    python -m agents.pretrain --out runs/lm [--size small|tiny] [--lm-steps 1500] [--paired-budget 8 64]
-                              [--method regression predictive contrastive] [--pairs-only] [--device auto] [--quiet]
+    python -m agents.pretrain --out runs/lm [--size tiny|small|base|large] [--lm-steps 1500] [--paired-budget 8 64]
+                              [--method regression predictive contrastive] [--pairs-only] [--device auto]
+                              [--stop-after-steps N] [--quiet]
 
-Trains LM^V on the unpaired score pool and LM^A on the unpaired audio pool, then for each paired budget K and
-method fits a mapping from exactly K paired pieces and measures its retrieval accuracy on the held-out paired
-pieces. Writes ``lm_v.pt``, ``lm_a.pt``, ``mapping_<method>_K<K>.pt`` (plain tensors, loaded with
-``weights_only=True``) and ``report.json`` (losses, retrieval against chance).
+Trains LM^V on the unpaired score pool and LM^A on the unpaired audio pool (each pool's last pieces held out),
+then for each paired budget K and method fits a mapping from exactly K paired pieces and measures its retrieval
+accuracy on the held-out paired pieces. Writes ``lm_v.pt``, ``lm_a.pt``, ``mapping_<method>_K<K>.pt`` (plain
+tensors, loaded with ``weights_only=True``) and ``report.json``: per LM its training loss, its next-frame loss on
+the held-out pieces of its pool and its steps per second; LM^A's linear pitch probe (:mod:`agents.lm.probe`)
+against the same probe on its input; each mapping's retrieval against chance.
+
+Training is checkpointed in ``out/checkpoints``: the same command run again resumes where it stopped, and ends
+with the weights an uninterrupted run has. ``--stop-after-steps N`` takes at most N more steps per LM in this
+call (a session with a time limit) and exits 3 when an LM is not finished yet.
 
 ``--pairs-only`` adds the reference that shows what the unpaired pools add: for each K, the same LMs (size, steps)
 trained on the K paired pieces alone (their audio for LM^A, their scores for LM^V), mapped by the methods that
@@ -22,42 +29,62 @@ import time
 from pathlib import Path
 
 from agents.lm.audio import train_audio_lm
-from agents.lm.mapping import METHODS, fit_mapping, retrieval_accuracy
+from agents.lm.mapping import METHODS, fit_mapping, held_out_ids, retrieval_accuracy
 from agents.lm.model import SIZES, resolve_device
+from agents.lm.probe import PROBE_PIECES, pitch_probe
 from agents.lm.symbolic import train_symbolic_lm
+from agents.lm.training import LMRun
 from lmm_envs.music import corpus
 
 PAIRS_ONLY_METHODS = ("regression", "contrastive")  # the methods that read no unpaired data
+UNFINISHED = 3  # exit status when --stop-after-steps left an LM unfinished
+
+
+def _summary(run: LMRun, seconds: float) -> dict:
+    tail = run.losses[-50:]
+    return {"pieces": len(run.ids), "loss_first": run.losses[0], "loss_last": sum(tail) / len(tail),
+            "held_out_pieces": len(run.held_out_ids), "held_out_loss": run.held_out_loss,
+            "seconds": seconds, "steps_per_second": len(run.losses) / seconds if seconds > 0 else None}
 
 
 def pretrain(out: str | Path, size: str = "small", lm_steps: int = 1500, budgets: tuple[int, ...] = (8, 64),
              methods: tuple[str, ...] = METHODS, device: str = "auto", pool_limit: int | None = None,
-             progress: bool = True, pairs_only: bool = False) -> dict:
-    """Train and save everything into ``out``; returns the report (also written to ``out/report.json``)."""
+             progress: bool = True, pairs_only: bool = False, stop_after: int | None = None,
+             probe: bool = True) -> dict:
+    """Train and save everything into ``out``; returns the report (also written to ``out/report.json``). When
+    ``stop_after`` leaves an LM unfinished, returns ``{"finished": False, ...}`` with the checkpoints saved and
+    nothing else written."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     device = resolve_device(device)
+    checkpoints = out / "checkpoints"
     start = time.perf_counter()
-    lm_v, v_losses, v_ids = train_symbolic_lm(size, lm_steps, pool_limit, device, progress=progress)
-    lm_a, a_losses, a_ids = train_audio_lm(size, lm_steps, pool_limit, device, progress=progress)
-    lm_v.save(out / "lm_v.pt")
-    lm_a.save(out / "lm_a.pt")
-    report = {
-        "device": device, "size": size, "lm_steps": lm_steps,
-        "lm_v": {"pieces": len(v_ids), "loss_first": v_losses[0], "loss_last": sum(v_losses[-50:]) / len(v_losses[-50:])},
-        "lm_a": {"pieces": len(a_ids), "loss_first": a_losses[0], "loss_last": sum(a_losses[-50:]) / len(a_losses[-50:])},
-        "mappings": [],
-    }
+    runs = {}
+    for name, train in (("lm_v", train_symbolic_lm), ("lm_a", train_audio_lm)):
+        began = time.perf_counter()
+        run = train(size, lm_steps, pool_limit, device, progress=progress, checkpoint=checkpoints / f"{name}.pt",
+                    stop_after=stop_after)
+        runs[name] = (run, time.perf_counter() - began)
+    if not all(run.finished for run, _ in runs.values()):
+        return {"finished": False, "steps": {name: len(run.losses) for name, (run, _) in runs.items()},
+                "lm_steps": lm_steps}
+    (lm_v, v_seconds), (lm_a, a_seconds) = runs["lm_v"], runs["lm_a"]
+    lm_v.model.save(out / "lm_v.pt")
+    lm_a.model.save(out / "lm_a.pt")
+    report = {"finished": True, "device": device, "size": size, "lm_steps": lm_steps,
+              "lm_v": _summary(lm_v, v_seconds), "lm_a": _summary(lm_a, a_seconds), "mappings": []}
+    if probe:
+        report["lm_a"]["pitch_probe"] = pitch_probe(lm_a.model, corpus.paired_ids(PROBE_PIECES), held_out_ids())
     for k in budgets:
         for method in methods:
-            mapping = fit_mapping(lm_a, lm_v, k, method)
+            mapping = fit_mapping(lm_a.model, lm_v.model, k, method)
             mapping.save(out / f"mapping_{method}_K{k}.pt")
             report["mappings"].append({"paired_budget": k, "method": method, "lms": "unpaired pools",
-                                       **retrieval_accuracy(lm_a, lm_v, mapping)})
+                                       **retrieval_accuracy(lm_a.model, lm_v.model, mapping)})
         if pairs_only:
             ids = corpus.paired_ids(k)
-            ref_v, _, _ = train_symbolic_lm(size, lm_steps, None, device, progress=progress, ids=ids)
-            ref_a, _, _ = train_audio_lm(size, lm_steps, None, device, progress=progress, ids=ids)
+            ref_v = train_symbolic_lm(size, lm_steps, None, device, progress=progress, ids=ids).model
+            ref_a = train_audio_lm(size, lm_steps, None, device, progress=progress, ids=ids).model
             for method in (m for m in methods if m in PAIRS_ONLY_METHODS):
                 mapping = fit_mapping(ref_a, ref_v, k, method)
                 report["mappings"].append({"paired_budget": k, "method": method, "lms": "pairs only",
@@ -70,7 +97,7 @@ def pretrain(out: str | Path, size: str = "small", lm_steps: int = 1500, budgets
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m agents.pretrain", description=__doc__.splitlines()[0])
     ap.add_argument("--out", default="runs/lm")
-    ap.add_argument("--size", default="small", choices=sorted(SIZES))
+    ap.add_argument("--size", default="small", choices=list(SIZES))
     ap.add_argument("--lm-steps", type=int, default=1500)
     ap.add_argument("--paired-budget", type=int, nargs="+", default=[8, 64])
     ap.add_argument("--method", nargs="+", default=list(METHODS), choices=METHODS)
@@ -78,14 +105,32 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--pool-limit", type=int, default=0, help="use only the first N pieces of each unpaired pool")
     ap.add_argument("--pairs-only", action="store_true",
                     help="also the reference: the same LMs trained on the K paired pieces alone")
+    ap.add_argument("--stop-after-steps", type=int, default=0,
+                    help="take at most N more steps per LM now; run the same command again to resume")
+    ap.add_argument("--no-probe", action="store_true", help="skip LM^A's pitch probe")
     ap.add_argument("--quiet", action="store_true")
     args = ap.parse_args(argv)
+    if args.lm_steps < 1 or args.stop_after_steps < 0:
+        print("error: --lm-steps must be at least 1 and --stop-after-steps not negative", file=sys.stderr)
+        return 2
     try:
         report = pretrain(args.out, args.size, args.lm_steps, tuple(args.paired_budget), tuple(args.method),
-                          args.device, args.pool_limit or None, progress=not args.quiet, pairs_only=args.pairs_only)
+                          args.device, args.pool_limit or None, progress=not args.quiet, pairs_only=args.pairs_only,
+                          stop_after=args.stop_after_steps or None, probe=not args.no_probe)
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    if not report["finished"]:
+        steps = ", ".join(f"{name} {n}/{report['lm_steps']}" for name, n in report["steps"].items())
+        print(f"stopped with {steps} steps, checkpointed in {args.out}/checkpoints; run the same command to resume")
+        return UNFINISHED
+    for name in ("lm_v", "lm_a"):
+        lm = report[name]
+        print(f"{name}: held-out next-frame loss {lm['held_out_loss']:.4f} (training {lm['loss_last']:.4f}), "
+              f"{lm['steps_per_second']:.1f} steps/s, {lm['seconds']:.0f} s")
+    if "pitch_probe" in report["lm_a"]:
+        p = report["lm_a"]["pitch_probe"]
+        print(f"LM^A pitch probe F1 {p['f1']:.3f} (the same probe on the input frame: {p['input_f1']:.3f})")
     for m in report["mappings"]:
         print(f"K={m['paired_budget']:<4} {m['method']:<11} LMs from {m['lms']:<14} retrieval {m['accuracy']:.3f} "
               f"(chance {m['chance']:.3f}, {m['queries']} queries)")

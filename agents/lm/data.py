@@ -42,11 +42,13 @@ def audio_frames(piece_id: str, variant: int = 0) -> np.ndarray:
 
 
 def load_paired(piece_id: str, variant: int = 0) -> dict[str, np.ndarray]:
-    """A paired piece: audio frames, score frames and, per audio frame, the score frame being played."""
+    """A paired piece: audio frames, score frames (onsets), per score frame the pitches sounding (``sounding``),
+    and per audio frame the score frame being played (``position``)."""
     piece = _rendering(piece_id, variant)
-    score = _onsets(piece.score)
+    roll = score_roll(piece.score).T
+    score = (roll == ONSET_VALUE).astype(np.float32)
     position = np.clip(np.round(piece.score_positions * FPS).astype(np.int64), 0, score.shape[0] - 1)
-    return {"audio": _audio(piece), "score": score, "position": position, "id": piece_id}
+    return {"audio": _audio(piece), "score": score, "sounding": roll > 0, "position": position, "id": piece_id}
 
 
 def pool_ids(pool: str, limit: int | None = None) -> list[str]:

@@ -39,7 +39,7 @@ from agents.lm.model import FrameLM
 from lmm_envs.music import corpus
 
 METHODS = ("regression", "predictive", "contrastive")
-HELD_OUT = 20  # the last pieces of the paired pool, never in any budget's training pairs
+HELD_OUT = 20  # the paired pool's last pieces in budget order: in no budget's training pairs (K <= pool - 20)
 POOL_AUDIO = 10  # an audio state is LM^A's mean state over the last 10 frames (0.5 s)
 POOL_SCORE = 20  # a score state is LM^V's mean state over the 20 frames up to the agent's place (1 s)
 
@@ -183,7 +183,9 @@ def _contrastive(start: Mapping, h_a: torch.Tensor, h_v: torch.Tensor, per_piece
 
 
 def held_out_ids() -> list[str]:
-    return corpus.piece_ids(split="train", pool="paired")[-HELD_OUT:]
+    """The retrieval task's pieces: the last :data:`HELD_OUT` of :func:`corpus.paired_ids`'s budget order, so that
+    no paired budget a mapping may use (``paired_ids(K)``, K <= pool - HELD_OUT) contains one of them."""
+    return corpus.paired_ids()[-HELD_OUT:]
 
 
 def _moments(pid: str, rng: np.random.Generator, candidates: int) -> tuple[dict, np.ndarray]:

@@ -26,7 +26,12 @@ class LMConfig:
     loss: str = "bce"  # "bce" (multi-hot symbols) or "mse" (continuous frames)
 
 
-SIZES = {"tiny": dict(d_model=16, n_layers=1, n_heads=2), "small": dict(d_model=64, n_layers=2, n_heads=4)}
+SIZES = {  # presets; "small" is the default every earlier result used, "tiny" the one tests train in seconds
+    "tiny": dict(d_model=16, n_layers=1, n_heads=2),
+    "small": dict(d_model=64, n_layers=2, n_heads=4),
+    "base": dict(d_model=128, n_layers=4, n_heads=4),
+    "large": dict(d_model=256, n_layers=6, n_heads=8),
+}
 
 
 class FrameLM(nn.Module):

@@ -8,18 +8,16 @@ inside the policy.
 
 from __future__ import annotations
 
-from agents.lm.data import SCORE_CONTEXT, pool_ids, score_frames
-from agents.lm.model import FrameLM
-from agents.lm.training import train_frame_lm
+from pathlib import Path
+
+from agents.lm.data import SCORE_CONTEXT, score_frames
+from agents.lm.training import LMRun, train_pool_lm
 
 
 def train_symbolic_lm(size: str = "small", steps: int = 1500, limit: int | None = None, device: str = "cpu",
-                      seed: int = 0, progress: bool = True, ids: list[str] | None = None
-                      ) -> tuple[FrameLM, list[float], list[str]]:
-    """Train LM^V on the unpaired score pool (its first ``limit`` pieces), or on the pieces ``ids`` (the pairs-only
-    reference); returns model, losses, piece ids."""
-    ids = list(ids) if ids is not None else pool_ids("unpaired_score", limit)
-    sequences = [score_frames(i) for i in ids]
-    model, losses = train_frame_lm(sequences, "bce", SCORE_CONTEXT, size, steps, device=device, seed=seed,
-                                   progress=progress, desc="LM^V (scores)")
-    return model, losses, ids
+                      seed: int = 0, progress: bool = True, ids: list[str] | None = None,
+                      checkpoint: str | Path | None = None, stop_after: int | None = None) -> LMRun:
+    """Train LM^V on the unpaired score pool (its first ``limit`` pieces, less the held-out ones), or on the pieces
+    ``ids`` (the pairs-only reference); see :func:`~agents.lm.training.train_pool_lm`."""
+    return train_pool_lm("unpaired_score", score_frames, "bce", SCORE_CONTEXT, size, steps, limit, device, seed,
+                         progress, ids, "LM^V (scores)", checkpoint, stop_after)

@@ -17,7 +17,7 @@ PIECES = (sorted(piece_ids(split="test", collection="bach"), key=lambda p: piece
 @pytest.fixture(scope="module")
 def lm_dir(tmp_path_factory):
     out = tmp_path_factory.mktemp("lm")
-    pretrain(out, size="tiny", lm_steps=10, budgets=(2,), methods=("regression",), pool_limit=3, progress=False)
+    pretrain(out, size="tiny", lm_steps=10, budgets=(2,), methods=("regression",), pool_limit=3, progress=False, probe=False)
     return out
 
 

@@ -9,7 +9,7 @@ from agents.pretrain import pretrain
 @pytest.fixture(scope="module")
 def lm_dir(tmp_path_factory):
     out = tmp_path_factory.mktemp("lms")
-    pretrain(out, size="tiny", lm_steps=10, budgets=(2,), methods=("regression",), pool_limit=3, progress=False)
+    pretrain(out, size="tiny", lm_steps=10, budgets=(2,), methods=("regression",), pool_limit=3, progress=False, probe=False)
     return out
 
 

@@ -4,6 +4,7 @@ import torch
 
 from agents.lm import data as lm_data
 from agents.lm import mapping as lm_mapping
+from agents.lm import training as lm_training
 from agents.lm.audio import train_audio_lm
 from agents.lm.mapping import Mapping, fit_mapping, retrieval_accuracy
 from agents.lm.model import FrameLM, resolve_device
@@ -13,9 +14,9 @@ from lmm_envs.music import corpus
 
 @pytest.fixture(scope="module")
 def tiny_lms():
-    lm_v, v_losses, _ = train_symbolic_lm(size="tiny", steps=80, limit=4, progress=False)
-    lm_a, a_losses, _ = train_audio_lm(size="tiny", steps=80, limit=4, progress=False)
-    return lm_v, v_losses, lm_a, a_losses
+    v = train_symbolic_lm(size="tiny", steps=80, limit=4, progress=False)
+    a = train_audio_lm(size="tiny", steps=80, limit=4, progress=False)
+    return v.model, v.losses, a.model, a.losses
 
 
 def test_each_lm_loss_falls_on_a_tiny_run(tiny_lms):
@@ -110,15 +111,31 @@ def test_the_pairs_only_reference_trains_its_lms_on_the_k_paired_pieces_alone(tm
     from agents.lm import symbolic as lm_symbolic
     from agents.pretrain import pretrain
 
-    read: list[str] = []  # every piece an LM is trained on, in order (the mappings read through agents.lm.data)
+    trained: list[list[str]] = []  # the pieces each LM is trained on, in order (mappings read through agents.lm.data)
+    original = lm_training.train_frame_lm
+
+    def spy(sequences, *args, **kwargs):
+        trained.append(list(read[-len(sequences):]))
+        return original(sequences, *args, **kwargs)
+
+    read: list[str] = []
     for module, name in ((lm_audio, "audio_frames"), (lm_symbolic, "score_frames")):
-        original = getattr(module, name)
-        monkeypatch.setattr(module, name, lambda pid, *a, _o=original, **k: (read.append(pid), _o(pid, *a, **k))[1])
+        frames = getattr(module, name)
+        monkeypatch.setattr(module, name, lambda pid, *a, _o=frames, **k: (read.append(pid), _o(pid, *a, **k))[1])
+    monkeypatch.setattr(lm_training, "train_frame_lm", spy)
     report = pretrain(tmp_path, size="tiny", lm_steps=5, budgets=(2,), methods=("regression", "predictive", "contrastive"),
-                      pool_limit=2, progress=False, pairs_only=True)
+                      pool_limit=2, progress=False, pairs_only=True, probe=False)
     rows = [(m["lms"], m["method"]) for m in report["mappings"]]
     assert rows == [("unpaired pools", "regression"), ("unpaired pools", "predictive"),
                     ("unpaired pools", "contrastive"), ("pairs only", "regression"), ("pairs only", "contrastive")]
     paired = corpus.paired_ids(2)
-    assert read[-4:] == paired + paired  # the reference's LM^V, then its LM^A: the K paired pieces, nothing else
-    assert not set(read[:-4]) & set(corpus.piece_ids(split="train", pool="paired"))  # the pool LMs read no pair
+    assert trained[2:] == [paired, paired]  # the reference's LM^V, then its LM^A: the K paired pieces, nothing else
+    assert not {pid for ids in trained[:2] for pid in ids} & set(corpus.piece_ids(split="train", pool="paired"))
+
+
+def test_no_paired_budget_contains_a_retrieval_piece():
+    from agents.lm.mapping import HELD_OUT, held_out_ids
+
+    largest = len(corpus.paired_ids()) - HELD_OUT
+    assert len(held_out_ids()) == HELD_OUT
+    assert not set(held_out_ids()) & set(corpus.paired_ids(largest))

@@ -1,0 +1,76 @@
+import numpy as np
+import pytest
+import torch
+
+from agents.lm.symbolic import train_symbolic_lm
+from agents.lm.training import BatchStream, held_out_loss, train_frame_lm
+from agents.pretrain import UNFINISHED, main
+from lmm_envs.music import corpus
+
+
+def _sequences() -> list[np.ndarray]:
+    rng = np.random.default_rng(0)
+    return [(rng.random((60, 12)) < 0.2).astype(np.float32) for _ in range(3)]
+
+
+def test_batches_made_ahead_are_those_of_the_generator_in_order():
+    sequences, rng = _sequences(), np.random.default_rng(5)
+    stream = BatchStream(sequences, 9, 4, np.random.default_rng(5), 3)
+    from agents.lm.data import random_windows
+
+    for _ in range(3):
+        batch, state = next(stream)
+        assert np.array_equal(batch, random_windows(sequences, 9, 4, rng))
+        assert state == rng.bit_generator.state
+
+
+def test_an_interrupted_run_resumed_ends_with_the_uninterrupted_weights(tmp_path):
+    kwargs = dict(loss="bce", context=8, size="tiny", steps=8, progress=False, seed=3)
+    straight, straight_losses, done = train_frame_lm(_sequences(), **kwargs)
+    assert done
+    checkpoint = tmp_path / "lm.pt"
+    _, first_losses, done = train_frame_lm(_sequences(), **kwargs, checkpoint=checkpoint, stop_after=3,
+                                           checkpoint_every=2)
+    assert not done and len(first_losses) == 3
+    resumed, losses, done = train_frame_lm(_sequences(), **kwargs, checkpoint=checkpoint)
+    assert done and losses == straight_losses
+    for (name, a), (_, b) in zip(straight.state_dict().items(), resumed.state_dict().items(), strict=True):
+        assert torch.equal(a, b), name
+
+
+def test_a_checkpoint_of_another_run_is_refused(tmp_path):
+    checkpoint = tmp_path / "lm.pt"
+    train_frame_lm(_sequences(), "bce", 8, "tiny", steps=2, progress=False, checkpoint=checkpoint)
+    with pytest.raises(ValueError, match="another run"):
+        train_frame_lm(_sequences(), "bce", 8, "tiny", steps=4, progress=False, checkpoint=checkpoint)
+
+
+def test_the_held_out_loss_reads_pieces_the_lm_never_trained_on_and_falls_with_training():
+    run = train_symbolic_lm(size="tiny", steps=60, limit=4, progress=False)
+    assert run.held_out_ids and not set(run.held_out_ids) & set(run.ids)
+    assert set(run.held_out_ids) <= set(corpus.piece_ids(split="train", pool="unpaired_score"))
+    untrained = train_symbolic_lm(size="tiny", steps=1, limit=4, progress=False)
+    assert run.held_out_loss < 0.5 * untrained.held_out_loss
+    assert run.held_out_loss == held_out_loss(run.model, [np.asarray(x) for x in _score_frames(run.held_out_ids)], 80)
+
+
+def _score_frames(ids):
+    from agents.lm.data import score_frames
+
+    return [score_frames(i) for i in ids]
+
+
+def test_pretrain_stopped_early_exits_3_and_the_same_command_finishes(tmp_path, capsys):
+    argv = ["--out", str(tmp_path), "--size", "tiny", "--lm-steps", "6", "--paired-budget", "2", "--method",
+            "regression", "--pool-limit", "2", "--no-probe", "--quiet"]
+    assert main([*argv, "--stop-after-steps", "4"]) == UNFINISHED
+    assert "run the same command to resume" in capsys.readouterr().out
+    assert not (tmp_path / "report.json").exists() and (tmp_path / "checkpoints" / "lm_a.pt").exists()
+    assert main(argv) == 0
+    assert "held-out next-frame loss" in capsys.readouterr().out
+    assert (tmp_path / "report.json").exists() and (tmp_path / "lm_v.pt").exists()
+
+
+def test_pretrain_refuses_a_negative_stop(tmp_path, capsys):
+    assert main(["--out", str(tmp_path), "--stop-after-steps", "-1"]) == 2
+    assert "stop-after-steps" in capsys.readouterr().err
