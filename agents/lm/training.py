@@ -84,7 +84,7 @@ def train_frame_lm(sequences: list[np.ndarray], loss: str, context: int, size: s
     identity = {"size": size, "steps": steps, "seed": seed, "loss": loss, "context": context,
                 "batch_size": batch_size, "lr": lr, "input_dim": int(sequences[0].shape[1])}
     losses: list[float] = []
-    step = 0
+    start = 0
     path = Path(checkpoint) if checkpoint is not None else None
     if path is not None and path.exists():
         state = torch.load(path, map_location=device, weights_only=True)
@@ -96,11 +96,11 @@ def train_frame_lm(sequences: list[np.ndarray], loss: str, context: int, size: s
         schedule.load_state_dict(state["schedule"])
         rng.bit_generator.state = state["numpy_rng"]
         torch.set_rng_state(state["torch_rng"])
-        losses, step = list(state["losses"]), int(state["step"])
-    end = steps if stop_after is None else min(steps, step + stop_after)
+        losses, start = list(state["losses"]), int(state["step"])
+    end = steps if stop_after is None else min(steps, start + stop_after)
     rng_state = rng.bit_generator.state
-    batches = BatchStream(sequences, context + 1, batch_size, rng, end - step)
-    for step in tqdm(range(step, end), desc=desc, disable=not progress, initial=step, total=steps):
+    batches = BatchStream(sequences, context + 1, batch_size, rng, end - start)
+    for step in tqdm(range(start, end), desc=desc, disable=not progress, initial=start, total=steps):
         windows, rng_state = next(batches)
         batch = torch.from_numpy(windows).to(device)
         value = model.loss(batch)
