@@ -66,7 +66,7 @@ def run(out: Path, budgets: list[int], seeds: list[int], polyphonies: list[str],
         calibration_steps: int, pairs_only_steps: int, pool_limit: int | None, limit: int | None,
         progress: bool) -> dict:
     from agents.baselines.transcriber import LearnedTranscriberAgent
-    from agents.lm.mapping import pool_ids
+    from agents.lm.mapping import pool_ids, retrieval_ceiling
     from agents.lm.transcription import (
         FrameSet,
         KeyNetConfig,
@@ -123,6 +123,7 @@ def run(out: Path, budgets: list[int], seeds: list[int], polyphonies: list[str],
             _write(out, report)
     add_retrieval(report["rows"], out)
     report["summary"] = summarise(report["rows"])
+    report["retrieval_ceiling"] = retrieval_ceiling()
     report["seconds"] = round(time.perf_counter() - start, 1)
     _write(out, report)
     plot(report, out / "h_note_f1.png")
@@ -152,8 +153,9 @@ def summarise(rows: list[dict]) -> list[dict]:
     out = []
     for (kind, k, poly), group in sorted(groups.items(), key=lambda kv: (kv[0][2], kv[0][0], kv[0][1])):
         row = {"kind": kind, "paired_budget": k, "polyphony": poly, "note_f1": interval([r["note_f1"] for r in group])}
-        if all("retrieval" in r for r in group):
-            row["retrieval"] = interval([r["retrieval"] for r in group])
+        for metric in ("retrieval", "retrieval_sequence"):
+            if all(metric in r for r in group):
+                row[metric] = interval([r[metric] for r in group])
         out.append(row)
     return out
 
@@ -167,8 +169,11 @@ def plot(report: dict, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     polys = sorted({s["polyphony"] for s in report["summary"]})
-    panels = [(poly, "note_f1") for poly in polys] + [(polys[0], "retrieval")]
+    panels = [(poly, "note_f1") for poly in polys] + [(polys[0], "retrieval"), (polys[0], "retrieval_sequence")]
     fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 4), squeeze=False)
+    ceiling = report.get("retrieval_ceiling", {})
+    ceilings = {"retrieval": ("notes_played", "a perfect h, bags"),
+                "retrieval_sequence": ("notes_played_sequence", "a perfect h, sequences")}
     for ax, (poly, metric) in zip(axes[0], panels, strict=True):
         rows = [s for s in report["summary"] if s["polyphony"] == poly and metric in s]
         for kind in ("abs", "pairs"):
@@ -181,12 +186,18 @@ def plot(report: dict, path: Path) -> None:
             for s in rows:
                 if s["kind"] == kind:
                     ax.axhline(s[metric]["mean"], linestyle=style, color=colour, label=LABELS[kind])
-        if metric == "retrieval":
+        if metric != "note_f1":
             ax.axhline(1 / 16, linestyle="-.", color="black", lw=0.8, label="chance (1/16)")
+            name, label = ceilings[metric]
+            for key, text, colour in ((name, label, "C3"), ("score_itself", "the score moment itself", "C4")):
+                if key in ceiling:
+                    ax.axhline(ceiling[key], linestyle="--", color=colour, lw=0.8, label=text)
         ax.set_xscale("log")
         ax.set_xlabel("paired pieces K")
         ax.set_ylabel("note F1 (test split)" if metric == "note_f1" else "top-1 retrieval among 16 moments")
-        ax.set_title(f"lmm/PlayByEar-v0, {poly}" if metric == "note_f1" else "score moment from audio, through h")
+        titles = {"note_f1": f"lmm/PlayByEar-v0, {poly}", "retrieval": "score moment from audio: bags of keys",
+                  "retrieval_sequence": "score moment from audio: chord sequences"}
+        ax.set_title(titles[metric])
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     fig.tight_layout()
@@ -195,23 +206,29 @@ def plot(report: dict, path: Path) -> None:
 
 
 def add_retrieval(rows: list[dict], run_dir: Path) -> None:
-    """Each network's score-moment retrieval through motion (:func:`agents.lm.mapping.motion_retrieval_accuracy`,
-    the same held-out pieces and moments as the LM mappings' table), for rows that lack it."""
-    from agents.lm.mapping import motion_retrieval_accuracy
+    """Each network's score-moment retrieval through motion, both comparisons
+    (:func:`agents.lm.mapping.motion_retrieval_accuracy`, the same held-out pieces and moments as the LM mappings'
+    table), for rows that lack it or measured it on another version of the task."""
+    from agents.lm.mapping import RETRIEVAL_VERSION, motion_retrieval_accuracy
     from agents.lm.transcription import KeyNet
 
-    measured: dict[Path, float] = {}
+    measured: dict[Path, tuple[float, float]] = {}
     for r in rows:
-        if r["kind"] == "transcriber" or "retrieval" in r:
+        if r["kind"] == "transcriber" or r.get("retrieval_version") == RETRIEVAL_VERSION:
             continue
         path = run_dir / f"h_{r['kind']}_K{r['paired_budget']}_s{r['seed']}.pt"
         if path not in measured:
-            measured[path] = motion_retrieval_accuracy(KeyNet.load(path))["accuracy"]
-        r["retrieval"] = measured[path]
+            h = KeyNet.load(path)
+            measured[path] = (motion_retrieval_accuracy(h)["accuracy"],
+                              motion_retrieval_accuracy(h, compare="sequence")["accuracy"])
+        r["retrieval"], r["retrieval_sequence"] = measured[path]
+        r["retrieval_version"] = RETRIEVAL_VERSION
 
 
 def merge(runs: list[Path], out: Path) -> dict:
     """One report (rows, summary over seeds, plot) from runs of separate seeds (run in parallel processes)."""
+    from agents.lm.mapping import retrieval_ceiling
+
     report: dict = {"merged_from": [str(r) for r in runs], "rows": [], "seconds": 0.0}
     seen = set()
     for run_dir in runs:
@@ -229,6 +246,7 @@ def merge(runs: list[Path], out: Path) -> dict:
         for field in ("budgets", "unpaired_pieces", "unpaired_frames", "steps"):
             report.setdefault(field, part.get(field))
     report["summary"] = summarise(report["rows"])
+    report["retrieval_ceiling"] = retrieval_ceiling()
     out.mkdir(parents=True, exist_ok=True)
     _write(out, report)
     plot(report, out / "h_note_f1.png")
@@ -273,10 +291,15 @@ def main(argv: list[str] | None = None) -> int:
 def _print(report: dict) -> None:
     for s in report["summary"]:
         f = s["note_f1"]
-        r = s.get("retrieval")
-        retrieval = f", retrieval {r['mean']:.3f} [{r['low']:.3f}, {r['high']:.3f}]" if r else ""
+        retrieval = "".join(f", retrieval ({name}) {r['mean']:.3f} [{r['low']:.3f}, {r['high']:.3f}]"
+                            for name, r in (("bags", s.get("retrieval")), ("sequences", s.get("retrieval_sequence")))
+                            if r)
         print(f"{s['polyphony']:<5} {LABELS[s['kind']]:<28} K={s['paired_budget']:<4} note F1 {f['mean']:.3f} "
               f"[{f['low']:.3f}, {f['high']:.3f}]{retrieval} over {f['n']} seed(s)")
+    if "retrieval_ceiling" in report:
+        c = report["retrieval_ceiling"]
+        print(f"retrieval with a perfect h: bags {c['notes_played']:.3f}, sequences {c['notes_played_sequence']:.3f}; "
+              f"the score moment itself {c['score_itself']:.3f}")
 
 
 if __name__ == "__main__":

@@ -39,9 +39,11 @@ from agents.lm.model import FrameLM
 from lmm_envs.music import corpus
 
 METHODS = ("regression", "predictive", "contrastive")
+RETRIEVAL_VERSION = 2  # 2: held-out pieces last in budget order, ties shared, the sequence comparison
 HELD_OUT = 20  # the paired pool's last pieces in budget order: in no budget's training pairs (K <= pool - 20)
 POOL_AUDIO = 10  # an audio state is LM^A's mean state over the last 10 frames (0.5 s)
 POOL_SCORE = 20  # a score state is LM^V's mean state over the 20 frames up to the agent's place (1 s)
+ONSET_EVENT = 0.3  # the summed rise in key-down probability that makes a frame a chord of a heard sequence
 
 
 @dataclass
@@ -195,11 +197,15 @@ def _moments(pid: str, rng: np.random.Generator, candidates: int) -> tuple[dict,
     return p, times
 
 
-def _hits(queries: torch.Tensor, keys: torch.Tensor) -> int:
-    """How many queries (rows) find their own key (same row) as the nearest by cosine."""
-    queries = torch.nn.functional.normalize(queries, dim=1)
-    keys = torch.nn.functional.normalize(keys, dim=1)
-    return int((torch.argmax(queries @ keys.T, dim=1) == torch.arange(len(keys), device=keys.device)).sum())
+def _hits(queries: torch.Tensor, keys: torch.Tensor) -> float:
+    """How many queries (rows) find their own key (same row) nearest by cosine; a query whose nearest keys tie
+    counts the share of them that is its own (identical moments, a repeated bar, are told apart by chance only)."""
+    queries = torch.nn.functional.normalize(queries.double(), dim=1)
+    keys = torch.nn.functional.normalize(keys.double(), dim=1)
+    similarity = queries @ keys.T
+    nearest = similarity >= similarity.max(dim=1, keepdim=True).values - 1e-9
+    own = torch.diagonal(nearest).double()
+    return float((own / nearest.sum(dim=1)).sum())
 
 
 @torch.no_grad()
@@ -210,7 +216,7 @@ def retrieval_accuracy(lm_a: FrameLM, lm_v: FrameLM, mapping: Mapping, piece_ids
     Returns the accuracy, chance (1 / candidates) and the number of queries.
     """
     rng = np.random.default_rng(seed)
-    hits, total = 0, 0
+    hits, total = 0.0, 0
     for pid in piece_ids or held_out_ids():
         p, times = _moments(pid, rng, candidates)
         audio = np.stack([window_ending_at(p["audio"], int(t), AUDIO_CONTEXT) for t in times])
@@ -220,23 +226,110 @@ def retrieval_accuracy(lm_a: FrameLM, lm_v: FrameLM, mapping: Mapping, piece_ids
     return {"accuracy": hits / total, "chance": 1.0 / candidates, "queries": total}
 
 
+def key_onsets(down: np.ndarray) -> np.ndarray:
+    """``(T, 88)`` key-down probabilities -> onset strengths: how much each key's probability rose at each frame."""
+    return np.maximum(np.diff(down, axis=0, prepend=np.zeros((1, down.shape[1]), down.dtype)), 0.0)
+
+
+def events(frames: np.ndarray, threshold: float = ONSET_EVENT) -> np.ndarray:
+    """The frames of ``(T, 88)`` onset strengths (or a score's onsets) whose total exceeds ``threshold``, in order:
+    a sequence of chords with the time between them dropped, so two performances of a passage at different tempi
+    give the same sequence."""
+    return frames[frames.sum(axis=1) > threshold]
+
+
+def end_aligned_distance(query: np.ndarray, key: np.ndarray) -> float:
+    """Dynamic time warping of every chord of ``key`` onto the end of ``query`` (both sequences end now; the query
+    may start anywhere, as its window holds more time than the key's): the mean cosine distance along the path that
+    each step extends from the predecessor of lowest mean distance. 1 when either sequence is empty."""
+    if len(query) == 0 or len(key) == 0:
+        return 1.0
+
+    def unit(x: np.ndarray) -> np.ndarray:
+        return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-9)
+
+    cost = 1.0 - unit(key.astype(np.float64)) @ unit(query.astype(np.float64)).T  # (key chords, query chords)
+    rows, cols = cost.shape
+    total = np.full((rows + 1, cols + 1), np.inf)
+    length = np.zeros((rows + 1, cols + 1))
+    total[0, :] = 0.0  # the key's first chord may meet any of the query's
+    for i in range(1, rows + 1):
+        for j in range(1, cols + 1):
+            steps = ((total[i - 1, j - 1], length[i - 1, j - 1]), (total[i - 1, j], length[i - 1, j]),
+                     (total[i, j - 1], length[i, j - 1]))
+            best, steps_so_far = min(steps, key=lambda s: s[0] / max(s[1], 1.0))  # the lowest mean so far
+            total[i, j] = best + cost[i - 1, j - 1]
+            length[i, j] = steps_so_far + 1
+    return float(total[rows, cols] / length[rows, cols])
+
+
+def _sequence_hits(queries: list[np.ndarray], keys: list[np.ndarray]) -> float:
+    """:func:`_hits` for event sequences compared by :func:`end_aligned_distance`."""
+    similarity = torch.tensor([[-end_aligned_distance(q, k) for k in keys] for q in queries], dtype=torch.float64)
+    nearest = similarity >= similarity.max(dim=1, keepdim=True).values - 1e-9
+    return float((torch.diagonal(nearest).double() / nearest.sum(dim=1)).sum())
+
+
 @torch.no_grad()
 def motion_retrieval_accuracy(h, piece_ids: list[str] | None = None, candidates: int = 16, seed: int = 0,
-                              span: int = POOL_SCORE) -> dict[str, float]:
-    """The same retrieval (same pieces, same moments) through motion: an audio moment is h: A -> M's key-down
-    probabilities summed over its last ``span`` frames, a score moment the score's onsets summed over the ``span``
-    frames up to the agent's place (keys and pitches are one space), compared by cosine.
+                              span: int = POOL_SCORE, compare: str = "bag") -> dict[str, float]:
+    """The same retrieval (same pieces, same moments) through motion, ``h`` a
+    :class:`~agents.lm.transcription.KeyNet` (``python -m agents.hear`` trains them). Two comparisons:
 
-    ``h`` is a :class:`~agents.lm.transcription.KeyNet` (``python -m agents.hear`` trains them).
+    - ``bag``: an audio moment is h's key-down probabilities summed over its last ``span`` frames, a score moment
+      the score's onsets summed over the ``span`` frames up to the agent's place (keys and pitches are one space),
+      compared by cosine;
+    - ``sequence``: an audio moment is the sequence of chords h hears start in the agent's audio window
+      (:func:`key_onsets`, :func:`events`), a score moment the chords of the agent's score window up to its place,
+      compared by :func:`end_aligned_distance` (tempo drops out: a bag of the last second holds more or fewer notes
+      as the performer is slower or faster).
     """
+    if compare not in ("bag", "sequence"):
+        raise ValueError(f"compare must be 'bag' or 'sequence', got {compare!r}")
     rng = np.random.default_rng(seed)
-    hits, total = 0, 0
+    hits, total = 0.0, 0
     for pid in piece_ids or held_out_ids():
         p, times = _moments(pid, rng, candidates)
         _, down = h.transcribe(np.rint(p["audio"] * 255.0).astype(np.uint8))  # back to the env's pixels
-        queries = np.stack([down[max(0, int(t) - span + 1):int(t) + 1].sum(0) for t in times])
-        keys = np.stack([p["score"][max(0, int(p["position"][t]) - span + 1):int(p["position"][t]) + 1].sum(0)
-                         for t in times])
-        hits += _hits(torch.from_numpy(queries), torch.from_numpy(keys))
+        places = [int(p["position"][t]) for t in times]
+        if compare == "bag":
+            queries = np.stack([down[max(0, int(t) - span + 1):int(t) + 1].sum(0) for t in times])
+            keys = np.stack([p["score"][max(0, c - span + 1):c + 1].sum(0) for c in places])
+            hits += _hits(torch.from_numpy(queries), torch.from_numpy(keys))
+        else:
+            onsets = key_onsets(down)
+            queries = [events(onsets[max(0, int(t) - AUDIO_CONTEXT + 1):int(t) + 1]) for t in times]
+            keys = [events(p["score"][max(0, c - SCORE_POSITION):c + 1], 0.5) for c in places]
+            hits += _sequence_hits(queries, keys)
         total += len(times)
     return {"accuracy": hits / total, "chance": 1.0 / candidates, "queries": total}
+
+
+def retrieval_ceiling(piece_ids: list[str] | None = None, candidates: int = 16, seed: int = 0,
+                      span: int = POOL_SCORE) -> dict[str, float]:
+    """What the retrieval task allows through motion (same pieces and moments), with a perfect transcription:
+
+    - ``score_itself``: each score moment (onsets over ``span`` frames up to the agent's place) against itself;
+      only repeats in the music keep it below 1;
+    - ``notes_played``: the notes the performance played in the audio moment's last ``span`` frames (from the
+      alignment) against the score moments, as bags (the ``bag`` comparison with a perfect h);
+    - ``notes_played_sequence``: the chords played in the agent's audio window against the score window's, by
+      :func:`end_aligned_distance` (the ``sequence`` comparison with a perfect h).
+    """
+    rng = np.random.default_rng(seed)
+    itself, played, sequence, total = 0.0, 0.0, 0.0, 0
+    for pid in piece_ids or held_out_ids():
+        p, times = _moments(pid, rng, candidates)
+        position, score = p["position"], p["score"]
+        places = [int(position[t]) for t in times]
+        keys = torch.from_numpy(np.stack([score[max(0, c - span + 1):c + 1].sum(0) for c in places]))
+        heard = torch.from_numpy(np.stack([score[np.unique(position[max(0, int(t) - span + 1):int(t) + 1])].sum(0)
+                                           for t in times]))
+        itself += _hits(keys, keys)
+        played += _hits(heard, keys)
+        window_start = [int(position[int(t) - AUDIO_CONTEXT]) + 1 if t >= AUDIO_CONTEXT else 0 for t in times]
+        sequence += _sequence_hits([events(score[a:c + 1], 0.5) for a, c in zip(window_start, places, strict=True)],
+                                   [events(score[max(0, c - SCORE_POSITION):c + 1], 0.5) for c in places])
+        total += len(times)
+    return {"score_itself": itself / total, "notes_played": played / total,
+            "notes_played_sequence": sequence / total, "queries": total}

@@ -139,3 +139,30 @@ def test_no_paired_budget_contains_a_retrieval_piece():
     largest = len(corpus.paired_ids()) - HELD_OUT
     assert len(held_out_ids()) == HELD_OUT
     assert not set(held_out_ids()) & set(corpus.paired_ids(largest))
+
+
+def test_ties_share_a_hit_and_distinct_moments_each_find_their_own():
+    keys = torch.tensor([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0]])  # two identical moments (a repeat) and another
+    assert lm_mapping._hits(keys, keys) == pytest.approx(0.5 + 0.5 + 1.0)
+
+
+def test_the_end_aligned_distance_ignores_tempo_and_what_came_before():
+    from agents.lm.mapping import end_aligned_distance, events
+
+    rng = np.random.default_rng(0)
+    chords = (rng.random((6, 88)) < 0.05).astype(np.float32)
+    chords[:, 40] = 1.0  # no empty chord
+    roll = np.zeros((30, 88), np.float32)
+    roll[::5] = chords  # one chord every 5 frames
+    slow = np.zeros((60, 88), np.float32)
+    slow[::10] = chords  # the same chords at half the tempo
+    assert np.array_equal(events(roll, 0.5), events(slow, 0.5))
+    earlier = (rng.random((4, 88)) < 0.05).astype(np.float32)
+    assert end_aligned_distance(np.vstack([earlier, chords]), chords) == pytest.approx(0.0, abs=1e-9)
+    assert end_aligned_distance(chords, chords[::-1]) > 0.3  # the same chords in another order
+    assert end_aligned_distance(chords[:0], chords) == 1.0
+
+
+def test_motion_retrieval_refuses_an_unknown_comparison():
+    with pytest.raises(ValueError, match="compare"):
+        lm_mapping.motion_retrieval_accuracy(None, compare="dtw")
