@@ -3,10 +3,11 @@
     python -m agents.pretrain --out runs/lm [--size tiny|small|base|large] [--lm-steps 1500] [--paired-budget 8 64]
                               [--method regression predictive contrastive] [--pairs-only] [--device auto]
                               [--stop-after-steps N] [--quiet]
+    python -m agents.pretrain --out runs/lm --plot-only [--h-report runs/h/report.json]
 
 Trains LM^V on the unpaired score pool and LM^A on the unpaired audio pool (each pool's last pieces held out),
 then for each paired budget K and method fits a mapping from exactly K paired pieces and measures its retrieval
-accuracy on the held-out paired pieces. Writes ``lm_v.pt``, ``lm_a.pt``, ``mapping_<method>_K<K>.pt`` (plain
+accuracy on the held-out paired pieces. Writes ``retrieval.png`` (retrieval against K), ``lm_v.pt``, ``lm_a.pt``, ``mapping_<method>_K<K>.pt`` (plain
 tensors, loaded with ``weights_only=True``) and ``report.json``: per LM its training loss, its next-frame loss on
 the held-out pieces of its pool and its steps per second; LM^A's linear pitch probe (:mod:`agents.lm.probe`)
 against the same probe on its input; each mapping's retrieval against chance.
@@ -91,7 +92,53 @@ def pretrain(out: str | Path, size: str = "small", lm_steps: int = 1500, budgets
                                            **retrieval_accuracy(ref_a, ref_v, mapping)})
     report["seconds"] = time.perf_counter() - start
     (out / "report.json").write_text(json.dumps(report, indent=1))
+    plot_retrieval(report, out / "retrieval.png")
     return report
+
+
+def plot_retrieval(report: dict, path: str | Path, h_report: dict | None = None) -> None:
+    """Retrieval against K: one line per method and kind of LMs (the pools, or the pairs-only reference), with
+    chance; given ``python -m agents.hear``'s report, also retrieval through h (chord sequences, mean and 95%
+    interval over seeds) and the task's ceilings."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(10.5, 4.5))
+    lines: dict[tuple[str, str], list[tuple[int, float]]] = {}
+    for m in report["mappings"]:
+        lines.setdefault((m["method"], m["lms"]), []).append((m["paired_budget"], m["accuracy"]))
+    for i, method in enumerate(METHODS):
+        for lms, style in (("unpaired pools", "-"), ("pairs only", ":")):
+            points = sorted(lines.get((method, lms), []))
+            if points:
+                ax.plot(*zip(*points, strict=True), style, marker="o", color=f"C{i}",
+                        label=f"LM mapping, {method} ({'LMs from the pools' if lms == 'unpaired pools' else 'LMs from the K pairs alone'})")
+    if h_report is not None:
+        for kind, style, label in (("abs", "-", "through h (synthesis + K pairs), sequences"),
+                                   ("pairs", ":", "through the K-pairs-alone network, sequences")):
+            rows = sorted((s["paired_budget"], s["retrieval_sequence"]) for s in h_report["summary"]
+                          if s["kind"] == kind and "retrieval_sequence" in s)
+            if rows:
+                ax.errorbar([k for k, _ in rows], [r["mean"] for _, r in rows], fmt=style, marker="s", color="C3",
+                            yerr=[[r["mean"] - r["low"] for _, r in rows], [r["high"] - r["mean"] for _, r in rows]],
+                            capsize=3, label=label)
+        ceiling = h_report.get("retrieval_ceiling", {})
+        if "score_itself" in ceiling:
+            ax.axhline(ceiling["score_itself"], linestyle="--", color="C4", lw=0.8,
+                       label="ceiling: the score moment itself")
+    ax.axhline(1 / 16, linestyle="-.", color="black", lw=0.8, label="chance (1/16)")
+    ax.set_xscale("log")
+    ax.set_ylim(0, 1)
+    ax.set_xlabel("paired pieces K")
+    ax.set_ylabel("top-1 retrieval among 16 moments")
+    ax.set_title(f"score moment from audio, held-out paired pieces ({report.get('size', '?')} LMs)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.02, 0.5))
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -108,8 +155,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--stop-after-steps", type=int, default=0,
                     help="take at most N more steps per LM now; run the same command again to resume")
     ap.add_argument("--no-probe", action="store_true", help="skip LM^A's pitch probe")
+    ap.add_argument("--plot-only", action="store_true",
+                    help="only redraw <out>/retrieval.png from <out>/report.json (with --h-report)")
+    ap.add_argument("--h-report", type=Path, help="python -m agents.hear's report.json, added to the plot")
     ap.add_argument("--quiet", action="store_true")
     args = ap.parse_args(argv)
+    if args.plot_only:
+        return _replot(Path(args.out), args.h_report)
     if args.lm_steps < 1 or args.stop_after_steps < 0:
         print("error: --lm-steps must be at least 1 and --stop-after-steps not negative", file=sys.stderr)
         return 2
@@ -135,6 +187,19 @@ def main(argv: list[str] | None = None) -> int:
         print(f"K={m['paired_budget']:<4} {m['method']:<11} LMs from {m['lms']:<14} retrieval {m['accuracy']:.3f} "
               f"(chance {m['chance']:.3f}, {m['queries']} queries)")
     print(f"wrote {args.out} in {report['seconds']:.0f} s on {report['device']}")
+    return 0
+
+
+def _replot(out: Path, h_report: Path | None) -> int:
+    paths = [out / "report.json"] + ([h_report] if h_report else [])
+    missing = [str(p) for p in paths if not p.is_file()]
+    if missing:
+        print(f"error: no {', '.join(missing)}; run python -m agents.pretrain (and agents.hear) first",
+              file=sys.stderr)
+        return 2
+    plot_retrieval(json.loads(paths[0].read_text()), out / "retrieval.png",
+                   json.loads(h_report.read_text()) if h_report else None)
+    print(f"wrote {out / 'retrieval.png'}")
     return 0
 
 

@@ -69,8 +69,13 @@ def test_pretrain_stopped_early_exits_3_and_the_same_command_finishes(tmp_path, 
     assert main(argv) == 0
     assert "held-out next-frame loss" in capsys.readouterr().out
     assert (tmp_path / "report.json").exists() and (tmp_path / "lm_v.pt").exists()
+    assert (tmp_path / "retrieval.png").stat().st_size > 1000
+    (tmp_path / "retrieval.png").unlink()
+    assert main(["--out", str(tmp_path), "--plot-only"]) == 0 and (tmp_path / "retrieval.png").exists()
 
 
-def test_pretrain_refuses_a_negative_stop(tmp_path, capsys):
+def test_pretrain_refuses_a_negative_stop_and_a_plot_without_a_report(tmp_path, capsys):
     assert main(["--out", str(tmp_path), "--stop-after-steps", "-1"]) == 2
     assert "stop-after-steps" in capsys.readouterr().err
+    assert main(["--out", str(tmp_path), "--plot-only"]) == 2
+    assert "agents.pretrain" in capsys.readouterr().err
