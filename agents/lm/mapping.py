@@ -13,8 +13,11 @@ LM^V's state at the agent's place in its "score" window at score frame ``c``. Me
   those of the piece's other moments, and the reverse; a small least-squares term keeps it near the regression.
 
 Paired data is read only through :func:`paired_pieces` (exactly ``corpus.paired_ids(K)``); the unpaired pools
-serve the distribution term. :func:`retrieval_accuracy` measures a mapping on held-out paired pieces: for audio
-moments of a piece, is the nearest mapped state the right score moment's, among ``candidates`` of that piece?
+serve the distribution term. :func:`retrieval_accuracy` measures a mapping on held-out paired pieces (the last
+:data:`HELD_OUT` in budget order, which no budget reaches): for audio moments of a piece, is the nearest mapped
+state the right score moment's, among ``candidates`` of that piece? :func:`motion_retrieval_accuracy` asks the
+same through h: A -> M (bags of keys, or chord sequences aligned by :func:`end_aligned_distance`), and
+:func:`retrieval_ceiling` says what a perfect transcription, and the score moment itself, would reach.
 """
 
 from __future__ import annotations
