@@ -169,7 +169,9 @@ def plot(report: dict, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     polys = sorted({s["polyphony"] for s in report["summary"]})
-    panels = [(poly, "note_f1") for poly in polys] + [(polys[0], "retrieval"), (polys[0], "retrieval_sequence")]
+    # retrieval does not depend on the polyphony the networks were evaluated in: draw the fullest set of rows
+    fullest = max(polys, key=lambda poly: sum(s["polyphony"] == poly and "retrieval" in s for s in report["summary"]))
+    panels = [(poly, "note_f1") for poly in polys] + [(fullest, "retrieval"), (fullest, "retrieval_sequence")]
     fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 4), squeeze=False)
     ceiling = report.get("retrieval_ceiling", {})
     ceilings = {"retrieval": ("notes_played", "a perfect h, bags"),
