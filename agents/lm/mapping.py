@@ -200,15 +200,19 @@ def _moments(pid: str, rng: np.random.Generator, candidates: int) -> tuple[dict,
     return p, times
 
 
+def _own_share(similarity: torch.Tensor) -> float:
+    """Retrieval hits from a (queries, keys) similarity whose diagonal pairs each query with its own key: each query
+    counts the share of its nearest keys that is its own (identical moments, a repeated bar, tie, and are told
+    apart by chance only)."""
+    nearest = similarity >= similarity.max(dim=1, keepdim=True).values - 1e-9
+    return float((torch.diagonal(nearest).double() / nearest.sum(dim=1)).sum())
+
+
 def _hits(queries: torch.Tensor, keys: torch.Tensor) -> float:
-    """How many queries (rows) find their own key (same row) nearest by cosine; a query whose nearest keys tie
-    counts the share of them that is its own (identical moments, a repeated bar, are told apart by chance only)."""
+    """How many queries (rows) find their own key (same row) nearest by cosine (:func:`_own_share`)."""
     queries = torch.nn.functional.normalize(queries.double(), dim=1)
     keys = torch.nn.functional.normalize(keys.double(), dim=1)
-    similarity = queries @ keys.T
-    nearest = similarity >= similarity.max(dim=1, keepdim=True).values - 1e-9
-    own = torch.diagonal(nearest).double()
-    return float((own / nearest.sum(dim=1)).sum())
+    return _own_share(queries @ keys.T)
 
 
 @torch.no_grad()
@@ -268,9 +272,8 @@ def end_aligned_distance(query: np.ndarray, key: np.ndarray) -> float:
 
 def _sequence_hits(queries: list[np.ndarray], keys: list[np.ndarray]) -> float:
     """:func:`_hits` for event sequences compared by :func:`end_aligned_distance`."""
-    similarity = torch.tensor([[-end_aligned_distance(q, k) for k in keys] for q in queries], dtype=torch.float64)
-    nearest = similarity >= similarity.max(dim=1, keepdim=True).values - 1e-9
-    return float((torch.diagonal(nearest).double() / nearest.sum(dim=1)).sum())
+    return _own_share(torch.tensor([[-end_aligned_distance(q, k) for k in keys] for q in queries],
+                                   dtype=torch.float64))
 
 
 @torch.no_grad()

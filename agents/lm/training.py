@@ -156,7 +156,7 @@ def train_pool_lm(pool: str, frames: Callable[[str], np.ndarray], loss: str, con
     every = corpus.piece_ids(split="train", pool=pool)
     held_out_ids = every[-HELD_OUT_PIECES:]
     if ids is None:
-        ids = [i for i in every[:-HELD_OUT_PIECES][: limit or None]]
+        ids = every[:-HELD_OUT_PIECES][: limit or None]
     model, losses, finished = train_frame_lm([frames(i) for i in ids], loss, context, size, steps, device=device,
                                              seed=seed, progress=progress, desc=desc, checkpoint=checkpoint,
                                              stop_after=stop_after)
