@@ -2,12 +2,14 @@
 
     python -m agents.experiment --env lmm/ScoreFollowing-v0 --paired-budget 8 --steps 100000 --seeds 0 1 2 \\
         --features raw lmm [--reward env lm score] --lm-dir runs/lm --out runs/experiment [--limit 0] [--parallel 2] \\
-        [--warm-start dagger --teacher oracle] [--n-envs 16] [--ray [ADDRESS]]
+        [--warm-start dagger --teacher oracle] [--n-envs 16] [--ray [ADDRESS]] [--resume]
 
 Trains every (features, reward, seed) with :func:`agents.train.train`, evaluates each model under the env's
 protocol (``--limit N``: only the first N protocol pieces, for a quicker, off-leaderboard measurement), writes
 the result files to ``out/results`` and prints, per arm (features, and the reward when more than the env's is
 asked), the mean over seeds of the normalised score and the main metric with a 95% t-interval across seeds.
+``--resume`` carries on an experiment that was cut off (a session's time limit): finished runs are read from their
+result files, the others continue from their latest checkpoint (:func:`agents.train.train`'s ``resume``).
 ``--ray`` runs each (features, reward, seed) as a Ray task instead of a local process (one CPU each, and
 ``--gpus-per-run`` of a GPU where the cluster has GPUs): the result files come back to this machine; the run
 folders (models, logs) are written under ``--out`` on the node that ran them, so give a path every node shares.
@@ -44,14 +46,19 @@ def _one(job: dict) -> dict:
     train(job["env"], "ppo", job["features"], job["paired_budget"], job["steps"], job["seed"], device, run,
           lm_dir=job["lm_dir"], progress=False, reward=job["reward"], n_envs=job["n_envs"],
           warm_start=job["warm_start"], warm_start_steps=job["warm_start_steps"], teacher=job["teacher"],
-          train_style=job.get("train_style"), warm_start_style=job.get("warm_start_style"), h_model=job.get("h_model"))
+          train_style=job.get("train_style"), warm_start_style=job.get("warm_start_style"), h_model=job.get("h_model"),
+          resume=job.get("resume", False))
     name = f"{job['warm_start']}+ppo" if job["warm_start"] else "ppo"
     result = evaluate(job["env"], str(run / "model.zip"), agent_name=f"{name}-{arm} seed {job['seed']}",
                       track=track_of(job["paired_budget"], job["steps"]), limit=job["limit"] or None, trust=True,
                       progress=False)
-    return {"arm": arm, "seed": job["seed"], "score": result["normalised_score"]["mean"],
-            "main": result["aggregate"][result["main_metric"]]["mean"], "metric": result["main_metric"],
-            "result": result}
+    return {**_row(arm, job["seed"], result), "result": result}
+
+
+def _row(arm: str, seed: int, result: dict) -> dict:
+    """A run's line in the summary, from its result file."""
+    return {"arm": arm, "seed": seed, "score": result["normalised_score"]["mean"],
+            "main": result["aggregate"][result["main_metric"]]["mean"], "metric": result["main_metric"]}
 
 
 def t_interval(values: list[float]) -> tuple[float, float]:
@@ -90,20 +97,32 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--warm-start-style", choices=sorted(EXPRESSIVE_STYLES),
                     help="expressive style of the warm start's demonstrations only (a curriculum)")
     ap.add_argument("--out", default="runs/experiment")
+    ap.add_argument("--resume", action="store_true",
+                    help="carry on an experiment that was cut off: runs with a result file in <out>/results are "
+                         "read, not run again; the others resume from their latest checkpoint")
     args = ap.parse_args(argv)
     arms = [(f, r, f if args.reward == ["env"] else f"{f}-{r}") for f in args.features for r in args.reward]
     jobs = [dict(env=args.env, paired_budget=args.paired_budget, steps=args.steps, seed=s, features=f, reward=r,
                  arm=arm, lm_dir=args.lm_dir, limit=args.limit, out=args.out, n_envs=args.n_envs,
                  warm_start=args.warm_start, warm_start_steps=args.warm_start_steps, teacher=args.teacher,
                  use_gpu=args.ray is not None and args.gpus_per_run > 0, train_style=args.train_style,
-                 warm_start_style=args.warm_start_style, h_model=args.h_model)
+                 warm_start_style=args.warm_start_style, h_model=args.h_model, resume=args.resume)
             for f, r, arm in arms for s in args.seeds]
     from lmm_envs.benchmark.evaluate import write_result
     from lmm_envs.parallel import run_tasks
 
-    rows = run_tasks(_one, jobs, workers=args.parallel, ray_address=args.ray, num_gpus=args.gpus_per_run)
-    for row in rows:  # written here, on the machine that asked, wherever the runs ran
-        write_result(row.pop("result"), Path(args.out) / "results" / f"{row['arm']}_s{row['seed']}.json")
+    def result_path(arm: str, seed: int) -> Path:
+        return Path(args.out) / "results" / f"{arm}_s{seed}.json"
+
+    done = {(j["arm"], j["seed"]): result_path(j["arm"], j["seed"]) for j in jobs
+            if args.resume and result_path(j["arm"], j["seed"]).is_file()}
+    todo = [j for j in jobs if (j["arm"], j["seed"]) not in done]
+    ran = run_tasks(_one, todo, workers=args.parallel, ray_address=args.ray, num_gpus=args.gpus_per_run) if todo else []
+    for row in ran:  # written here, on the machine that asked, wherever the runs ran
+        write_result(row.pop("result"), result_path(row["arm"], row["seed"]))
+    finished = {(r["arm"], r["seed"]): r for r in ran}
+    finished.update({key: _row(*key, json.loads(path.read_text())) for key, path in done.items()})
+    rows = [finished[(j["arm"], j["seed"])] for j in jobs]
     summary = {}
     for f in (arm for _, _, arm in arms):
         mine = [r for r in rows if r["arm"] == f]

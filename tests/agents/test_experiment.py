@@ -43,3 +43,21 @@ def test_ray_runs_each_seed_as_a_task_into_the_same_tables(local_ray, tmp_path):
     on_ray, local = (json.loads((tmp_path / where / "results" / "raw_s0.json").read_text())
                      for where in ("ray", "local"))
     assert on_ray["episodes"] == local["episodes"]  # the same training and evaluation, wherever it ran
+
+
+def test_resume_reads_finished_runs_and_carries_on_the_others(tmp_path, monkeypatch):
+    import agents.train
+
+    out = tmp_path / "exp"
+    common = ["--env", "lmm/ScoreFollowing-v0", "--paired-budget", "2", "--steps", "64", "--n-envs", "2",
+              "--features", "raw", "--limit", "1", "--parallel", "1", "--out", str(out)]
+    assert main([*common, "--seeds", "0"]) == 0
+    first = json.loads((out / "summary.json").read_text())
+    resumed: list[bool] = []
+    original = agents.train.train
+    monkeypatch.setattr(agents.train, "train", lambda *a, **k: (resumed.append(k["resume"]), original(*a, **k))[1])
+    assert main([*common, "--seeds", "0", "1", "--resume"]) == 0  # seed 0 finished: read; seed 1: run
+    assert resumed == [True]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["raw"]["seeds"] == [0, 1]
+    assert summary["raw"]["normalised_score"][0] == first["raw"]["normalised_score"][0]
