@@ -47,6 +47,7 @@ HELD_OUT = 20  # the paired pool's last pieces in budget order: in no budget's t
 POOL_AUDIO = 10  # an audio state is LM^A's mean state over the last 10 frames (0.5 s)
 POOL_SCORE = 20  # a score state is LM^V's mean state over the 20 frames up to the agent's place (1 s)
 ONSET_EVENT = 0.3  # the summed rise in key-down probability that makes a frame a chord of a heard sequence
+SCORE_EVENT = 0.5  # a score frame is a chord when it holds an onset (its frames are 0/1 per pitch)
 
 
 @dataclass
@@ -270,6 +271,14 @@ def end_aligned_distance(query: np.ndarray, key: np.ndarray) -> float:
     return float(total[rows, cols] / length[rows, cols])
 
 
+def _score_moments(score: np.ndarray, places: list[int], span: int) -> tuple[np.ndarray, list[np.ndarray]]:
+    """The score side of both comparisons at the agent's places: onsets summed over the ``span`` frames up to each
+    place (bags), and the chords of the agent's score window up to it (sequences)."""
+    bags = np.stack([score[max(0, c - span + 1):c + 1].sum(0) for c in places])
+    chords = [events(score[max(0, c - SCORE_POSITION):c + 1], SCORE_EVENT) for c in places]
+    return bags, chords
+
+
 def _sequence_hits(queries: list[np.ndarray], keys: list[np.ndarray]) -> float:
     """:func:`_hits` for event sequences compared by :func:`end_aligned_distance`."""
     return _own_share(torch.tensor([[-end_aligned_distance(q, k) for k in keys] for q in queries],
@@ -297,16 +306,14 @@ def motion_retrieval_accuracy(h, piece_ids: list[str] | None = None, candidates:
     for pid in piece_ids or held_out_ids():
         p, times = _moments(pid, rng, candidates)
         _, down = h.transcribe(np.rint(p["audio"] * 255.0).astype(np.uint8))  # back to the env's pixels
-        places = [int(p["position"][t]) for t in times]
+        bags, chords = _score_moments(p["score"], [int(p["position"][t]) for t in times], span)
         if compare == "bag":
             queries = np.stack([down[max(0, int(t) - span + 1):int(t) + 1].sum(0) for t in times])
-            keys = np.stack([p["score"][max(0, c - span + 1):c + 1].sum(0) for c in places])
-            hits += _hits(torch.from_numpy(queries), torch.from_numpy(keys))
+            hits += _hits(torch.from_numpy(queries), torch.from_numpy(bags))
         else:
             onsets = key_onsets(down)
-            queries = [events(onsets[max(0, int(t) - AUDIO_CONTEXT + 1):int(t) + 1]) for t in times]
-            keys = [events(p["score"][max(0, c - SCORE_POSITION):c + 1], 0.5) for c in places]
-            hits += _sequence_hits(queries, keys)
+            hits += _sequence_hits([events(onsets[max(0, int(t) - AUDIO_CONTEXT + 1):int(t) + 1]) for t in times],
+                                   chords)
         total += len(times)
     return {"accuracy": hits / total, "chance": 1.0 / candidates, "queries": total}
 
@@ -328,14 +335,15 @@ def retrieval_ceiling(piece_ids: list[str] | None = None, candidates: int = 16, 
         p, times = _moments(pid, rng, candidates)
         position, score = p["position"], p["score"]
         places = [int(position[t]) for t in times]
-        keys = torch.from_numpy(np.stack([score[max(0, c - span + 1):c + 1].sum(0) for c in places]))
+        bags, chords = _score_moments(score, places, span)
+        keys = torch.from_numpy(bags)
         heard = torch.from_numpy(np.stack([score[np.unique(position[max(0, int(t) - span + 1):int(t) + 1])].sum(0)
                                            for t in times]))
         itself += _hits(keys, keys)
         played += _hits(heard, keys)
         window_start = [int(position[int(t) - AUDIO_CONTEXT]) + 1 if t >= AUDIO_CONTEXT else 0 for t in times]
-        sequence += _sequence_hits([events(score[a:c + 1], 0.5) for a, c in zip(window_start, places, strict=True)],
-                                   [events(score[max(0, c - SCORE_POSITION):c + 1], 0.5) for c in places])
+        sequence += _sequence_hits([events(score[a:c + 1], SCORE_EVENT)
+                                    for a, c in zip(window_start, places, strict=True)], chords)
         total += len(times)
     return {"score_itself": itself / total, "notes_played": played / total,
             "notes_played_sequence": sequence / total, "queries": total}
