@@ -44,7 +44,7 @@ def _one(job: dict) -> dict:
     run = Path(job["out"]) / f"{arm}_s{job['seed']}"
     device = "cuda" if job.get("use_gpu") and torch.cuda.is_available() else "cpu"  # a GPU Ray gave this task
     train(job["env"], "ppo", job["features"], job["paired_budget"], job["steps"], job["seed"], device, run,
-          lm_dir=job["lm_dir"], progress=False, reward=job["reward"], n_envs=job["n_envs"],
+          lm_dir=job["lm_dir"], mapping=job.get("mapping", "regression"), progress=False, reward=job["reward"], n_envs=job["n_envs"],
           warm_start=job["warm_start"], warm_start_steps=job["warm_start_steps"], teacher=job["teacher"],
           train_style=job.get("train_style"), warm_start_style=job.get("warm_start_style"), h_model=job.get("h_model"),
           resume=job.get("resume", False))
@@ -87,6 +87,8 @@ def main(argv: list[str] | None = None) -> int:
                          "hearing of it against the score (SightReading)")
     ap.add_argument("--h-model", help="h: A -> M for --reward score (python -m agents.hear makes them)")
     ap.add_argument("--lm-dir", default="runs/lm")
+    ap.add_argument("--mapping", default="regression", choices=["regression", "predictive", "contrastive"],
+                    help="the few-pair mapping the lmm features hear through")
     ap.add_argument("--limit", type=int, default=0, help="evaluate on the first N protocol pieces only")
     ap.add_argument("--parallel", type=int, default=2, help="runs at a time (one CPU thread each)")
     add_ray_option(ap, "each run a Ray task")
@@ -103,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     arms = [(f, r, f if args.reward == ["env"] else f"{f}-{r}") for f in args.features for r in args.reward]
     jobs = [dict(env=args.env, paired_budget=args.paired_budget, steps=args.steps, seed=s, features=f, reward=r,
-                 arm=arm, lm_dir=args.lm_dir, limit=args.limit, out=args.out, n_envs=args.n_envs,
+                 arm=arm, lm_dir=args.lm_dir, mapping=args.mapping, limit=args.limit, out=args.out, n_envs=args.n_envs,
                  warm_start=args.warm_start, warm_start_steps=args.warm_start_steps, teacher=args.teacher,
                  use_gpu=args.ray is not None and args.gpus_per_run > 0, train_style=args.train_style,
                  warm_start_style=args.warm_start_style, h_model=args.h_model, resume=args.resume)

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from lmm_envs.benchmark.evaluate import RESULT_FORMAT, plain, result_digest, summarise
-from lmm_envs.benchmark.protocol import BASELINE_TRACK, CUSTOM_TRACK, TRACKS
+from lmm_envs.benchmark.protocol import BASELINE_TRACK, CUSTOM_TRACK, TRACKS, within
 from lmm_envs.errors import LMMError
 
 REQUIRED = ("format", "env_id", "env_version", "protocol", "lmm_envs_version", "data_hash", "track", "agent",
@@ -214,7 +214,9 @@ def _interval(stat: dict, scale: float = 1.0, digits: int = 3) -> str:
 
 
 def tables(results: list[dict]) -> list[tuple[str, str, list[dict]]]:
-    """(env id, track, rows sorted by normalised score) for every env and track with a result."""
+    """(env id, track, rows sorted by normalised score) for every env and track with a result. A track's table also
+    holds the baselines and the results of tighter tracks (:func:`~lmm_envs.benchmark.protocol.within`): an agent
+    trained with 100k steps competes on the 1M track too."""
     out = []
     order = {t: i for i, t in enumerate((*TRACKS, CUSTOM_TRACK))}  # tracks by paired budget, then steps
     for env_id in sorted({r["env_id"] for r in results}):
@@ -223,8 +225,8 @@ def tables(results: list[dict]) -> list[tuple[str, str, list[dict]]]:
         tracks = sorted({r["track"] for r in mine} - {BASELINE_TRACK}, key=lambda t: (order.get(t, len(order)), t))
         for track in [BASELINE_TRACK, *tracks]:
             rows = baselines if track == BASELINE_TRACK else [r for r in mine if r["track"] == track]
-            if track not in (BASELINE_TRACK, CUSTOM_TRACK):
-                rows = rows + baselines
+            if track not in (BASELINE_TRACK, CUSTOM_TRACK):  # with the agents of tighter tracks, which qualify too
+                rows = rows + [r for r in mine if r["track"] != track and within(r["track"], track)] + baselines
             rows = sorted(rows, key=lambda r: -np.nan_to_num(_number(r["normalised_score"]["mean"]), nan=-np.inf))
             if rows:
                 out.append((env_id, track, rows))
@@ -236,6 +238,13 @@ def markdown_text(text: str) -> str:
     text = " ".join(str(text).split())
     text = html.escape(text, quote=False).replace("\\", "\\\\").replace("|", "\\|")
     return "".join(c if c.isprintable() else " " for c in text)
+
+
+def _origin(result: dict, table_track: str) -> str:
+    """What a row's name says when the result stands in another track's table: ``(baseline)``, ``(track 8/100k)``."""
+    if result["track"] == table_track:
+        return ""
+    return " (baseline)" if result["track"] == BASELINE_TRACK else f" (track {result['track']})"
 
 
 def markdown(results: list[dict]) -> str:
@@ -254,8 +263,7 @@ def markdown(results: list[dict]) -> str:
                   f"| rank | agent | normalised score | {main} | " + " | ".join(extra) + f" |{last}",
                   "|---" * (5 + len(extra) + verified) + "|"]
         for rank, r in enumerate(rows, 1):
-            name = markdown_text(r["agent"]["name"]) + (
-                " (baseline)" if r["track"] == BASELINE_TRACK and track != BASELINE_TRACK else "")
+            name = markdown_text(r["agent"]["name"]) + _origin(r, track)
             cells = [_interval(r["normalised_score"]), _interval(r["aggregate"][main])]
             cells += [_interval(r["aggregate"].get(m, {})) for m in extra]
             cells.append(str(len(r["episodes"])))
@@ -336,7 +344,7 @@ def html_page(results: list[dict]) -> str:
                     f"<th>normalised score</th><th>{html.escape(main)}</th><th>episodes</th>"
                     + ("<th>verified</th>" if verified else "") + "</tr>")
         for rank, r in enumerate(rows, 1):
-            body.append(f"<tr><td>{rank}</td><td>{html.escape(r['agent']['name'])}</td>"
+            body.append(f"<tr><td>{rank}</td><td>{html.escape(r['agent']['name'] + _origin(r, track))}</td>"
                         f"<td>{_interval(r['normalised_score'])}</td><td>{_interval(r['aggregate'][main])}</td>"
                         f"<td>{len(r['episodes'])}</td>"
                         + (f"<td>{html.escape(r.get('verified', 'not checked'))}</td>" if verified else "")

@@ -41,6 +41,22 @@ def test_tracks_are_listed_by_paired_budget_then_steps():
     assert [track for _, track, _ in tables(results)] == ["baseline", "8/100k", "8/1M", "64/100k", "all/100k",
                                                          "custom"]
 
+
+def test_a_tighter_tracks_agent_also_stands_on_the_looser_tracks():
+    def result(name, track, score):
+        return {"env_id": ENV, "track": track, "normalised_score": {"mean": score}, "agent": {"name": name}}
+
+    results = [result("short", "8/100k", 0.6), result("long", "all/1M", 0.5), result("wide", "64/100k", 0.7),
+               result("oltw", "baseline", 0.8), result("mine", "custom", 0.9)]
+    by_track = {track: [r["agent"]["name"] for r in rows] for _, track, rows in tables(results)}
+    assert by_track["8/100k"] == ["oltw", "short"]  # nothing looser, nothing custom
+    assert by_track["64/100k"] == ["oltw", "wide", "short"]
+    assert by_track["all/1M"] == ["oltw", "wide", "short", "long"]
+    assert by_track["custom"] == ["mine"]
+    text = markdown([{**r, "main_metric": "within_100ms", "protocol": {"metrics": ["within_100ms"]},
+                      "aggregate": {"within_100ms": {"mean": 0.5}}, "episodes": []} for r in results])
+    assert "| short (track 8/100k) |" in text and "| oltw (baseline) |" in text
+
 def _edited(src, tmp_path, change, redigest=False):
     result = json.loads(src.read_text())
     change(result)

@@ -96,3 +96,11 @@ def test_a_lost_follower_runs_to_the_end_under_the_protocol():
     episode = result["episodes"][0]
     assert episode["metrics"]["tracked_to_end"] == 0.0 and episode["metrics"]["lost_share"] > 0.3
     assert episode["steps"] > 100
+
+
+def test_tracks_are_upper_bounds_on_pairs_and_steps():
+    from lmm_envs.benchmark.protocol import within
+
+    assert within("8/100k", "8/100k") and within("8/100k", "all/1M") and within("64/100k", "64/1M")
+    assert not within("64/100k", "8/1M") and not within("8/1M", "all/100k")
+    assert not within("baseline", "8/100k") and not within("custom", "all/1M")
