@@ -119,9 +119,12 @@ def main(argv: list[str] | None = None) -> int:
     done = {(j["arm"], j["seed"]): result_path(j["arm"], j["seed"]) for j in jobs
             if args.resume and result_path(j["arm"], j["seed"]).is_file()}
     todo = [j for j in jobs if (j["arm"], j["seed"]) not in done]
-    ran = run_tasks(_one, todo, workers=args.parallel, ray_address=args.ray, num_gpus=args.gpus_per_run) if todo else []
-    for row in ran:  # written here, on the machine that asked, wherever the runs ran
-        write_result(row.pop("result"), result_path(row["arm"], row["seed"]))
+
+    def keep(row: dict) -> None:  # each result written as its run ends, on the machine that asked: a cut-off
+        write_result(row.pop("result"), result_path(row["arm"], row["seed"]))  # experiment keeps what finished
+
+    ran = run_tasks(_one, todo, workers=args.parallel, ray_address=args.ray, num_gpus=args.gpus_per_run,
+                    on_result=keep) if todo else []
     finished = {(r["arm"], r["seed"]): r for r in ran}
     finished.update({key: _row(*key, json.loads(path.read_text())) for key, path in done.items()})
     rows = [finished[(j["arm"], j["seed"])] for j in jobs]

@@ -61,3 +61,22 @@ def test_resume_reads_finished_runs_and_carries_on_the_others(tmp_path, monkeypa
     summary = json.loads((out / "summary.json").read_text())
     assert summary["raw"]["seeds"] == [0, 1]
     assert summary["raw"]["normalised_score"][0] == first["raw"]["normalised_score"][0]
+
+
+def test_an_experiment_cut_off_keeps_the_results_of_the_runs_that_finished(tmp_path, monkeypatch):
+    import agents.train
+
+    out = tmp_path / "exp"
+    original = agents.train.train
+
+    def second_seed_fails(*args, **kwargs):
+        if args[5] == 1:  # the seed
+            raise KeyboardInterrupt
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(agents.train, "train", second_seed_fails)
+    with pytest.raises(KeyboardInterrupt):
+        main(["--env", "lmm/ScoreFollowing-v0", "--paired-budget", "2", "--steps", "64", "--n-envs", "2",
+              "--features", "raw", "--limit", "1", "--parallel", "1", "--out", str(out), "--seeds", "0", "1"])
+    assert [p.name for p in (out / "results").iterdir()] == ["raw_s0.json"]  # seed 0's result, whole
+    assert json.loads((out / "results" / "raw_s0.json").read_text())["agent"]["name"] == "ppo-raw seed 0"
