@@ -118,7 +118,7 @@ def test_the_kept_baseline_results_load_and_match_the_kept_leaderboard():
     baselines = {(r["env_id"], r["agent"]["name"]) for r in results if r["track"] == "baseline"}
     assert ("lmm/ScoreFollowing-v0", "keep_tempo") in baselines and len(baselines) == 13
     learned = [r for r in results if r["agent"]["kind"] == "sb3"]
-    assert {r["track"] for r in learned} == {"8/100k", "64/100k", "all/100k"}
+    assert {r["track"] for r in learned} == {"8/100k", "64/100k", "all/100k", "all/1M"}
     assert all(Path(r["agent"]["spec"]).parent == Path("leaderboard/checkpoints") for r in learned)
     from lmm_envs.benchmark.real_table import real_performance_markdown
 
