@@ -187,10 +187,9 @@ def _run_all(env_id, specs: dict[str, Any], episodes, env_kwargs, pieces, synth,
                 rows[who].update(_run_chunk(dict(base, agent=spec, episodes=indexed),
                                             on_episode=lambda b=bar: b.update(1)))
     else:
-        if ray_address is not None:  # one chunk per CPU of the cluster and agent, as with local workers: each
-            # chunk builds its env (the split's pieces) once, and the agents' chunks queued together keep it balanced
+        if ray_address is not None:  # a few chunks per CPU of the cluster: balanced, each builds its env once
             cpus = int(connect_ray(ray_address).cluster_resources().get("CPU", 1))
-            n_chunks = min(len(indexed), max(cpus, 1))
+            n_chunks = min(len(indexed), 4 * max(cpus, 1))
         else:
             n_chunks = min(len(indexed), workers)
         tasks, owners = [], []
