@@ -44,8 +44,8 @@ def _one(job: dict) -> dict:
     run = Path(job["out"]) / f"{arm}_s{job['seed']}"
     device = "cuda" if job.get("use_gpu") and torch.cuda.is_available() else "cpu"  # a GPU Ray gave this task
     train(job["env"], "ppo", job["features"], job["paired_budget"], job["steps"], job["seed"], device, run,
-          lm_dir=job["lm_dir"], mapping=job.get("mapping", "regression"), progress=False, reward=job["reward"], n_envs=job["n_envs"],
-          warm_start=job["warm_start"], warm_start_steps=job["warm_start_steps"], teacher=job["teacher"],
+          lm_dir=job["lm_dir"], mapping=job["mapping"], progress=False, reward=job["reward"],
+          n_envs=job["n_envs"], warm_start=job["warm_start"], warm_start_steps=job["warm_start_steps"], teacher=job["teacher"],
           train_style=job.get("train_style"), warm_start_style=job.get("warm_start_style"), h_model=job.get("h_model"),
           resume=job.get("resume", False))
     name = f"{job['warm_start']}+ppo" if job["warm_start"] else "ppo"

@@ -24,6 +24,10 @@ VARIANTS = (0, 1)  # renderings per test piece
 PAIRED_BUDGETS = ("8", "64", "all")
 ENV_STEPS = ("100k", "1M")
 TRACKS = tuple(f"{k}/{s}" for k in PAIRED_BUDGETS for s in ENV_STEPS)
+BASELINE_TRACK = "baseline"  # no paired data, no training: shown with every track
+CUSTOM_TRACK = "custom"  # a user's own pieces: outside the leaderboard tracks
+
+
 def within(track: str, bound: str) -> bool:
     """Whether an agent of ``track`` also keeps within the bounds of track ``bound`` (tracks are upper bounds: an
     agent that used 8 paired pieces and 100k steps used at most 64 pieces and at most 1M steps)."""
@@ -33,10 +37,6 @@ def within(track: str, bound: str) -> bool:
     bound_pairs, bound_steps = bound.split("/")
     return (PAIRED_BUDGETS.index(pairs) <= PAIRED_BUDGETS.index(bound_pairs)
             and ENV_STEPS.index(steps) <= ENV_STEPS.index(bound_steps))
-
-
-BASELINE_TRACK = "baseline"  # no paired data, no training: shown with every track
-CUSTOM_TRACK = "custom"  # a user's own pieces: outside the leaderboard tracks
 
 
 @dataclass(frozen=True)
