@@ -77,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--paired-budget", type=int, default=8)
     ap.add_argument("--steps", type=int, default=100_000)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    ap.add_argument("--features", nargs="+", default=["raw", "lmm"], choices=["raw", "lmm", "match"])
+    ap.add_argument("--features", nargs="+", default=["raw", "lmm"], choices=["raw", "lmm", "match", "hear"])
     ap.add_argument("--n-envs", type=int, default=16, help="episodes stepped together in each run")
     ap.add_argument("--warm-start", choices=["bc", "dagger"], help="clone the teacher first (steps count)")
     ap.add_argument("--warm-start-steps", type=int, help="env steps of the warm start (default: half of --steps)")
@@ -85,7 +85,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--reward", nargs="+", default=["env"], choices=["env", "lm", "score"],
                     help="lm: LM^A's likelihood of the agent's own audio (SightReading, PlayByEar); score: h's "
                          "hearing of it against the score (SightReading)")
-    ap.add_argument("--h-model", help="h: A -> M for --reward score (python -m agents.hear makes them)")
+    ap.add_argument("--h-model", help="h: A -> M for --reward score and --features hear (python -m agents.hear "
+                                      "makes them)")
     ap.add_argument("--lm-dir", default="runs/lm")
     ap.add_argument("--mapping", default="regression", choices=["regression", "predictive", "contrastive"],
                     help="the few-pair mapping the lmm features hear through")

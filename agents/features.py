@@ -70,8 +70,34 @@ class RawExtractor(BaseFeaturesExtractor):
         return self.head(torch.cat(parts, dim=1))
 
 
-class LMMExtractor(BaseFeaturesExtractor):
+class PretrainedParts:
+    """For an extractor that holds frozen pretrained networks (the attributes named in ``frozen``).
+
+    SB3's actor-critic policies initialise every Linear layer of the features extractor orthogonally, through
+    ``Module.apply``, after the extractor is built; that would erase a pretrained network. Here ``apply`` reaches
+    only the trainable parts, and the frozen ones stay in eval mode whatever ``train`` is asked.
+    """
+
+    frozen: tuple[str, ...] = ()
+
+    def apply(self, fn):
+        for name, child in self.named_children():
+            if name not in self.frozen:
+                child.apply(fn)
+        fn(self)
+        return self
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        for name in self.frozen:
+            getattr(self, name).eval()
+        return self
+
+
+class LMMExtractor(PretrainedParts, BaseFeaturesExtractor):
     """Frozen LM^A -> mapping, frozen LM^V, and a trainable head (see the module docstring)."""
+
+    frozen = ("lm_a", "lm_v")
 
     def __init__(self, observation_space: gym.spaces.Dict, lm_dir: str = "runs/lm", method: str = "regression",
                  paired_budget: int = 8, features_dim: int = 128):
@@ -104,12 +130,6 @@ class LMMExtractor(BaseFeaturesExtractor):
                 self.kinds[key] = "flat"
                 total += _flat_size(space)
         self.head = nn.Sequential(nn.Linear(total, features_dim), nn.ReLU())
-
-    def train(self, mode: bool = True):
-        super().train(mode)
-        self.lm_a.eval()  # the LMs stay frozen, in eval mode, whatever SB3 switches
-        self.lm_v.eval()
-        return self
 
     def _audio(self, x: torch.Tensor) -> torch.Tensor:
         frames = x[:, 0].transpose(1, 2)  # (B, W, 75)
@@ -159,38 +179,91 @@ class MatchExtractor(BaseFeaturesExtractor):
                               "(lmm/ScoreFollowing-v0, lmm/Accompaniment-v0)")
         self.frames = min(int(frames), spaces["audio"].shape[2])
         channels, pitches, columns = spaces["score"].shape
-        bins = spaces["audio"].shape[1]
-        # score column -> expected spectrum: a fixed start (what each key sounds like through the built-in synth,
-        # or nothing) plus a learned correction, gated from 0 (SB3 re-initialises every Linear orthogonally)
+        # score column -> what it should sound like, in the space audio frames are heard in: a fixed start (each
+        # key's spectrum through the built-in synth, or nothing) plus a learned correction, gated from 0 (SB3
+        # re-initialises every Linear orthogonally)
         if init == "synth":
-            start = self._synth_spectra(pitches).T.repeat(1, channels) / channels
+            start = self._expected(pitches).T.repeat(1, channels) / channels
         elif init == "random":
-            start = torch.zeros(bins, channels * pitches)
+            start = torch.zeros(self._heard_size(spaces["audio"]), channels * pitches)
         else:
             raise ConfigError(f"init must be 'synth' or 'random', got {init!r}")
         self.register_buffer("start", start)
-        self.project = nn.Linear(channels * pitches, bins)
+        self.project = nn.Linear(channels * pitches, start.shape[0])
         self.gate = nn.Parameter(torch.tensor(0.0 if init == "synth" else 1.0))
         self.flat = [k for k in spaces if k not in ("audio", "score")]
         size = self.frames * columns + sum(_flat_size(spaces[k]) for k in self.flat)
         self.head = nn.Sequential(nn.Linear(size, 256), nn.ReLU(), nn.Linear(256, features_dim), nn.ReLU())
 
-    @staticmethod
-    def _synth_spectra(pitches: int) -> torch.Tensor:
+    def _heard_size(self, audio_space: gym.Space) -> int:
+        """The size of one heard frame: the audio window's bins."""
+        return int(audio_space.shape[1])
+
+    def _expected(self, pitches: int) -> torch.Tensor:
         """Each key's log spectrum through the built-in synth, unit-normalised: ``(pitches, bins)``."""
         from lmm_envs.audio.keyboard import make_keyboard, to_log
 
         spectra = torch.as_tensor(to_log(make_keyboard("harmonic").mean_spectrum()), dtype=torch.float32)
         return nn.functional.normalize(spectra[:pitches], dim=1)
 
+    def _heard(self, audio: torch.Tensor) -> torch.Tensor:
+        """The last ``frames`` frames of the audio window ``(B, 1, bins, W)`` as heard: ``(B, frames, bins)``."""
+        return audio[:, 0, :, -self.frames:].transpose(1, 2)
+
     def forward(self, observations: dict[str, torch.Tensor]) -> torch.Tensor:
-        audio = observations["audio"].float()[:, 0, :, -self.frames:].transpose(1, 2)  # (B, frames, bins)
+        audio = self._heard(observations["audio"].float())  # (B, frames, heard size)
         score = observations["score"].float()  # (B, C, pitches, columns)
         columns = score.permute(0, 3, 1, 2).flatten(2)  # (B, columns, C * pitches)
-        expected = columns @ self.start.T + self.gate * self.project(columns)  # (B, columns, bins)
+        expected = columns @ self.start.T + self.gate * self.project(columns)  # (B, columns, heard size)
         match = nn.functional.normalize(audio, dim=-1) @ nn.functional.normalize(expected, dim=-1).transpose(1, 2)
         parts = [match.flatten(1)] + [observations[k].float().flatten(1) for k in self.flat]
         return self.head(torch.cat(parts, dim=1))
 
 
-EXTRACTORS = {"raw": RawExtractor, "lmm": LMMExtractor, "match": MatchExtractor}
+class HearExtractor(PretrainedParts, MatchExtractor):
+    """The same comparison, with the audio heard through h: A -> M (``--features hear``).
+
+    Each of the last ``frames`` audio frames goes through a frozen :class:`agents.lm.transcription.KeyNet` (learned
+    from the unpaired audio through the differentiable piano and calibrated on the K pairs, ``python -m
+    agents.hear``) into the probability that each of the 88 keys is down: the audio mapped into the score's own
+    symbols. A score column's expected sound starts as its keys themselves (identity) plus a learned correction.
+    Against ``match``, which compares raw spectra, this is the suite's claim in one switch: does the few-pair
+    mapped representation make a follower learn from 8 pairs?
+    """
+
+    frozen = ("h",)
+
+    def __init__(self, observation_space: gym.spaces.Dict, h_model: str = "runs/h/h_abs_K8_s0.pt", frames: int = 8,
+                 features_dim: int = 128):
+        from agents.lm.transcription import KeyNet
+
+        path = Path(h_model)
+        if not path.is_file():
+            raise ConfigError(f"{path} not found; make it with python -m agents.hear (its h_abs_K<K>_s<seed>.pt "
+                              "files), or name another with --h-model")
+        super().__init__(observation_space, frames=frames, features_dim=features_dim, init="synth")
+        self.h = KeyNet.load(path).requires_grad_(False)  # frozen; its weights travel in the policy's state
+
+    def _heard_size(self, audio_space: gym.Space) -> int:
+        return N_PITCHES
+
+    def _expected(self, pitches: int) -> torch.Tensor:
+        return torch.eye(pitches)
+
+    def _heard(self, audio: torch.Tensor) -> torch.Tensor:
+        """Key-down probabilities ``(B, frames, 88)`` of the last ``frames`` frames; each frame's encoder reads it
+        with its neighbours (the window's last frame has no later one: zeros, as at a recording's end)."""
+        from lmm_envs.envs.base import AUDIO_SCALE
+
+        c, n = self.h.config.context, self.frames
+        window = audio[:, 0].transpose(1, 2)  # (B, W, bins), pixels / 255
+        w = window.shape[1]
+        padded = nn.functional.pad(window, (0, 0, c, c))  # frame t sits at t + c
+        inputs = torch.cat([padded[:, w - n + i:w - n + i + n] for i in range(2 * c + 1)], dim=2)
+        linear = torch.expm1(window[:, -n:] * (255.0 / AUDIO_SCALE))
+        with torch.no_grad():
+            _, logits = self.h(inputs.flatten(0, 1), linear.flatten(0, 1))
+        return torch.sigmoid(logits).view(audio.shape[0], n, -1)
+
+
+EXTRACTORS = {"raw": RawExtractor, "lmm": LMMExtractor, "match": MatchExtractor, "hear": HearExtractor}

@@ -234,6 +234,8 @@ def train(env_id: str, algo: str = "ppo", features: str = "raw", paired_budget: 
     if algo == "sac" and not isinstance(env.action_space, gym.spaces.Box):
         raise ConfigError(f"SAC needs a continuous (Box) action space; {env_id} has {env.action_space}")
     extractor_kwargs = {"lm_dir": lm_dir, "method": mapping, "paired_budget": paired_budget} if features == "lmm" else {}
+    if features == "hear":
+        extractor_kwargs = {"h_model": h_model or DEFAULT_H_MODEL}
     policy_kwargs = {"features_extractor_class": EXTRACTORS[features], "features_extractor_kwargs": extractor_kwargs}
     try:
         import tensorboard  # noqa: F401
@@ -285,7 +287,7 @@ def train(env_id: str, algo: str = "ppo", features: str = "raw", paired_budget: 
                                                          "env_steps": imitation.env_steps, "rounds": imitation.rounds,
                                                          "env_kwargs": warm_kwargs},
            "lm_dir": lm_dir if features == "lmm" else None, "mapping": mapping if features == "lmm" else None,
-           "reward": reward, "h_model": (h_model or DEFAULT_H_MODEL) if reward == "score" else None,
+           "reward": reward, "h_model": (h_model or DEFAULT_H_MODEL) if reward == "score" or features == "hear" else None,
            "track": track_of(paired_budget, steps)}
     (out / "run.json").write_text(json.dumps(run, indent=1))
     return model
@@ -296,7 +298,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--env", default="lmm/ScoreFollowing-v0")
     ap.add_argument("--algo", default="ppo", choices=ALGOS)
     ap.add_argument("--recurrent", action="store_true", help="RecurrentPPO (needs sb3-contrib)")
-    ap.add_argument("--features", default="raw", choices=["raw", "lmm", "match"])
+    ap.add_argument("--features", default="raw", choices=["raw", "lmm", "match", "hear"],
+                    help="raw: a CNN per window; lmm: through the frozen LMs and the K-pair mapping; match: the last "
+                         "audio frames compared with every score column; hear: the same comparison with the audio "
+                         "heard through h: A -> M (--h-model)")
     ap.add_argument("--paired-budget", type=int, default=8, help="train on the first K paired pieces (0: all train)")
     ap.add_argument("--steps", type=int, default=100_000)
     ap.add_argument("--seed", type=int, default=0)
@@ -308,7 +313,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--reward", default="env", choices=["env", "lm", "score"],
                     help="lm: LM^A's log-likelihood of the agent's own audio (SightReading, PlayByEar); score: how "
                          "well h hears the agent's own audio agree with the score it reads (SightReading)")
-    ap.add_argument("--h-model", help=f"h: A -> M for --reward score (default {DEFAULT_H_MODEL}; "
+    ap.add_argument("--h-model", help=f"h: A -> M for --reward score and --features hear (default {DEFAULT_H_MODEL}; "
                                       "python -m agents.hear makes them)")
     ap.add_argument("--n-envs", type=int, default=16, help="episodes stepped together (default 16)")
     ap.add_argument("--warm-start", choices=["bc", "dagger"],

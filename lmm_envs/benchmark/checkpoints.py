@@ -37,6 +37,7 @@ ALLOWED_CLASSES: frozenset[tuple[str, str]] = frozenset({
     ("agents.features", "RawExtractor"),
     ("agents.features", "LMMExtractor"),
     ("agents.features", "MatchExtractor"),
+    ("agents.features", "HearExtractor"),
     ("stable_baselines3.common.torch_layers", "CombinedExtractor"),
     ("stable_baselines3.common.torch_layers", "FlattenExtractor"),
     ("stable_baselines3.common.torch_layers", "NatureCNN"),

@@ -4,7 +4,9 @@ import pytest
 import torch
 
 import lmm_envs  # noqa: F401
-from agents.features import LMMExtractor, RawExtractor
+from agents.features import HearExtractor, LMMExtractor, RawExtractor
+from agents.lm.model import FrameLM
+from agents.lm.transcription import KeyNet, KeyNetConfig
 from agents.pretrain import pretrain
 from lmm_envs.errors import ConfigError
 from lmm_envs.music.corpus import piece_ids, piece_info
@@ -34,6 +36,58 @@ def test_lmm_extractor_trains_with_ppo_on_every_env(env_id, lm_dir):
     model.learn(64)
     after = model.policy.features_extractor.lm_a.state_dict()
     assert all(torch.equal(frozen[k], after[k]) for k in frozen)  # the LMs stay frozen
+
+
+def test_a_policy_keeps_the_pretrained_lms_it_was_given(lm_dir):
+    """SB3 initialises every Linear layer of a features extractor orthogonally when it builds a policy; the
+    pretrained LMs must come through that as they were saved, or the agent hears through random networks."""
+    from stable_baselines3 import PPO
+
+    env = gym.make("lmm/ScoreFollowing-v0", pieces=PIECES)
+    kwargs = {"features_extractor_class": LMMExtractor,
+              "features_extractor_kwargs": {"lm_dir": str(lm_dir), "paired_budget": 2, "features_dim": 32}}
+    extractor = PPO("MultiInputPolicy", env, n_steps=32, policy_kwargs=kwargs, device="cpu", seed=0).policy.features_extractor
+    for name in ("lm_a", "lm_v"):
+        saved = FrameLM.load(lm_dir / f"{name}.pt").state_dict()
+        kept = getattr(extractor, name).state_dict()
+        assert all(torch.equal(saved[k], kept[k]) for k in saved), name
+    assert not extractor.lm_a.training
+
+
+@pytest.fixture(scope="module")
+def h_model(tmp_path_factory):
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("h") / "h.pt"
+    KeyNet(KeyNetConfig(hidden=32, refine_steps=5)).save(path)
+    return path
+
+
+def test_hear_extractor_hears_the_window_as_h_transcribes_it_and_keeps_h(h_model):
+    from stable_baselines3 import PPO
+
+    env = gym.make("lmm/ScoreFollowing-v0", pieces=PIECES)
+    kwargs = {"features_extractor_class": HearExtractor, "features_extractor_kwargs": {"h_model": str(h_model)}}
+    model = PPO("MultiInputPolicy", env, n_steps=32, batch_size=16, n_epochs=1, policy_kwargs=kwargs, device="cpu",
+                seed=0)
+    extractor = model.policy.features_extractor
+    saved = KeyNet.load(h_model).state_dict()
+    assert all(torch.equal(saved[k], v) for k, v in extractor.h.state_dict().items())  # not re-initialised
+    obs, _ = env.reset(seed=0)
+    for _ in range(60):  # into the piece, where the window holds sound
+        obs, *_ = env.step(1)
+    window = torch.as_tensor(obs["audio"][None]).float() / 255.0
+    heard = extractor._heard(window)[0].numpy()
+    _, probabilities = KeyNet.load(h_model).transcribe(obs["audio"][0].T)  # every frame of the window, numpy path
+    np.testing.assert_allclose(heard, probabilities[-extractor.frames:], atol=1e-5)
+    model.learn(32)
+    assert all(torch.equal(saved[k], v) for k, v in extractor.h.state_dict().items())  # frozen while learning
+    assert extractor(model.policy.obs_to_tensor(obs)[0]).shape == (1, 128)
+
+
+def test_hear_extractor_without_h_says_how_to_make_it(tmp_path):
+    env = gym.make("lmm/ScoreFollowing-v0", pieces=PIECES)
+    with pytest.raises(ConfigError, match="agents.hear"):
+        HearExtractor(env.observation_space, h_model=str(tmp_path / "none.pt"))
 
 
 def test_saved_agent_reloads_and_gives_the_same_actions(lm_dir, tmp_path):

@@ -35,6 +35,24 @@ def test_wrong_algorithm_for_the_space_and_bad_options_are_clear(tmp_path, capsy
     assert main(["--recurrent", "--algo", "dqn", "--steps", "8", "--out", str(tmp_path / "y"), "--quiet"]) == 2
 
 
+def test_a_run_that_hears_through_h_records_which_h_and_evaluates(tmp_path):
+    import torch
+
+    from agents.lm.transcription import KeyNet, KeyNetConfig
+    from lmm_envs.benchmark.evaluate import evaluate
+
+    torch.manual_seed(0)
+    KeyNet(KeyNetConfig(hidden=16, refine_steps=2)).save(tmp_path / "h.pt")
+    out = tmp_path / "run"
+    train("lmm/ScoreFollowing-v0", "ppo", "hear", paired_budget=2, steps=64, out=out, device="cpu", progress=False,
+          n_envs=2, h_model=str(tmp_path / "h.pt"))
+    assert json.loads((out / "run.json").read_text())["h_model"] == str(tmp_path / "h.pt")
+    result = evaluate("lmm/ScoreFollowing-v0", str(out / "model.zip"), agent_name="hear", limit=1, progress=False)
+    assert len(result["episodes"]) == 2  # through the checkpoint loader's allowlist, untrusted
+    assert main(["--features", "hear", "--h-model", str(tmp_path / "none.pt"), "--steps", "8",
+                 "--out", str(tmp_path / "x"), "--quiet"]) == 2
+
+
 def test_configs_and_tracks():
     assert load_config("lmm/ScoreFollowing-v0", "sac")["env_kwargs"] == {"action_type": "continuous"}
     assert track_of(8, 100_000) == "8/100k" and track_of(64, 1_000_000) == "64/1M" and track_of(0, 50_000) == "all/100k"
