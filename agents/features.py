@@ -233,8 +233,7 @@ class HearExtractor(PretrainedParts, MatchExtractor):
 
     frozen = ("h",)
 
-    def __init__(self, observation_space: gym.spaces.Dict, h_model: str = "runs/h/h_abs_K8_s0.pt", frames: int = 8,
-                 features_dim: int = 128):
+    def __init__(self, observation_space: gym.spaces.Dict, h_model: str, frames: int = 8, features_dim: int = 128):
         from agents.lm.transcription import KeyNet
 
         path = Path(h_model)
@@ -251,19 +250,9 @@ class HearExtractor(PretrainedParts, MatchExtractor):
         return torch.eye(pitches)
 
     def _heard(self, audio: torch.Tensor) -> torch.Tensor:
-        """Key-down probabilities ``(B, frames, 88)`` of the last ``frames`` frames; each frame's encoder reads it
-        with its neighbours (the window's last frame has no later one: zeros, as at a recording's end)."""
-        from lmm_envs.envs.base import AUDIO_SCALE
-
-        c, n = self.h.config.context, self.frames
-        window = audio[:, 0].transpose(1, 2)  # (B, W, bins), pixels / 255
-        w = window.shape[1]
-        padded = nn.functional.pad(window, (0, 0, c, c))  # frame t sits at t + c
-        inputs = torch.cat([padded[:, w - n + i:w - n + i + n] for i in range(2 * c + 1)], dim=2)
-        linear = torch.expm1(window[:, -n:] * (255.0 / AUDIO_SCALE))
+        """Key-down probabilities ``(B, frames, 88)`` of the last ``frames`` frames (:meth:`KeyNet.hear_last`)."""
         with torch.no_grad():
-            _, logits = self.h(inputs.flatten(0, 1), linear.flatten(0, 1))
-        return torch.sigmoid(logits).view(audio.shape[0], n, -1)
+            return self.h.hear_last(audio[:, 0].transpose(1, 2), self.frames)
 
 
 EXTRACTORS = {"raw": RawExtractor, "lmm": LMMExtractor, "match": MatchExtractor, "hear": HearExtractor}

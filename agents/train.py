@@ -233,9 +233,8 @@ def train(env_id: str, algo: str = "ppo", features: str = "raw", paired_budget: 
         raise ConfigError(f"DQN needs a Discrete action space; {env_id} has {env.action_space}")
     if algo == "sac" and not isinstance(env.action_space, gym.spaces.Box):
         raise ConfigError(f"SAC needs a continuous (Box) action space; {env_id} has {env.action_space}")
-    extractor_kwargs = {"lm_dir": lm_dir, "method": mapping, "paired_budget": paired_budget} if features == "lmm" else {}
-    if features == "hear":
-        extractor_kwargs = {"h_model": h_model or DEFAULT_H_MODEL}
+    extractor_kwargs = {"lmm": {"lm_dir": lm_dir, "method": mapping, "paired_budget": paired_budget},
+                        "hear": {"h_model": h_model or DEFAULT_H_MODEL}}.get(features, {})
     policy_kwargs = {"features_extractor_class": EXTRACTORS[features], "features_extractor_kwargs": extractor_kwargs}
     try:
         import tensorboard  # noqa: F401

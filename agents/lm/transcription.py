@@ -103,6 +103,18 @@ class KeyNet(nn.Module):
         a = self.activations(inputs, linear)
         return a, self.key_logits(a)
 
+    def hear_last(self, window: torch.Tensor, last: int) -> torch.Tensor:
+        """Key-down probabilities ``(B, last, N_KEYS)`` of the last ``last`` frames of audio windows ``(B, W,
+        N_BINS)`` in pixels / 255 (as SB3 hands uint8 windows to a policy). Each frame is read with its neighbours
+        as :func:`encoder_input` lays them out; the window's last frame has no later one: zeros, as at a recording's
+        end. The torch twin of :meth:`transcribe`, for a policy's batches."""
+        c, w = self.config.context, window.shape[1]
+        padded = nn.functional.pad(window, (0, 0, c, c))  # frame t sits at t + c
+        inputs = torch.cat([padded[:, w - last + i:w - last + i + last] for i in range(2 * c + 1)], dim=2)
+        linear = torch.expm1(window[:, -last:] * (255.0 / AUDIO_SCALE))  # :func:`linear_frames`
+        _, logits = self(inputs.flatten(0, 1), linear.flatten(0, 1))
+        return torch.sigmoid(logits).view(window.shape[0], last, -1)
+
     @torch.no_grad()
     def transcribe(self, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Activations and key-down probabilities, ``(T, N_KEYS)`` each, of ``(T, N_BINS)`` uint8 audio pixels.
