@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
+from lmm_envs.errors import LMMError
 from lmm_envs.music.expressive import EXPRESSIVE_STYLES
 from lmm_envs.parallel import add_ray_option
 
@@ -47,7 +48,7 @@ def _one(job: dict) -> dict:
           lm_dir=job["lm_dir"], mapping=job["mapping"], progress=False, reward=job["reward"],
           n_envs=job["n_envs"], warm_start=job["warm_start"], warm_start_steps=job["warm_start_steps"], teacher=job["teacher"],
           train_style=job.get("train_style"), warm_start_style=job.get("warm_start_style"), h_model=job.get("h_model"),
-          resume=job.get("resume", False))
+          resume=job.get("resume", False), features_args=job.get("features_args"))
     name = f"{job['warm_start']}+ppo" if job["warm_start"] else "ppo"
     result = evaluate(job["env"], str(run / "model.zip"), agent_name=f"{name}-{arm} seed {job['seed']}",
                       track=track_of(job["paired_budget"], job["steps"]), limit=job["limit"] or None, trust=True,
@@ -99,17 +100,36 @@ def main(argv: list[str] | None = None) -> int:
                     help="expressive style of the training renderings (default: the envs', vienna)")
     ap.add_argument("--warm-start-style", choices=sorted(EXPRESSIVE_STYLES),
                     help="expressive style of the warm start's demonstrations only (a curriculum)")
+    ap.add_argument("--features-arg", action="append", metavar="KEY=VALUE",
+                    help="an option of the features extractor for every run, repeatable (e.g. --features hear "
+                         "--features-arg onsets=false)")
     ap.add_argument("--out", default="runs/experiment")
     ap.add_argument("--resume", action="store_true",
                     help="carry on an experiment that was cut off: runs with a result file in <out>/results are "
                          "read, not run again; the others resume from their latest checkpoint")
     args = ap.parse_args(argv)
+    try:
+        return _experiment(args)
+    except LMMError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+def _experiment(args: argparse.Namespace) -> int:
+    """Every (features, reward, seed) run of ``args``, trained, evaluated and summarised."""
+    from agents.train import checked_features_args
+    from lmm_envs.cli import key_values
+
+    features_args = key_values(args.features_arg or [], "--features-arg", "frames=16")
+    for f in args.features:  # a bad option stops here, before any run starts
+        checked_features_args(f, features_args)
     arms = [(f, r, f if args.reward == ["env"] else f"{f}-{r}") for f in args.features for r in args.reward]
     jobs = [dict(env=args.env, paired_budget=args.paired_budget, steps=args.steps, seed=s, features=f, reward=r,
                  arm=arm, lm_dir=args.lm_dir, mapping=args.mapping, limit=args.limit, out=args.out, n_envs=args.n_envs,
                  warm_start=args.warm_start, warm_start_steps=args.warm_start_steps, teacher=args.teacher,
                  use_gpu=args.ray is not None and args.gpus_per_run > 0, train_style=args.train_style,
-                 warm_start_style=args.warm_start_style, h_model=args.h_model, resume=args.resume)
+                 warm_start_style=args.warm_start_style, h_model=args.h_model, resume=args.resume,
+                 features_args=features_args)
             for f, r, arm in arms for s in args.seeds]
     from lmm_envs.benchmark.evaluate import write_result
     from lmm_envs.parallel import run_tasks

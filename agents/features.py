@@ -94,14 +94,37 @@ class PretrainedParts:
         return self
 
 
+def _trailing_mean(x: torch.Tensor, width: int) -> torch.Tensor:
+    """The mean of ``x`` ``(B, T, D)`` over the ``width`` steps up to each step (fewer at the start): ``(B, T, D)``."""
+    total = x.cumsum(dim=1)
+    before = nn.functional.pad(total, (0, 0, width, 0))[:, :x.shape[1]]  # the running sum ``width`` steps earlier
+    counts = torch.arange(1, x.shape[1] + 1, device=x.device).clamp(max=width).to(x.dtype)
+    return (total - before) / counts[:, None]
+
+
 class LMMExtractor(PretrainedParts, BaseFeaturesExtractor):
-    """Frozen LM^A -> mapping, frozen LM^V, and a trainable head (see the module docstring)."""
+    """Frozen LM^A -> mapping, frozen LM^V, and a trainable head (see the module docstring).
+
+    ``readout="pooled"`` (the default) pools each audio context into one mapped state and the score window into
+    two (here and ahead). ``readout="match"`` (ScoreFollowing, Accompaniment) keeps where things are: each of the
+    last ``frames`` audio frames' mapped state (LM^A's mean over the 10 frames up to it, as the mapping was fitted)
+    is compared by cosine with LM^V's state at every score column (its mean over the 20 columns up to it), plus a
+    learned correction gated from 0, and an MLP reads the ``(frames, columns)`` map: ``match``'s comparison, with
+    both sides in the language models' space and the few-pair mapping between them.
+    """
 
     frozen = ("lm_a", "lm_v")
 
     def __init__(self, observation_space: gym.spaces.Dict, lm_dir: str = "runs/lm", method: str = "regression",
-                 paired_budget: int = 8, features_dim: int = 128):
+                 paired_budget: int = 8, features_dim: int = 128, readout: str = "pooled", frames: int = 8):
+        if readout not in ("pooled", "match"):
+            raise ConfigError(f"readout must be 'pooled' or 'match', got {readout!r}")
+        spaces = observation_space.spaces
+        if readout == "match" and not all(k in spaces and _is_window(spaces[k]) for k in ("audio", "score")):
+            raise ConfigError("--features lmm with readout=match needs 'audio' and 'score' windows in the "
+                              "observation (lmm/ScoreFollowing-v0, lmm/Accompaniment-v0)")
         super().__init__(observation_space, features_dim)
+        self.readout = readout
         folder = Path(lm_dir)
         mapping_path = folder / f"mapping_{method}_K{paired_budget}.pt"
         for path in (folder / "lm_a.pt", folder / "lm_v.pt", mapping_path):
@@ -129,7 +152,27 @@ class LMMExtractor(PretrainedParts, BaseFeaturesExtractor):
             else:
                 self.kinds[key] = "flat"
                 total += _flat_size(space)
-        self.head = nn.Sequential(nn.Linear(total, features_dim), nn.ReLU())
+        if readout == "match":
+            self.frames = min(int(frames), spaces["audio"].shape[2])
+            self.project = nn.Linear(d_v, d_v)
+            self.gate = nn.Parameter(torch.tensor(0.0))
+            size = self.frames * spaces["score"].shape[2] + sum(
+                _flat_size(space) for key, space in spaces.items() if self.kinds[key] == "flat")
+            self.head = nn.Sequential(nn.Linear(size, 256), nn.ReLU(), nn.Linear(256, features_dim), nn.ReLU())
+        else:
+            self.head = nn.Sequential(nn.Linear(total, features_dim), nn.ReLU())
+
+    def match_map(self, audio: torch.Tensor, score: torch.Tensor) -> torch.Tensor:
+        """The ``(B, frames, columns)`` cosine map of mapped audio states against score states (``readout="match"``),
+        from windows scaled to [0, 1]."""
+        with torch.no_grad():
+            frames = audio[:, 0].transpose(1, 2)[:, -AUDIO_CONTEXT:]  # (B, W, bins)
+            heard = _trailing_mean(self.lm_a.hidden(frames), POOL_AUDIO)[:, -self.frames:]
+            mapped = heard @ self.map_weight + self.map_bias - self.map_center  # (B, frames, d_V)
+            onsets = (score.amax(dim=1) >= 0.99).float().transpose(1, 2)  # (B, columns, 88)
+            read = _trailing_mean(self.lm_v.hidden(onsets) - self.map_center, POOL_SCORE)  # (B, columns, d_V)
+        expected = read + self.gate * self.project(read)
+        return nn.functional.normalize(mapped, dim=-1) @ nn.functional.normalize(expected, dim=-1).transpose(1, 2)
 
     def _audio(self, x: torch.Tensor) -> torch.Tensor:
         frames = x[:, 0].transpose(1, 2)  # (B, W, 75)
@@ -148,6 +191,10 @@ class LMMExtractor(PretrainedParts, BaseFeaturesExtractor):
         return torch.cat([here, hidden[:, SCORE_POSITION + 1:].mean(1)], dim=1)
 
     def forward(self, observations: dict[str, torch.Tensor]) -> torch.Tensor:
+        if self.readout == "match":
+            match = self.match_map(observations["audio"].float(), observations["score"].float())
+            flat = [observations[key].float().flatten(1) for key, kind in self.kinds.items() if kind == "flat"]
+            return self.head(torch.cat([match.flatten(1), *flat], dim=1))
         parts = []
         with torch.no_grad():
             for key, kind in self.kinds.items():
@@ -177,27 +224,42 @@ class MatchExtractor(BaseFeaturesExtractor):
         if not all(k in spaces and _is_window(spaces[k]) for k in ("audio", "score")):
             raise ConfigError("--features match needs 'audio' and 'score' windows in the observation "
                               "(lmm/ScoreFollowing-v0, lmm/Accompaniment-v0)")
-        self.frames = min(int(frames), spaces["audio"].shape[2])
+        self.frames = min(int(frames), spaces["audio"].shape[2] - self._frames_before)
         channels, pitches, columns = spaces["score"].shape
         # score column -> what it should sound like, in the space audio frames are heard in: a fixed start (each
         # key's spectrum through the built-in synth, or nothing) plus a learned correction, gated from 0 (SB3
         # re-initialises every Linear orthogonally)
         if init == "synth":
-            start = self._expected(pitches).T.repeat(1, channels) / channels
+            start = self._start(channels, pitches)
         elif init == "random":
-            start = torch.zeros(self._heard_size(spaces["audio"]), channels * pitches)
+            start = torch.zeros(self._heard_size(spaces["audio"]), self._column_size(channels, pitches))
         else:
             raise ConfigError(f"init must be 'synth' or 'random', got {init!r}")
         self.register_buffer("start", start)
-        self.project = nn.Linear(channels * pitches, start.shape[0])
+        self.project = nn.Linear(start.shape[1], start.shape[0])
         self.gate = nn.Parameter(torch.tensor(0.0 if init == "synth" else 1.0))
         self.flat = [k for k in spaces if k not in ("audio", "score")]
         size = self.frames * columns + sum(_flat_size(spaces[k]) for k in self.flat)
         self.head = nn.Sequential(nn.Linear(size, 256), nn.ReLU(), nn.Linear(256, features_dim), nn.ReLU())
 
+    _frames_before = 0  # audio frames before the compared ones that hearing a frame needs
+
     def _heard_size(self, audio_space: gym.Space) -> int:
         """The size of one heard frame: the audio window's bins."""
         return int(audio_space.shape[1])
+
+    def _column_size(self, channels: int, pitches: int) -> int:
+        """The size of one score column as :meth:`_columns` gives it."""
+        return channels * pitches
+
+    def _start(self, channels: int, pitches: int) -> torch.Tensor:
+        """The fixed map from a column to its expected sound, ``(heard size, column size)``: each channel's keys
+        through :meth:`_expected`, the channels averaged."""
+        return self._expected(pitches).T.repeat(1, channels) / channels
+
+    def _columns(self, score: torch.Tensor) -> torch.Tensor:
+        """The score window ``(B, C, pitches, columns)`` as one vector a column: ``(B, columns, C * pitches)``."""
+        return score.permute(0, 3, 1, 2).flatten(2)
 
     def _expected(self, pitches: int) -> torch.Tensor:
         """Each key's log spectrum through the built-in synth, unit-normalised: ``(pitches, bins)``."""
@@ -210,12 +272,16 @@ class MatchExtractor(BaseFeaturesExtractor):
         """The last ``frames`` frames of the audio window ``(B, 1, bins, W)`` as heard: ``(B, frames, bins)``."""
         return audio[:, 0, :, -self.frames:].transpose(1, 2)
 
-    def forward(self, observations: dict[str, torch.Tensor]) -> torch.Tensor:
-        audio = self._heard(observations["audio"].float())  # (B, frames, heard size)
-        score = observations["score"].float()  # (B, C, pitches, columns)
-        columns = score.permute(0, 3, 1, 2).flatten(2)  # (B, columns, C * pitches)
+    def match_map(self, audio: torch.Tensor, score: torch.Tensor) -> torch.Tensor:
+        """The ``(B, frames, columns)`` cosine map of the last heard frames against every expected score column,
+        from windows scaled to [0, 1] (as SB3 hands them over)."""
+        heard = self._heard(audio)  # (B, frames, heard size)
+        columns = self._columns(score)  # (B, columns, column size)
         expected = columns @ self.start.T + self.gate * self.project(columns)  # (B, columns, heard size)
-        match = nn.functional.normalize(audio, dim=-1) @ nn.functional.normalize(expected, dim=-1).transpose(1, 2)
+        return nn.functional.normalize(heard, dim=-1) @ nn.functional.normalize(expected, dim=-1).transpose(1, 2)
+
+    def forward(self, observations: dict[str, torch.Tensor]) -> torch.Tensor:
+        match = self.match_map(observations["audio"].float(), observations["score"].float())
         parts = [match.flatten(1)] + [observations[k].float().flatten(1) for k in self.flat]
         return self.head(torch.cat(parts, dim=1))
 
@@ -229,30 +295,54 @@ class HearExtractor(PretrainedParts, MatchExtractor):
     symbols. A score column's expected sound starts as its keys themselves (identity) plus a learned correction.
     Against ``match``, which compares raw spectra, this is the suite's claim in one switch: does the few-pair
     mapped representation make a follower learn from 8 pairs?
+
+    With ``onsets`` (the default) each heard frame also carries the rise of every key's probability since the
+    frame before, and each score column which of its keys start there (pixel 255) beside which sound (any pixel):
+    h says which keys are down, and a follower places itself by where they went down.
     """
 
     frozen = ("h",)
 
-    def __init__(self, observation_space: gym.spaces.Dict, h_model: str, frames: int = 8, features_dim: int = 128):
+    def __init__(self, observation_space: gym.spaces.Dict, h_model: str, frames: int = 8, features_dim: int = 128,
+                 onsets: bool = True):
         from agents.lm.transcription import KeyNet
 
         path = Path(h_model)
         if not path.is_file():
             raise ConfigError(f"{path} not found; make it with python -m agents.hear (its h_abs_K<K>_s<seed>.pt "
                               "files), or name another with --h-model")
+        self.onsets = bool(onsets)
+        self._frames_before = int(self.onsets)
         super().__init__(observation_space, frames=frames, features_dim=features_dim, init="synth")
         self.h = KeyNet.load(path).requires_grad_(False)  # frozen; its weights travel in the policy's state
 
     def _heard_size(self, audio_space: gym.Space) -> int:
-        return N_PITCHES
+        return N_PITCHES * (1 + self.onsets)
+
+    def _column_size(self, channels: int, pitches: int) -> int:
+        return channels * pitches * (1 + self.onsets)
 
     def _expected(self, pitches: int) -> torch.Tensor:
         return torch.eye(pitches)
 
+    def _start(self, channels: int, pitches: int) -> torch.Tensor:
+        keys = super()._start(channels, pitches)  # (88, C * 88): a column's keys, channels averaged
+        return torch.block_diag(keys, keys) if self.onsets else keys
+
+    def _columns(self, score: torch.Tensor) -> torch.Tensor:
+        columns = super()._columns(score)
+        if not self.onsets:
+            return columns
+        return torch.cat([(columns > 0).float(), (columns >= 255).float()], dim=2)  # sounding, starting
+
     def _heard(self, audio: torch.Tensor) -> torch.Tensor:
-        """Key-down probabilities ``(B, frames, 88)`` of the last ``frames`` frames (:meth:`KeyNet.hear_last`)."""
+        """Key-down probabilities ``(B, frames, 88)`` of the last ``frames`` frames (:meth:`KeyNet.hear_last`),
+        with ``onsets`` their rise since the frame before beside them: ``(B, frames, 176)``."""
         with torch.no_grad():
-            return self.h.hear_last(audio[:, 0].transpose(1, 2), self.frames)
+            down = self.h.hear_last(audio[:, 0].transpose(1, 2), self.frames + self._frames_before)
+        if not self.onsets:
+            return down
+        return torch.cat([down[:, 1:], (down[:, 1:] - down[:, :-1]).clamp(min=0.0)], dim=2)
 
 
 EXTRACTORS = {"raw": RawExtractor, "lmm": LMMExtractor, "match": MatchExtractor, "hear": HearExtractor}

@@ -180,13 +180,27 @@ def _training_env(env_id: str, algo: str, n_envs: int, seed: int, env_kwargs: di
     return VecMonitor(venv)
 
 
+def checked_features_args(features: str, features_args: dict) -> dict:
+    """``--features-arg`` options, refused in one line unless the features extractor takes them."""
+    import inspect
+
+    from agents.features import EXTRACTORS
+
+    taken = set(inspect.signature(EXTRACTORS[features].__init__).parameters) - {"self", "observation_space"}
+    unknown = sorted(set(features_args) - taken)
+    if unknown:
+        raise ConfigError(f"--features {features} takes no option {', '.join(map(repr, unknown))}; "
+                          f"it takes {', '.join(sorted(taken))}")
+    return dict(features_args)
+
+
 def train(env_id: str, algo: str = "ppo", features: str = "raw", paired_budget: int = 8, steps: int = 100_000,
           seed: int = 0, device: str = "auto", out: str | Path = "runs/agent", recurrent: bool = False,
           lm_dir: str = "runs/lm", mapping: str = "regression", checkpoint_every: int = 25_000,
           progress: bool = True, reward: str = "env", n_envs: int = 16, warm_start: str | None = None,
           warm_start_steps: int | None = None, teacher: str = "oracle", eval_every: int = 0,
           eval_pieces: int = 8, train_style: str | None = None, warm_start_style: str | None = None,
-          resume: bool = False, h_model: str | None = None):
+          resume: bool = False, h_model: str | None = None, features_args: dict | None = None):
     """Train and save an agent (see the module docstring); returns the SB3 model.
 
     ``n_envs`` episodes step together (the native batched env); ``warm_start`` (``"bc"`` or ``"dagger"``) first
@@ -235,6 +249,7 @@ def train(env_id: str, algo: str = "ppo", features: str = "raw", paired_budget: 
         raise ConfigError(f"SAC needs a continuous (Box) action space; {env_id} has {env.action_space}")
     extractor_kwargs = {"lmm": {"lm_dir": lm_dir, "method": mapping, "paired_budget": paired_budget},
                         "hear": {"h_model": h_model or DEFAULT_H_MODEL}}.get(features, {})
+    extractor_kwargs = {**extractor_kwargs, **checked_features_args(features, features_args or {})}
     policy_kwargs = {"features_extractor_class": EXTRACTORS[features], "features_extractor_kwargs": extractor_kwargs}
     try:
         import tensorboard  # noqa: F401
@@ -286,7 +301,8 @@ def train(env_id: str, algo: str = "ppo", features: str = "raw", paired_budget: 
                                                          "env_steps": imitation.env_steps, "rounds": imitation.rounds,
                                                          "env_kwargs": warm_kwargs},
            "lm_dir": lm_dir if features == "lmm" else None, "mapping": mapping if features == "lmm" else None,
-           "reward": reward, "h_model": (h_model or DEFAULT_H_MODEL) if reward == "score" or features == "hear" else None,
+           "features_kwargs": extractor_kwargs, "reward": reward,
+           "h_model": (h_model or DEFAULT_H_MODEL) if reward == "score" or features == "hear" else None,
            "track": track_of(paired_budget, steps)}
     (out / "run.json").write_text(json.dumps(run, indent=1))
     return model
@@ -301,6 +317,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="raw: a CNN per window; lmm: through the frozen LMs and the K-pair mapping; match: the last "
                          "audio frames compared with every score column; hear: the same comparison with the audio "
                          "heard through h: A -> M (--h-model)")
+    ap.add_argument("--features-arg", action="append", metavar="KEY=VALUE",
+                    help="an option of the features extractor, repeatable (e.g. --features-arg frames=16; "
+                         "--features hear --features-arg onsets=false)")
     ap.add_argument("--paired-budget", type=int, default=8, help="train on the first K paired pieces (0: all train)")
     ap.add_argument("--steps", type=int, default=100_000)
     ap.add_argument("--seed", type=int, default=0)
@@ -331,13 +350,16 @@ def main(argv: list[str] | None = None) -> int:
                     help="carry on a run that was cut off, from the latest checkpoint in --out (same settings)")
     ap.add_argument("--quiet", action="store_true")
     args = ap.parse_args(argv)
+    from lmm_envs.cli import key_values
+
     try:
+        features_args = key_values(args.features_arg or [], "--features-arg", "frames=16")
         train(args.env, args.algo, args.features, args.paired_budget, args.steps, args.seed, args.device, args.out,
               args.recurrent, args.lm_dir, args.mapping, args.checkpoint_every, progress=not args.quiet,
               reward=args.reward, n_envs=args.n_envs, warm_start=args.warm_start,
               warm_start_steps=args.warm_start_steps, teacher=args.teacher, eval_every=args.eval_every,
               eval_pieces=args.eval_pieces, train_style=args.train_style, warm_start_style=args.warm_start_style,
-              resume=args.resume, h_model=args.h_model)
+              resume=args.resume, h_model=args.h_model, features_args=features_args)
     except LMMError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

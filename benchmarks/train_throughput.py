@@ -13,6 +13,10 @@ the heads. The env's share is the time spent in ``step``/``reset`` over the whol
 Then PPO on ScoreFollowing with N envs per rollout, for each N of ``--n-envs``: over the native vector env
 (``agents.vec_env.BatchedVecEnv``, what ``python -m agents.train --n-envs N`` uses) against ``DummyVecEnv`` over N
 single envs, with the same network and 1024 steps per rollout, and both against the single-env figure above.
+
+``--update-profile``: where PPO's update spends its time instead: one minibatch (256 observations) through the
+policy forward and backward with an Adam step, in float32 and under bfloat16 autocast, and each part of the
+features extractor alone (forward and backward), so that what batching the env cannot remove is measured.
 """
 
 from __future__ import annotations
@@ -85,12 +89,59 @@ def train_vectorized(n_envs: int, batched: bool, steps: int, device: str, extrac
     return steps / (time.perf_counter() - start)
 
 
+def _seconds(fn, repeats: int = 20) -> float:
+    for _ in range(3):
+        fn()
+    start = time.perf_counter()
+    for _ in range(repeats):
+        fn()
+    return (time.perf_counter() - start) / repeats
+
+
+def update_profile(extractor: type, batch: int = 256) -> None:
+    """Milliseconds per PPO minibatch of ``batch`` ScoreFollowing observations, whole and by part."""
+    import numpy as np
+    import torch
+    from stable_baselines3.common.policies import MultiInputActorCriticPolicy
+
+    env = gym.make("lmm/ScoreFollowing-v0")
+    space = env.observation_space
+    policy = MultiInputActorCriticPolicy(space, env.action_space, lambda _: 3e-4, net_arch=[64, 64],
+                                         features_extractor_class=extractor)
+    space.seed(0)
+    obs = {k: torch.as_tensor(np.stack([space[k].sample() for _ in range(batch)])).float() for k in space.spaces}
+    actions = torch.zeros(batch, dtype=torch.long)
+
+    def update(bf16: bool) -> None:
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            values, log_prob, entropy = policy.evaluate_actions(obs, actions)
+            loss = values.float().mean() + log_prob.float().mean() + entropy.float().mean()
+        policy.optimizer.zero_grad()
+        loss.backward()
+        policy.optimizer.step()
+
+    whole = _seconds(lambda: update(False))
+    print(f"PPO minibatch of {batch}, {extractor.__name__}, {torch.get_num_threads()} torch threads, "
+          f"{sum(p.numel() for p in policy.parameters()):,} parameters")
+    print(f"{'forward + backward + Adam, float32':<48}{whole * 1e3:>8.1f} ms")
+    print(f"{'the same under bfloat16 autocast':<48}{_seconds(lambda: update(True)) * 1e3:>8.1f} ms")
+    parts = getattr(policy.features_extractor, "branches", {})
+    for key, part in parts.items():
+        if not any(True for _ in part.parameters()):
+            continue  # a flattened key: nothing to learn, nothing to time
+        ms = _seconds(lambda p=part, k=key: p(obs[k]).sum().backward()) * 1e3
+        print(f"{'extractor branch ' + repr(key) + ', forward + backward':<48}{ms:>8.1f} ms")
+    print(f"per 1024 env steps at 4 epochs the update alone takes {4 * 1024 / batch * whole:.2f} s, "
+          f"a ceiling of {1024 / (4 * 1024 / batch * whole):.0f} PPO steps/s whatever the env costs")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--steps", type=int, default=8192)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--extractor", default="raw", choices=["raw", "match", "sb3"])
     ap.add_argument("--n-envs", type=int, nargs="*", default=[1, 16, 64], help="envs per rollout to compare")
+    ap.add_argument("--update-profile", action="store_true", help="profile one PPO minibatch update instead")
     args = ap.parse_args()
     from lmm_envs.music.corpus import piece_ids
 
@@ -99,6 +150,11 @@ def main() -> None:
         from agents.features import EXTRACTORS
 
         extractor = EXTRACTORS[args.extractor]
+    if args.update_profile:
+        if extractor is None:
+            raise SystemExit("--update-profile needs --extractor raw or match")
+        update_profile(extractor)
+        return
 
     cart, cart_share = train(gym.make("CartPole-v1"), "MlpPolicy", args.steps, args.device)
     music, music_share = train(gym.make("lmm/ScoreFollowing-v0", pieces=piece_ids(split="test")[:8]),

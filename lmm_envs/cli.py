@@ -89,11 +89,16 @@ RENDER_SUFFIXES = {".png", ".mp4", ".gif", ".wav"}
 # --- evaluate / render ---------------------------------------------------------------------------------------
 def _env_args(items: list[str]) -> dict:
     """``KEY=VALUE`` options for the env (values read as JSON when they parse: numbers, true/false)."""
+    return key_values(items, "--env-arg", "polyphony=poly")
+
+
+def key_values(items: list[str], option: str, example: str) -> dict:
+    """Repeated ``KEY=VALUE`` options as a dict, values read as JSON when they parse (numbers, true/false)."""
     out = {}
     for item in items:
         key, sep, value = item.partition("=")
         if not sep or not key:
-            raise LMMError(f"--env-arg takes KEY=VALUE (e.g. polyphony=poly), got {item!r}")
+            raise LMMError(f"{option} takes KEY=VALUE (e.g. {example}), got {item!r}")
         try:
             out[key] = json.loads(value)
         except json.JSONDecodeError:

@@ -5,6 +5,7 @@ import torch
 
 import lmm_envs  # noqa: F401
 from agents.features import HearExtractor, LMMExtractor, RawExtractor
+from agents.lm.data import SCORE_POSITION
 from agents.lm.model import FrameLM
 from agents.lm.transcription import KeyNet, KeyNetConfig
 from agents.pretrain import pretrain
@@ -54,6 +55,39 @@ def test_a_policy_keeps_the_pretrained_lms_it_was_given(lm_dir):
     assert not extractor.lm_a.training
 
 
+def test_lmm_match_readout_compares_the_states_the_mapping_was_fitted_on(lm_dir):
+    """With ``readout="match"``, the map's cell for the last audio frame and the agent's place in the score is the
+    cosine of exactly the two states the pooled readout hands its head (the mapping's own inputs); the map then
+    trains with PPO, the LMs frozen."""
+    from stable_baselines3 import PPO
+
+    env = gym.make("lmm/ScoreFollowing-v0", pieces=PIECES)
+    common = {"lm_dir": str(lm_dir), "paired_budget": 2}
+    pooled = LMMExtractor(env.observation_space, **common)
+    kwargs = {"features_extractor_class": LMMExtractor,
+              "features_extractor_kwargs": {**common, "readout": "match", "frames": 4}}
+    model = PPO("MultiInputPolicy", env, n_steps=32, batch_size=16, n_epochs=1, policy_kwargs=kwargs, device="cpu",
+                seed=0)
+    matcher = model.policy.features_extractor
+    obs, _ = env.reset(seed=0)
+    for _ in range(60):
+        obs, *_ = env.step(1)
+    audio, score = (torch.as_tensor(obs[k][None]).float() / 255.0 for k in ("audio", "score"))
+    match = matcher.match_map(audio, score)
+    assert match.shape == (1, 4, score.shape[-1])
+    with torch.no_grad():
+        heard, here = pooled._audio(audio), pooled._score(score)[:, :pooled.lm_v.config.d_model]
+    expected = torch.nn.functional.cosine_similarity(heard, here)[0]
+    assert torch.allclose(match[0, -1, SCORE_POSITION], expected, atol=1e-5)
+    frozen = {k: v.clone() for k, v in matcher.lm_v.state_dict().items()}
+    model.learn(32)
+    assert all(torch.equal(frozen[k], v) for k, v in matcher.lm_v.state_dict().items())
+    with pytest.raises(ConfigError, match="readout"):
+        LMMExtractor(env.observation_space, **common, readout="nearest")
+    with pytest.raises(ConfigError, match="needs 'audio' and 'score'"):
+        LMMExtractor(gym.make("lmm/PlayByEar-v0").observation_space, **common, readout="match")
+
+
 @pytest.fixture(scope="module")
 def h_model(tmp_path_factory):
     torch.manual_seed(0)
@@ -78,10 +112,33 @@ def test_hear_extractor_hears_the_window_as_h_transcribes_it_and_keeps_h(h_model
     window = torch.as_tensor(obs["audio"][None]).float() / 255.0
     heard = extractor._heard(window)[0].numpy()
     _, probabilities = KeyNet.load(h_model).transcribe(obs["audio"][0].T)  # every frame of the window, numpy path
-    np.testing.assert_allclose(heard, probabilities[-extractor.frames:], atol=1e-5)
+    down, rise = heard[:, :88], heard[:, 88:]
+    np.testing.assert_allclose(down, probabilities[-extractor.frames:], atol=1e-5)
+    np.testing.assert_allclose(rise, np.diff(probabilities[-extractor.frames - 1:], axis=0).clip(0), atol=1e-5)
     model.learn(32)
     assert all(torch.equal(saved[k], v) for k, v in extractor.h.state_dict().items())  # frozen while learning
     assert extractor(model.policy.obs_to_tensor(obs)[0]).shape == (1, 128)
+
+
+@pytest.mark.parametrize("onsets", [True, False])
+def test_hear_extractor_places_a_key_going_down_at_its_onset_column(h_model, onsets):
+    """A frame where key 60 has just gone down matches the score column where it starts (pixel 255) better than
+    one where it only sounds on (128), and a frame where it is held matches the sounding column better; without
+    ``onsets`` the two columns look alike, as they did before onsets were heard."""
+    env = gym.make("lmm/ScoreFollowing-v0", pieces=PIECES)
+    extractor = HearExtractor(env.observation_space, h_model=str(h_model), onsets=onsets)
+    score = torch.zeros(1, 1, 88, 2)
+    score[0, 0, 60] = torch.tensor([255.0, 128.0])  # column 0: key 60 starts; column 1: it sounds on
+    expected = torch.nn.functional.normalize(extractor._columns(score) @ extractor.start.T, dim=-1)[0]
+    going_down, held = torch.zeros(2, 88 * (1 + onsets))
+    going_down[60] = held[60] = 1.0
+    if onsets:
+        going_down[88 + 60] = 1.0  # its probability rose since the frame before
+    start_match, on_match = expected @ going_down, expected @ held
+    if onsets:
+        assert start_match[0] > start_match[1] and on_match[1] > on_match[0]
+    else:
+        assert torch.allclose(start_match[0], start_match[1]) and torch.allclose(on_match[0], on_match[1])
 
 
 def test_hear_extractor_without_h_says_how_to_make_it(tmp_path):

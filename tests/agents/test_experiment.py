@@ -27,6 +27,14 @@ def test_reward_arms_train_with_their_own_reward_and_are_scored_apart(lm_dir, tm
         assert summary[arm]["note_f1"] == [result["aggregate"]["note_f1"]["mean"]]
 
 
+def test_a_features_option_no_extractor_takes_stops_the_experiment_before_any_run(tmp_path, capsys):
+    out = tmp_path / "exp"
+    assert main(["--features", "raw", "match", "--features-arg", "frames=4", "--steps", "64", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: --features raw takes no option 'frames'") and len(err.strip().splitlines()) == 1
+    assert not out.exists()
+
+
 def test_t_interval_is_centred_on_the_mean_and_needs_two_seeds():
     lo, hi = t_interval([0.1, 0.2, 0.3])
     assert lo < 0.2 < hi and abs((lo + hi) / 2 - 0.2) < 1e-12

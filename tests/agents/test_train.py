@@ -53,6 +53,30 @@ def test_a_run_that_hears_through_h_records_which_h_and_evaluates(tmp_path):
                  "--out", str(tmp_path / "x"), "--quiet"]) == 2
 
 
+def test_features_args_reach_the_extractor_are_recorded_and_unknown_ones_are_refused(tmp_path, capsys):
+    import torch
+    from stable_baselines3 import PPO
+
+    from agents.lm.transcription import KeyNet, KeyNetConfig
+
+    torch.manual_seed(0)
+    KeyNet(KeyNetConfig(hidden=16, refine_steps=2)).save(tmp_path / "h.pt")
+    out = tmp_path / "run"
+    common = ["--features", "hear", "--h-model", str(tmp_path / "h.pt"), "--paired-budget", "2", "--steps", "32",
+              "--n-envs", "2", "--device", "cpu", "--quiet"]
+    assert main([*common, "--features-arg", "onsets=false", "--features-arg", "frames=4", "--out", str(out)]) == 0
+    kwargs = json.loads((out / "run.json").read_text())["features_kwargs"]
+    assert kwargs == {"h_model": str(tmp_path / "h.pt"), "onsets": False, "frames": 4}
+    extractor = PPO.load(out / "model.zip", device="cpu").policy.features_extractor
+    assert (extractor.onsets, extractor.frames) == (False, 4)
+    capsys.readouterr()
+    assert main([*common, "--features-arg", "onset=false", "--out", str(tmp_path / "x")]) == 2
+    err = capsys.readouterr().err
+    assert "takes no option 'onset'" in err and "onsets" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "x").exists()
+    assert main([*common, "--features-arg", "onsets", "--out", str(tmp_path / "y")]) == 2
+
+
 def test_configs_and_tracks():
     assert load_config("lmm/ScoreFollowing-v0", "sac")["env_kwargs"] == {"action_type": "continuous"}
     assert track_of(8, 100_000) == "8/100k" and track_of(64, 1_000_000) == "64/1M" and track_of(0, 50_000) == "all/100k"
