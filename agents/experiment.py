@@ -102,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
                     help="expressive style of the warm start's demonstrations only (a curriculum)")
     ap.add_argument("--features-arg", action="append", metavar="KEY=VALUE",
                     help="an option of the features extractor for every run, repeatable (e.g. --features hear "
-                         "--features-arg onsets=false)")
+                         "--features-arg onsets=true)")
     ap.add_argument("--out", default="runs/experiment")
     ap.add_argument("--resume", action="store_true",
                     help="carry on an experiment that was cut off: runs with a result file in <out>/results are "

@@ -194,6 +194,18 @@ def checked_features_args(features: str, features_args: dict) -> dict:
     return dict(features_args)
 
 
+def _with_defaults(features: str, kwargs: dict) -> dict:
+    """``kwargs`` with every other keyword of the features extractor at its default, so that a saved model (and its
+    ``run.json``) says how it was built even if a default changes later."""
+    import inspect
+
+    from agents.features import EXTRACTORS
+
+    parameters = inspect.signature(EXTRACTORS[features].__init__).parameters.values()
+    defaults = {p.name: p.default for p in parameters if p.default is not inspect.Parameter.empty}
+    return {**defaults, **kwargs}
+
+
 def train(env_id: str, algo: str = "ppo", features: str = "raw", paired_budget: int = 8, steps: int = 100_000,
           seed: int = 0, device: str = "auto", out: str | Path = "runs/agent", recurrent: bool = False,
           lm_dir: str = "runs/lm", mapping: str = "regression", checkpoint_every: int = 25_000,
@@ -249,7 +261,7 @@ def train(env_id: str, algo: str = "ppo", features: str = "raw", paired_budget: 
         raise ConfigError(f"SAC needs a continuous (Box) action space; {env_id} has {env.action_space}")
     extractor_kwargs = {"lmm": {"lm_dir": lm_dir, "method": mapping, "paired_budget": paired_budget},
                         "hear": {"h_model": h_model or DEFAULT_H_MODEL}}.get(features, {})
-    extractor_kwargs = {**extractor_kwargs, **checked_features_args(features, features_args or {})}
+    extractor_kwargs = _with_defaults(features, {**extractor_kwargs, **checked_features_args(features, features_args or {})})
     policy_kwargs = {"features_extractor_class": EXTRACTORS[features], "features_extractor_kwargs": extractor_kwargs}
     try:
         import tensorboard  # noqa: F401
@@ -319,7 +331,7 @@ def main(argv: list[str] | None = None) -> int:
                          "heard through h: A -> M (--h-model)")
     ap.add_argument("--features-arg", action="append", metavar="KEY=VALUE",
                     help="an option of the features extractor, repeatable (e.g. --features-arg frames=16; "
-                         "--features hear --features-arg onsets=false)")
+                         "--features hear --features-arg onsets=true)")
     ap.add_argument("--paired-budget", type=int, default=8, help="train on the first K paired pieces (0: all train)")
     ap.add_argument("--steps", type=int, default=100_000)
     ap.add_argument("--seed", type=int, default=0)

@@ -100,7 +100,8 @@ def test_hear_extractor_hears_the_window_as_h_transcribes_it_and_keeps_h(h_model
     from stable_baselines3 import PPO
 
     env = gym.make("lmm/ScoreFollowing-v0", pieces=PIECES)
-    kwargs = {"features_extractor_class": HearExtractor, "features_extractor_kwargs": {"h_model": str(h_model)}}
+    kwargs = {"features_extractor_class": HearExtractor,
+              "features_extractor_kwargs": {"h_model": str(h_model), "onsets": True}}
     model = PPO("MultiInputPolicy", env, n_steps=32, batch_size=16, n_epochs=1, policy_kwargs=kwargs, device="cpu",
                 seed=0)
     extractor = model.policy.features_extractor

@@ -23,7 +23,7 @@ def test_each_comparison_is_scored_against_the_place_and_the_synth_beats_chance(
     extractors = build_extractors(space, ["match", "hear", "lmm"], str(models / "h.pt"), str(models / "lm"),
                                   "regression", 2)
     rows = summary(place_errors(extractors, split="val", pieces=1, every=10))
-    assert [r["features"] for r in rows] == ["match", "hear", "lmm"]
+    assert [r["features"] for r in rows] == ["match", "hear", "hear, onsets", "lmm"]
     assert all(r["steps"] == rows[0]["steps"] > 0 and 0 <= r["within_2"] <= r["within_5"] <= 1 for r in rows)
     assert rows[0]["within_5"] > 0.3  # the synth's spectra place the oracle's sound; a random column: 0.14
 

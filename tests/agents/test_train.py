@@ -64,11 +64,11 @@ def test_features_args_reach_the_extractor_are_recorded_and_unknown_ones_are_ref
     out = tmp_path / "run"
     common = ["--features", "hear", "--h-model", str(tmp_path / "h.pt"), "--paired-budget", "2", "--steps", "32",
               "--n-envs", "2", "--device", "cpu", "--quiet"]
-    assert main([*common, "--features-arg", "onsets=false", "--features-arg", "frames=4", "--out", str(out)]) == 0
+    assert main([*common, "--features-arg", "onsets=true", "--features-arg", "frames=4", "--out", str(out)]) == 0
     kwargs = json.loads((out / "run.json").read_text())["features_kwargs"]
-    assert kwargs == {"h_model": str(tmp_path / "h.pt"), "onsets": False, "frames": 4}
+    assert kwargs == {"h_model": str(tmp_path / "h.pt"), "onsets": True, "frames": 4, "features_dim": 128}
     extractor = PPO.load(out / "model.zip", device="cpu").policy.features_extractor
-    assert (extractor.onsets, extractor.frames) == (False, 4)
+    assert (extractor.onsets, extractor.frames) == (True, 4)
     capsys.readouterr()
     assert main([*common, "--features-arg", "onset=false", "--out", str(tmp_path / "x")]) == 2
     err = capsys.readouterr().err
