@@ -168,11 +168,20 @@ class LMMExtractor(PretrainedParts, BaseFeaturesExtractor):
         with torch.no_grad():
             frames = audio[:, 0].transpose(1, 2)[:, -AUDIO_CONTEXT:]  # (B, W, bins)
             heard = _trailing_mean(self.lm_a.hidden(frames), POOL_AUDIO)[:, -self.frames:]
-            mapped = heard @ self.map_weight + self.map_bias - self.map_center  # (B, frames, d_V)
-            onsets = (score.amax(dim=1) >= 0.99).float().transpose(1, 2)  # (B, columns, 88)
-            read = _trailing_mean(self.lm_v.hidden(onsets) - self.map_center, POOL_SCORE)  # (B, columns, d_V)
+            mapped = self._mapped(heard)  # (B, frames, d_V)
+            read = _trailing_mean(self.lm_v.hidden(self._onsets(score)) - self.map_center, POOL_SCORE)
         expected = read + self.gate * self.project(read)
         return nn.functional.normalize(mapped, dim=-1) @ nn.functional.normalize(expected, dim=-1).transpose(1, 2)
+
+    def _mapped(self, audio_states: torch.Tensor) -> torch.Tensor:
+        """LM^A states into LM^V's space through the few-pair mapping, centred as LM^V's states are."""
+        return audio_states @ self.map_weight + self.map_bias - self.map_center
+
+    @staticmethod
+    def _onsets(score: torch.Tensor) -> torch.Tensor:
+        """The onsets of all channels of a score window ``(B, C, 88, columns)``, as LM^V reads them: ``(B, columns,
+        88)``."""
+        return (score.amax(dim=1) >= 0.99).float().transpose(1, 2)
 
     def _audio(self, x: torch.Tensor) -> torch.Tensor:
         frames = x[:, 0].transpose(1, 2)  # (B, W, 75)
@@ -181,12 +190,11 @@ class LMMExtractor(PretrainedParts, BaseFeaturesExtractor):
         for c in range(chunks):
             seq = frames[:, c * AUDIO_CONTEXT:(c + 1) * AUDIO_CONTEXT]
             state = self.lm_a.hidden(seq)[:, -POOL_AUDIO:].mean(1)
-            out.append(state @ self.map_weight + self.map_bias - self.map_center)
+            out.append(self._mapped(state))
         return torch.cat(out, dim=1)
 
     def _score(self, x: torch.Tensor) -> torch.Tensor:
-        onsets = (x.amax(dim=1) >= 0.99).float().transpose(1, 2)  # (B, 80, 88): onsets of all channels
-        hidden = self.lm_v.hidden(onsets) - self.map_center
+        hidden = self.lm_v.hidden(self._onsets(x)) - self.map_center
         here = hidden[:, max(SCORE_POSITION + 1 - POOL_SCORE, 0):SCORE_POSITION + 1].mean(1)
         return torch.cat([here, hidden[:, SCORE_POSITION + 1:].mean(1)], dim=1)
 
@@ -313,9 +321,12 @@ class HearExtractor(PretrainedParts, MatchExtractor):
             raise ConfigError(f"{path} not found; make it with python -m agents.hear (its h_abs_K<K>_s<seed>.pt "
                               "files), or name another with --h-model")
         self.onsets = bool(onsets)
-        self._frames_before = int(self.onsets)
         super().__init__(observation_space, frames=frames, features_dim=features_dim, init="synth")
         self.h = KeyNet.load(path).requires_grad_(False)  # frozen; its weights travel in the policy's state
+
+    @property
+    def _frames_before(self) -> int:
+        return int(self.onsets)  # the rise of a frame needs the frame before it
 
     def _heard_size(self, audio_space: gym.Space) -> int:
         return N_PITCHES * (1 + self.onsets)

@@ -6,9 +6,9 @@ spending RL steps on it.
 
 The oracle follows ``--pieces`` pieces of lmm/ScoreFollowing-v0 (one episode each). Every fifth step with sound in
 the window, each features extractor's comparison map (:meth:`match_map`, as built, before any training: ``match``
-through the synth, ``hear`` through h (keys down, and with onsets), ``lmm`` through LM^A, the few-pair mapping and LM^V with
-``readout="match"``) is read for the last audio frame, and its best-matching score column is compared with the
-agent's place in the window (``SCORE_POSITION``). Reported: the share of steps within 2 and 5 columns (100 and
+through the synth; ``hear`` through h, keys down and with onsets; ``lmm`` through LM^A, the few-pair mapping and
+LM^V with ``readout="match"``) is read for the last audio frame, and its best-matching score column is compared
+with the agent's place in the window (``SCORE_POSITION``). Reported: the share of steps within 2 and 5 columns (100 and
 250 ms) of the place, and the median distance; picking a column at random lands within 5 columns 11 times in 80.
 """
 

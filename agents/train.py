@@ -180,14 +180,21 @@ def _training_env(env_id: str, algo: str, n_envs: int, seed: int, env_kwargs: di
     return VecMonitor(venv)
 
 
-def checked_features_args(features: str, features_args: dict) -> dict:
-    """``--features-arg`` options, refused in one line unless the features extractor takes them."""
+def _extractor_keywords(features: str) -> dict:
+    """The keywords the features extractor of ``features`` takes, each with its default (``inspect.Parameter.empty``
+    where it has none); the observation space, which SB3 passes itself, left out."""
     import inspect
 
     from agents.features import EXTRACTORS
 
-    taken = set(inspect.signature(EXTRACTORS[features].__init__).parameters) - {"self", "observation_space"}
-    unknown = sorted(set(features_args) - taken)
+    parameters = inspect.signature(EXTRACTORS[features].__init__).parameters.values()
+    return {p.name: p.default for p in parameters if p.name not in ("self", "observation_space")}
+
+
+def checked_features_args(features: str, features_args: dict) -> dict:
+    """``--features-arg`` options, refused in one line unless the features extractor takes them."""
+    taken = _extractor_keywords(features)
+    unknown = sorted(set(features_args) - set(taken))
     if unknown:
         raise ConfigError(f"--features {features} takes no option {', '.join(map(repr, unknown))}; "
                           f"it takes {', '.join(sorted(taken))}")
@@ -199,10 +206,7 @@ def _with_defaults(features: str, kwargs: dict) -> dict:
     ``run.json``) says how it was built even if a default changes later."""
     import inspect
 
-    from agents.features import EXTRACTORS
-
-    parameters = inspect.signature(EXTRACTORS[features].__init__).parameters.values()
-    defaults = {p.name: p.default for p in parameters if p.default is not inspect.Parameter.empty}
+    defaults = {k: v for k, v in _extractor_keywords(features).items() if v is not inspect.Parameter.empty}
     return {**defaults, **kwargs}
 
 
