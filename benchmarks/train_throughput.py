@@ -13,6 +13,9 @@ the heads. The env's share is the time spent in ``step``/``reset`` over the whol
 Then PPO on ScoreFollowing with N envs per rollout, for each N of ``--n-envs``: over the native vector env
 (``agents.vec_env.BatchedVecEnv``, what ``python -m agents.train --n-envs N`` uses) against ``DummyVecEnv`` over N
 single envs, with the same network and 1024 steps per rollout, and both against the single-env figure above.
+With the ``raw`` extractor the single env is also trained with its convolutions in the default memory layout
+(``channels_last=False``: the network as it trained before channels-last became its default), the reference the
+batched runs' speed-up is read against.
 
 ``--update-profile``: where PPO's update spends its time instead: one minibatch (256 observations) through the
 policy forward and backward with an Adam step, in float32 and under bfloat16 autocast, and each part of the
@@ -22,6 +25,7 @@ features extractor alone (forward and backward), so that what batching the env c
 from __future__ import annotations
 
 import argparse
+import inspect
 import time
 
 import gymnasium as gym
@@ -49,13 +53,20 @@ class StepTimer(gym.Wrapper):
         return out
 
 
-def train(env: gym.Env, policy: str, steps: int, device: str, extractor: type | None = None) -> tuple[float, float]:
-    from stable_baselines3 import PPO
-
-    timer = StepTimer(env)
+def _policy_kwargs(extractor: type | None, extractor_kwargs: dict | None = None) -> dict:
     policy_kwargs: dict = {"net_arch": [64, 64]}
     if extractor is not None:
         policy_kwargs["features_extractor_class"] = extractor
+        policy_kwargs["features_extractor_kwargs"] = dict(extractor_kwargs or {})
+    return policy_kwargs
+
+
+def train(env: gym.Env, policy: str, steps: int, device: str, extractor: type | None = None,
+          extractor_kwargs: dict | None = None) -> tuple[float, float]:
+    from stable_baselines3 import PPO
+
+    timer = StepTimer(env)
+    policy_kwargs = _policy_kwargs(extractor, extractor_kwargs)
     model = PPO(policy, timer, n_steps=1024, batch_size=256, n_epochs=4, seed=0, device=device,
                 policy_kwargs=policy_kwargs)
     model.learn(256)  # warm-up: pieces prepared, kernels loaded
@@ -78,9 +89,7 @@ def train_vectorized(n_envs: int, batched: bool, steps: int, device: str, extrac
     venv = BatchedVecEnv("lmm/ScoreFollowing-v0", n_envs, **kwargs) if batched else \
         DummyVecEnv([lambda: gym.make("lmm/ScoreFollowing-v0", **kwargs) for _ in range(n_envs)])
     venv.seed(0)
-    policy_kwargs: dict = {"net_arch": [64, 64]}
-    if extractor is not None:
-        policy_kwargs["features_extractor_class"] = extractor
+    policy_kwargs = _policy_kwargs(extractor)
     model = PPO("MultiInputPolicy", venv, n_steps=max(1024 // n_envs, 1), batch_size=256, n_epochs=4, seed=0,
                 device=device, policy_kwargs=policy_kwargs)
     model.learn(1024)  # warm-up
@@ -106,11 +115,19 @@ def update_profile(extractor: type, batch: int = 256) -> None:
 
     env = gym.make("lmm/ScoreFollowing-v0")
     space = env.observation_space
-    policy = MultiInputActorCriticPolicy(space, env.action_space, lambda _: 3e-4, net_arch=[64, 64],
-                                         features_extractor_class=extractor)
     space.seed(0)
     obs = {k: torch.as_tensor(np.stack([space[k].sample() for _ in range(batch)])).float() for k in space.spaces}
     actions = torch.zeros(batch, dtype=torch.long)
+    layouts = [{"channels_last": False}, {}] if "channels_last" in inspect.signature(extractor).parameters else [{}]
+    for extractor_kwargs in layouts:
+        policy = MultiInputActorCriticPolicy(space, env.action_space, lambda _: 3e-4, net_arch=[64, 64],
+                                             features_extractor_class=extractor,
+                                             features_extractor_kwargs=extractor_kwargs)
+        _profile_policy(policy, obs, actions, batch, extractor_kwargs)
+
+
+def _profile_policy(policy, obs: dict, actions, batch: int, extractor_kwargs: dict) -> None:
+    import torch
 
     def update(bf16: bool) -> None:
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
@@ -121,7 +138,8 @@ def update_profile(extractor: type, batch: int = 256) -> None:
         policy.optimizer.step()
 
     whole = _seconds(lambda: update(False))
-    print(f"PPO minibatch of {batch}, {extractor.__name__}, {torch.get_num_threads()} torch threads, "
+    name = type(policy.features_extractor).__name__ + "".join(f", {k}={v}" for k, v in extractor_kwargs.items())
+    print(f"\nPPO minibatch of {batch}, {name}, {torch.get_num_threads()} torch threads, "
           f"{sum(p.numel() for p in policy.parameters()):,} parameters")
     print(f"{'forward + backward + Adam, float32':<48}{whole * 1e3:>8.1f} ms")
     print(f"{'the same under bfloat16 autocast':<48}{_seconds(lambda: update(True)) * 1e3:>8.1f} ms")
@@ -157,19 +175,27 @@ def main() -> None:
         return
 
     cart, cart_share = train(gym.make("CartPole-v1"), "MlpPolicy", args.steps, args.device)
-    music, music_share = train(gym.make("lmm/ScoreFollowing-v0", pieces=piece_ids(split="test")[:8]),
+    pieces = piece_ids(split="test")[:8]
+    music, music_share = train(gym.make("lmm/ScoreFollowing-v0", pieces=pieces),
                                "MultiInputPolicy", args.steps, args.device, extractor)
-    print(f"{'PPO on':<26}{'steps/s':>10}{'env share':>12}")
-    print(f"{'CartPole-v1':<26}{cart:>10.0f}{cart_share:>12.1%}")
-    print(f"{'lmm/ScoreFollowing-v0':<26}{music:>10.0f}{music_share:>12.1%}")
+    print(f"{'PPO on':<40}{'steps/s':>10}{'env share':>12}")
+    print(f"{'CartPole-v1':<40}{cart:>10.0f}{cart_share:>12.1%}")
+    print(f"{'lmm/ScoreFollowing-v0':<40}{music:>10.0f}{music_share:>12.1%}")
+    reference = music
+    if args.extractor == "raw":
+        reference, share = train(gym.make("lmm/ScoreFollowing-v0", pieces=pieces), "MultiInputPolicy", args.steps,
+                                 args.device, extractor, {"channels_last": False})
+        print(f"{'lmm/ScoreFollowing-v0, channels_last=False':<40}{reference:>10.0f}{share:>12.1%}")
     print(f"ScoreFollowing ({args.extractor} extractor) trains at {music / cart:.2f}x CartPole's steps/s on {args.device}; "
           f"the env takes {music_share:.1%} of its training time")
     if args.n_envs:
-        print(f"\n{'envs':>5}{'batched/s':>11}{'Dummy/s':>10}{'batched/Dummy':>15}{'batched/1 env':>15}")
+        print(f"\n{'envs':>5}{'batched/s':>11}{'Dummy/s':>10}{'batched/Dummy':>15}{'batched/1 env':>15}"
+              + (f"{'batched/1 env before':>22}" if reference is not music else ""))
     for n in args.n_envs:
         fast = train_vectorized(n, True, args.steps, args.device, extractor)
         slow = train_vectorized(n, False, args.steps, args.device, extractor)
-        print(f"{n:>5}{fast:>11.0f}{slow:>10.0f}{fast / slow:>14.2f}x{fast / music:>14.2f}x")
+        print(f"{n:>5}{fast:>11.0f}{slow:>10.0f}{fast / slow:>14.2f}x{fast / music:>14.2f}x"
+              + (f"{fast / reference:>21.2f}x" if reference is not music else ""))
 
 
 if __name__ == "__main__":

@@ -208,3 +208,40 @@ def test_raw_extractor_keeps_which_pitch_is_at_the_agents_place():
     with torch.no_grad():
         accuracy = (readout(extractor(x)).argmax(1) == y).float().mean().item()
     assert accuracy > 0.9  # chance is 1/24; pooling the map to 4 x 4 cells had left 0.51
+
+
+def _raw_ppo(channels_last: bool, env):
+    from stable_baselines3 import PPO
+
+    return PPO("MultiInputPolicy", env, seed=0, n_steps=64, batch_size=32, n_epochs=1, device="cpu",
+               policy_kwargs={"features_extractor_class": RawExtractor, "net_arch": [16],
+                              "features_extractor_kwargs": {"channels_last": channels_last}})
+
+
+def test_raw_extractor_in_channels_last_layout_is_the_same_network(tmp_path):
+    """The faster memory layout changes how the convolutions' weights are stored, not the agent: SB3's orthogonal
+    initialisation gives the same weights for the same seed, the features agree, and a saved agent loads as it was."""
+    env = gym.make("lmm/ScoreFollowing-v0", pieces=PIECES)
+    fast, before = _raw_ppo(True, env), _raw_ppo(False, env)
+    fast_conv = fast.policy.features_extractor.branches["score"][2].weight
+    assert fast_conv.is_contiguous(memory_format=torch.channels_last)
+    assert before.policy.features_extractor.branches["score"][2].weight.is_contiguous()
+    for (name, a), (_, b) in zip(fast.policy.state_dict().items(), before.policy.state_dict().items(), strict=True):
+        assert torch.allclose(a, b, atol=1e-6), name
+    assert any(p is fast_conv for group in fast.policy.optimizer.param_groups for p in group["params"])
+    obs, _ = env.reset(seed=0)
+    batch = {k: torch.as_tensor(np.asarray(v)[None]).float() / (255.0 if v.dtype == np.uint8 else 1.0)
+             for k, v in obs.items()}
+    with torch.no_grad():
+        assert torch.allclose(fast.policy.features_extractor(batch), before.policy.features_extractor(batch),
+                              atol=1e-5)
+    fast.learn(64)
+    fast.save(tmp_path / "agent.zip")
+    from stable_baselines3 import PPO
+
+    again = PPO.load(tmp_path / "agent.zip", device="cpu")
+    assert again.policy.features_extractor.branches["score"][2].weight.is_contiguous(memory_format=torch.channels_last)
+    for _ in range(20):
+        a, _ = fast.predict(obs, deterministic=True)
+        assert np.array_equal(a, again.predict(obs, deterministic=True)[0])
+        obs, *_ = env.step(a)
