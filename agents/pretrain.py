@@ -10,7 +10,8 @@ then for each paired budget K and method fits a mapping from exactly K paired pi
 accuracy on the held-out paired pieces. Writes ``retrieval.png`` (retrieval against K), ``lm_v.pt``, ``lm_a.pt``, ``mapping_<method>_K<K>.pt`` (plain
 tensors, loaded with ``weights_only=True``) and ``report.json``: per LM its training loss, its next-frame loss on
 the held-out pieces of its pool and its steps per second; LM^A's linear pitch probe (:mod:`agents.lm.probe`)
-against the same probe on its input; each mapping's retrieval against chance.
+against the same probe on its input; each mapping's retrieval against chance, of pooled states and of
+every frame's states compared as sequences (``sequence_accuracy``).
 
 Training is checkpointed in ``out/checkpoints``: the same command run again resumes where it stopped, and ends
 with the weights an uninterrupted run has. ``--stop-after-steps N`` takes at most N more steps per LM in this
@@ -48,6 +49,13 @@ def _summary(run: LMRun, seconds: float) -> dict:
             "seconds": seconds, "steps_per_second": len(run.losses) / seconds if seconds > 0 else None}
 
 
+def _retrievals(lm_a, lm_v, mapping) -> dict:
+    """Retrieval of the mapped pooled states (``accuracy``), and of the mapped states of every frame compared as
+    sequences (``sequence_accuracy``)."""
+    return {**retrieval_accuracy(lm_a, lm_v, mapping),
+            "sequence_accuracy": retrieval_accuracy(lm_a, lm_v, mapping, compare="sequence")["accuracy"]}
+
+
 def pretrain(out: str | Path, size: str = "small", lm_steps: int = 1500, budgets: tuple[int, ...] = (8, 64),
              methods: tuple[str, ...] = METHODS, device: str = "auto", pool_limit: int | None = None,
              progress: bool = True, pairs_only: bool = False, stop_after: int | None = None,
@@ -81,7 +89,7 @@ def pretrain(out: str | Path, size: str = "small", lm_steps: int = 1500, budgets
             mapping = fit_mapping(lm_a.model, lm_v.model, k, method)
             mapping.save(out / f"mapping_{method}_K{k}.pt")
             report["mappings"].append({"paired_budget": k, "method": method, "lms": "unpaired pools",
-                                       **retrieval_accuracy(lm_a.model, lm_v.model, mapping)})
+                                       **_retrievals(lm_a.model, lm_v.model, mapping)})
         if pairs_only:
             ids = corpus.paired_ids(k)
             ref_v = train_symbolic_lm(size, lm_steps, None, device, progress=progress, ids=ids).model
@@ -89,7 +97,7 @@ def pretrain(out: str | Path, size: str = "small", lm_steps: int = 1500, budgets
             for method in (m for m in methods if m in PAIRS_ONLY_METHODS):
                 mapping = fit_mapping(ref_a, ref_v, k, method)
                 report["mappings"].append({"paired_budget": k, "method": method, "lms": "pairs only",
-                                           **retrieval_accuracy(ref_a, ref_v, mapping)})
+                                           **_retrievals(ref_a, ref_v, mapping)})
     report["seconds"] = time.perf_counter() - start
     (out / "report.json").write_text(json.dumps(report, indent=1))
     plot_retrieval(report, out / "retrieval.png")
@@ -185,7 +193,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"LM^A pitch probe F1 {p['f1']:.3f} (the same probe on the input frame: {p['input_f1']:.3f})")
     for m in report["mappings"]:
         print(f"K={m['paired_budget']:<4} {m['method']:<11} LMs from {m['lms']:<14} retrieval {m['accuracy']:.3f} "
-              f"(chance {m['chance']:.3f}, {m['queries']} queries)")
+              + (f"(as sequences {m['sequence_accuracy']:.3f}) " if "sequence_accuracy" in m else "")
+              + f"(chance {m['chance']:.3f}, {m['queries']} queries)")
     print(f"wrote {args.out} in {report['seconds']:.0f} s on {report['device']}")
     return 0
 

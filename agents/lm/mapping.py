@@ -89,6 +89,12 @@ def paired_pieces(paired_budget: int) -> list[dict]:
 
 
 @torch.no_grad()
+def _states(lm: FrameLM, windows: np.ndarray) -> torch.Tensor:
+    """``lm``'s state at every frame of each window: ``(N, T, d)``."""
+    return lm.hidden(torch.from_numpy(windows).to(next(lm.parameters()).device))
+
+
+@torch.no_grad()
 def audio_states(lm_a: FrameLM, windows: np.ndarray, batch: int = 256) -> torch.Tensor:
     """LM^A's state after each audio window ``(N, 40, 75)``: ``(N, d_A)``."""
     device = next(lm_a.parameters()).device
@@ -218,18 +224,30 @@ def _hits(queries: torch.Tensor, keys: torch.Tensor) -> float:
 
 @torch.no_grad()
 def retrieval_accuracy(lm_a: FrameLM, lm_v: FrameLM, mapping: Mapping, piece_ids: list[str] | None = None,
-                       candidates: int = 16, seed: int = 0) -> dict[str, float]:
+                       candidates: int = 16, seed: int = 0, compare: str = "pooled") -> dict[str, float]:
     """Top-1 retrieval of the score moment for an audio moment, among ``candidates`` moments of the same piece.
 
+    ``compare``: ``pooled`` compares the mapped pooled LM^A state with LM^V's pooled state by cosine (what the
+    mappings are fitted on); ``sequence`` compares the mapped LM^A state of every frame of the audio window with
+    LM^V's state at every score frame up to the agent's place, by :func:`end_aligned_distance` over frames (as the
+    ``sequence`` comparison through h does over chords), so that the performer's tempo may drop out.
     Returns the accuracy, chance (1 / candidates) and the number of queries.
     """
+    if compare not in ("pooled", "sequence"):
+        raise ValueError(f"compare must be 'pooled' or 'sequence', got {compare!r}")
     rng = np.random.default_rng(seed)
     hits, total = 0.0, 0
     for pid in piece_ids or held_out_ids():
         p, times = _moments(pid, rng, candidates)
         audio = np.stack([window_ending_at(p["audio"], int(t), AUDIO_CONTEXT) for t in times])
         score = np.stack([score_window_at(p["score"], int(p["position"][t])) for t in times])
-        hits += _hits(mapping(audio_states(lm_a, audio)) - mapping.center, score_states(lm_v, score) - mapping.center)
+        if compare == "pooled":
+            hits += _hits(mapping(audio_states(lm_a, audio)) - mapping.center,
+                          score_states(lm_v, score) - mapping.center)
+        else:
+            heard = (mapping(_states(lm_a, audio)) - mapping.center).cpu().numpy()
+            read = (_states(lm_v, score[:, :SCORE_POSITION + 1]) - mapping.center).cpu().numpy()
+            hits += _sequence_hits(list(heard), list(read))
         total += len(times)
     return {"accuracy": hits / total, "chance": 1.0 / candidates, "queries": total}
 

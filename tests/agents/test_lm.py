@@ -74,6 +74,11 @@ def test_mapping_round_trips_and_retrieval_reports_chance(tiny_lms, tmp_path):
     assert torch.equal(again.weight, mapping.weight) and torch.equal(again.center, mapping.center)
     result = retrieval_accuracy(lm_a, lm_v, again, piece_ids=lm_mapping.held_out_ids()[:2], candidates=8)
     assert result["chance"] == 1 / 8 and result["queries"] == 16 and 0.0 <= result["accuracy"] <= 1.0
+    sequence = retrieval_accuracy(lm_a, lm_v, again, piece_ids=lm_mapping.held_out_ids()[:2], candidates=8,
+                                  compare="sequence")
+    assert sequence["queries"] == 16 and 0.0 <= sequence["accuracy"] <= 1.0
+    with pytest.raises(ValueError, match="compare"):
+        retrieval_accuracy(lm_a, lm_v, again, compare="dtw")
     with pytest.raises(ValueError, match="held-out"):
         fit_mapping(lm_a, lm_v, paired_budget=10_000)
 
