@@ -91,23 +91,20 @@ def paired_pieces(paired_budget: int) -> list[dict]:
 @torch.no_grad()
 def _states(lm: FrameLM, windows: np.ndarray) -> torch.Tensor:
     """``lm``'s state at every frame of each window: ``(N, T, d)``."""
-    return lm.hidden(torch.from_numpy(windows).to(next(lm.parameters()).device))
+    return lm.hidden(torch.from_numpy(np.ascontiguousarray(windows)).to(next(lm.parameters()).device))
 
 
 @torch.no_grad()
 def audio_states(lm_a: FrameLM, windows: np.ndarray, batch: int = 256) -> torch.Tensor:
     """LM^A's state after each audio window ``(N, 40, 75)``: ``(N, d_A)``."""
-    device = next(lm_a.parameters()).device
-    out = [lm_a.hidden(torch.from_numpy(windows[i:i + batch]).to(device))[:, -POOL_AUDIO:].mean(1)
-           for i in range(0, len(windows), batch)]
+    out = [_states(lm_a, windows[i:i + batch])[:, -POOL_AUDIO:].mean(1) for i in range(0, len(windows), batch)]
     return torch.cat(out)
 
 
 @torch.no_grad()
 def score_states(lm_v: FrameLM, windows: np.ndarray, batch: int = 256) -> torch.Tensor:
     """LM^V's state at the agent's place in each score window ``(N, 80, 88)``: ``(N, d_V)``."""
-    device = next(lm_v.parameters()).device
-    out = [lm_v.hidden(torch.from_numpy(windows[i:i + batch, :SCORE_POSITION + 1]).to(device))[:, -POOL_SCORE:].mean(1)
+    out = [_states(lm_v, windows[i:i + batch, :SCORE_POSITION + 1])[:, -POOL_SCORE:].mean(1)
            for i in range(0, len(windows), batch)]
     return torch.cat(out)
 
