@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
+from agents.lm import MAPPING_METHODS
 from lmm_envs.errors import LMMError
 from lmm_envs.music.expressive import EXPRESSIVE_STYLES
 from lmm_envs.parallel import add_ray_option
@@ -89,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--h-model", help="h: A -> M for --reward score and --features hear (python -m agents.hear "
                                       "makes them)")
     ap.add_argument("--lm-dir", default="runs/lm")
-    ap.add_argument("--mapping", default="regression", choices=["regression", "predictive", "contrastive"],
+    ap.add_argument("--mapping", default="regression", choices=MAPPING_METHODS,
                     help="the few-pair mapping the lmm features hear through")
     ap.add_argument("--limit", type=int, default=0, help="evaluate on the first N protocol pieces only")
     ap.add_argument("--parallel", type=int, default=2, help="runs at a time (one CPU thread each)")

@@ -23,7 +23,7 @@ from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 from torch import nn
 
 from agents.lm.data import AUDIO_CONTEXT, SCORE_POSITION
-from agents.lm.mapping import POOL_AUDIO, POOL_SCORE, Mapping
+from agents.lm.mapping import POOL_AUDIO, POOL_SCORE, Mapping, apply_mapping
 from agents.lm.model import FrameLM
 from lmm_envs.audio.features import N_BINS
 from lmm_envs.errors import ConfigError
@@ -157,6 +157,9 @@ class LMMExtractor(PretrainedParts, BaseFeaturesExtractor):
         self.register_buffer("map_weight", mapping.weight)
         self.register_buffer("map_bias", mapping.bias)
         self.register_buffer("map_center", mapping.center)
+        self.map_residual_keys = tuple(mapping.residual) if mapping.residual else ()
+        for key in self.map_residual_keys:  # contrastive_mlp's residual MLP
+            self.register_buffer(f"map_{key}", mapping.residual[key])
         d_v = self.lm_v.config.d_model
         self.kinds: dict[str, str] = {}
         total = 0
@@ -193,7 +196,8 @@ class LMMExtractor(PretrainedParts, BaseFeaturesExtractor):
 
     def _mapped(self, audio_states: torch.Tensor) -> torch.Tensor:
         """LM^A states into LM^V's space through the few-pair mapping, centred as LM^V's states are."""
-        return audio_states @ self.map_weight + self.map_bias - self.map_center
+        residual = {key: getattr(self, f"map_{key}") for key in self.map_residual_keys}
+        return apply_mapping(audio_states, self.map_weight, self.map_bias, residual) - self.map_center
 
     @staticmethod
     def _onsets(score: torch.Tensor) -> torch.Tensor:

@@ -19,6 +19,7 @@ import sys
 
 import numpy as np
 
+from agents.lm import MAPPING_METHODS
 from lmm_envs.errors import LMMError
 
 COLUMN_MS = 50  # one score column: 1/20 s
@@ -89,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--features", nargs="+", default=list(FEATURES), choices=FEATURES)
     ap.add_argument("--h-model", help="h: A -> M for hear (python -m agents.hear)")
     ap.add_argument("--lm-dir", default="runs/lm", help="LMs and mappings for lmm (python -m agents.pretrain)")
-    ap.add_argument("--mapping", default="regression", choices=["regression", "predictive", "contrastive"])
+    ap.add_argument("--mapping", default="regression", choices=MAPPING_METHODS)
     ap.add_argument("--paired-budget", type=int, default=8)
     ap.add_argument("--split", default="val", choices=["train", "val", "test"])
     ap.add_argument("--pieces", type=int, default=6, help="pieces the oracle follows, one episode each")

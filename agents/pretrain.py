@@ -1,7 +1,7 @@
 """Pretrain the LMs and the few-pair mappings, and measure the LMs and the mappings.
 
     python -m agents.pretrain --out runs/lm [--size tiny|small|base|large] [--lm-steps 1500] [--paired-budget 8 64]
-                              [--method regression predictive contrastive] [--pairs-only] [--device auto]
+                              [--method regression predictive contrastive contrastive_mlp] [--pairs-only] [--device auto]
                               [--stop-after-steps N] [--quiet]
     python -m agents.pretrain --out runs/lm --plot-only [--h-report runs/h/report.json]
 
@@ -19,7 +19,7 @@ call (a session with a time limit) and exits 3 when an LM is not finished yet.
 
 ``--pairs-only`` adds the reference that shows what the unpaired pools add: for each K, the same LMs (size, steps)
 trained on the K paired pieces alone (their audio for LM^A, their scores for LM^V), mapped by the methods that
-use no unpaired data (``regression``, ``contrastive``) and measured on the same held-out pieces.
+use no unpaired data (``regression``, ``contrastive``, ``contrastive_mlp``) and measured on the same held-out pieces.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ from agents.lm.symbolic import train_symbolic_lm
 from agents.lm.training import LMRun
 from lmm_envs.music import corpus
 
-PAIRS_ONLY_METHODS = ("regression", "contrastive")  # the methods that read no unpaired data
+PAIRS_ONLY_METHODS = ("regression", "contrastive", "contrastive_mlp")  # the methods that read no unpaired data
 UNFINISHED = 3  # exit status when --stop-after-steps left an LM unfinished
 
 
@@ -117,11 +117,11 @@ def plot_retrieval(report: dict, path: str | Path, h_report: dict | None = None)
     lines: dict[tuple[str, str], list[tuple[int, float]]] = {}
     for m in report["mappings"]:
         lines.setdefault((m["method"], m["lms"]), []).append((m["paired_budget"], m["accuracy"]))
-    for i, method in enumerate(METHODS):
+    for method, color in zip(METHODS, ("C0", "C1", "C2", "C5"), strict=True):  # C3 is h's
         for lms, style in (("unpaired pools", "-"), ("pairs only", ":")):
             points = sorted(lines.get((method, lms), []))
             if points:
-                ax.plot(*zip(*points, strict=True), style, marker="o", color=f"C{i}",
+                ax.plot(*zip(*points, strict=True), style, marker="o", color=color,
                         label=f"LM mapping, {method} ({'LMs from the pools' if lms == 'unpaired pools' else 'LMs from the K pairs alone'})")
     if h_report is not None:
         for kind, style, label in (("abs", "-", "through h (synthesis + K pairs), sequences"),

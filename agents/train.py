@@ -23,6 +23,7 @@ import gymnasium as gym
 import yaml
 
 import lmm_envs  # noqa: F401
+from agents.lm import MAPPING_METHODS
 from lmm_envs.errors import ConfigError, LMMError, MissingDependencyError
 from lmm_envs.music.expressive import EXPRESSIVE_STYLES, check_style
 
@@ -342,7 +343,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda")
     ap.add_argument("--out", default="runs/agent")
     ap.add_argument("--lm-dir", default="runs/lm", help="pretrained LMs and mappings (python -m agents.pretrain)")
-    ap.add_argument("--mapping", default="regression", choices=["regression", "predictive", "contrastive"])
+    ap.add_argument("--mapping", default="regression", choices=MAPPING_METHODS)
     ap.add_argument("--checkpoint-every", type=int, default=25_000)
     ap.add_argument("--reward", default="env", choices=["env", "lm", "score"],
                     help="lm: LM^A's log-likelihood of the agent's own audio (SightReading, PlayByEar); score: how "

@@ -11,6 +11,9 @@ LM^V's state at the agent's place in its "score" window at score frame ``c``. Me
 - ``contrastive``: starts from the regression and trains it with InfoNCE inside each paired piece: a mapped
   audio moment must lie nearer (by cosine, as retrieval measures) to its own score moment's LM^V state than to
   those of the piece's other moments, and the reverse; a small least-squares term keeps it near the regression.
+- ``contrastive_mlp``: the same objective over the affine map plus a residual two-layer MLP (``h_A -> 256 ->
+  d_V``, its output layer zero at the start, so it starts at the regression), with weight decay: a map that can
+  bend, so that more pairs have something to add (the affine maps gain nothing from K = 8 to 208).
 
 Paired data is read only through :func:`paired_pieces` (exactly ``corpus.paired_ids(K)``); the unpaired pools
 serve the distribution term. :func:`retrieval_accuracy` measures a mapping on held-out paired pieces (the last
@@ -27,6 +30,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from agents.lm import MAPPING_METHODS
 from agents.lm.data import (
     AUDIO_CONTEXT,
     SCORE_POSITION,
@@ -41,44 +45,63 @@ from agents.lm.data import (
 from agents.lm.model import FrameLM
 from lmm_envs.music import corpus
 
-METHODS = ("regression", "predictive", "contrastive")
+METHODS = MAPPING_METHODS
 RETRIEVAL_VERSION = 2  # 2: held-out pieces last in budget order, ties shared, the sequence comparison
 HELD_OUT = 20  # the paired pool's last pieces in budget order: in no budget's training pairs (K <= pool - 20)
 POOL_AUDIO = 10  # an audio state is LM^A's mean state over the last 10 frames (0.5 s)
 POOL_SCORE = 20  # a score state is LM^V's mean state over the 20 frames up to the agent's place (1 s)
 ONSET_EVENT = 0.3  # the summed rise in key-down probability that makes a frame a chord of a heard sequence
 SCORE_EVENT = 0.5  # a score frame is a chord when it holds an onset (its frames are 0/1 per pitch)
+RESIDUAL_HIDDEN = 256  # the width of contrastive_mlp's residual MLP
+RESIDUAL_KEYS = ("w1", "b1", "w2", "b2")
+
+
+def apply_mapping(h_audio: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor,
+                  residual: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
+    """``h_A @ weight + bias``, plus ``gelu(h_A @ w1 + b1) @ w2 + b2`` where the mapping has a residual MLP."""
+    mapped = h_audio @ weight + bias
+    if residual:
+        hidden = torch.nn.functional.gelu(h_audio @ residual["w1"] + residual["b1"])
+        mapped = mapped + hidden @ residual["w2"] + residual["b2"]
+    return mapped
 
 
 @dataclass
 class Mapping:
-    """``mapped = h_A @ weight + bias`` (``weight`` is ``(d_A, d_V)``); ``center`` is the mean LM^V state of the
-    training pairs, removed before comparing states (their shared component would otherwise dominate cosines)."""
+    """``mapped = h_A @ weight + bias`` (``weight`` is ``(d_A, d_V)``), plus a residual MLP where ``residual`` holds
+    one (``contrastive_mlp``; see :func:`apply_mapping`); ``center`` is the mean LM^V state of the training pairs,
+    removed before comparing states (their shared component would otherwise dominate cosines)."""
 
     weight: torch.Tensor
     bias: torch.Tensor
     center: torch.Tensor
     method: str
     paired_budget: int
+    residual: dict[str, torch.Tensor] | None = None
 
     def __call__(self, h_audio: torch.Tensor) -> torch.Tensor:
-        return h_audio @ self.weight + self.bias
+        return apply_mapping(h_audio, self.weight, self.bias, self.residual)
 
     def to(self, device: str) -> Mapping:
+        residual = {k: v.to(device) for k, v in self.residual.items()} if self.residual else None
         return Mapping(self.weight.to(device), self.bias.to(device), self.center.to(device), self.method,
-                       self.paired_budget)
+                       self.paired_budget, residual)
 
     def save(self, path) -> None:
         from lmm_envs.files import atomic_path
 
+        blob = {"weight": self.weight.cpu(), "bias": self.bias.cpu(), "center": self.center.cpu(),
+                "method": self.method, "paired_budget": self.paired_budget}
+        if self.residual:
+            blob["residual"] = {k: v.detach().cpu() for k, v in self.residual.items()}
         with atomic_path(path) as tmp:
-            torch.save({"weight": self.weight.cpu(), "bias": self.bias.cpu(), "center": self.center.cpu(),
-                        "method": self.method, "paired_budget": self.paired_budget}, tmp)
+            torch.save(blob, tmp)
 
     @classmethod
     def load(cls, path, device: str = "cpu") -> Mapping:
         blob = torch.load(path, map_location=device, weights_only=True)
-        return cls(blob["weight"], blob["bias"], blob["center"], blob["method"], int(blob["paired_budget"]))
+        return cls(blob["weight"], blob["bias"], blob["center"], blob["method"], int(blob["paired_budget"]),
+                   blob.get("residual"))
 
 
 def paired_pieces(paired_budget: int) -> list[dict]:
@@ -122,9 +145,10 @@ def pair_windows(pieces: list[dict], per_piece: int, rng: np.random.Generator) -
 
 
 def fit_mapping(lm_a: FrameLM, lm_v: FrameLM, paired_budget: int, method: str = "regression",
-                per_piece: int = 200, steps: int = 300, unpaired_pieces: int = 40, ridge: float = 1e-3,
+                per_piece: int = 200, steps: int | None = None, unpaired_pieces: int = 40, ridge: float = 1e-3,
                 seed: int = 0) -> Mapping:
-    """Fit a mapping from the K paired pieces (see the module docstring for the methods)."""
+    """Fit a mapping from the K paired pieces (see the module docstring for the methods). ``steps`` (Adam steps of
+    the methods past the regression) defaults to 300, and to 1000 for ``contrastive_mlp``."""
     if method not in METHODS:
         raise ValueError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
     rng = np.random.default_rng(seed)
@@ -138,7 +162,10 @@ def fit_mapping(lm_a: FrameLM, lm_v: FrameLM, paired_budget: int, method: str = 
     if method == "regression":
         return mapping
     if method == "contrastive":
-        return _contrastive(mapping, h_a, h_v, per_piece, steps)
+        return _contrastive(mapping, h_a, h_v, per_piece, steps or 300)
+    if method == "contrastive_mlp":
+        return _contrastive_mlp(mapping, h_a, h_v, per_piece, steps or 1000, seed)
+    steps = steps or 300
     # predictive: LM^V's head on the mapped states predicts the following score frame; unpaired moments match
     a_pool = [audio_frames(i) for i in pool_ids("unpaired_audio", unpaired_pieces)]
     v_pool = [score_frames(i) for i in pool_ids("unpaired_score", unpaired_pieces)]
@@ -189,6 +216,38 @@ def _contrastive(start: Mapping, h_a: torch.Tensor, h_v: torch.Tensor, per_piece
         loss.backward()
         optimizer.step()
     return Mapping(weight.detach(), bias.detach(), start.center, "contrastive", start.paired_budget)
+
+
+def _contrastive_mlp(start: Mapping, h_a: torch.Tensor, h_v: torch.Tensor, per_piece: int, steps: int, seed: int,
+                     fit_weight: float = 0.1, lr: float = 1e-3, weight_decay: float = 1e-4) -> Mapping:
+    """From the regression plus a residual MLP that starts at zero, AdamW on :func:`in_piece_info_nce` plus
+    ``fit_weight`` x the least-squares error (full batch)."""
+    generator = torch.Generator().manual_seed(seed)
+    d_a, d_v = start.weight.shape
+    bound = 1 / d_a ** 0.5  # PyTorch's default for a Linear layer, drawn from ``generator``
+    params = {
+        "weight": start.weight.clone(), "bias": start.bias.clone(),
+        "w1": (torch.rand(d_a, RESIDUAL_HIDDEN, generator=generator) * 2 - 1) * bound,
+        "b1": (torch.rand(RESIDUAL_HIDDEN, generator=generator) * 2 - 1) * bound,
+        "w2": torch.zeros(RESIDUAL_HIDDEN, d_v), "b2": torch.zeros(d_v),
+    }
+    params = {k: v.to(h_a.device).requires_grad_(True) for k, v in params.items()}
+    optimizer = torch.optim.AdamW(params.values(), lr=lr, weight_decay=weight_decay)
+
+    def current() -> Mapping:
+        return Mapping(params["weight"], params["bias"], start.center, "contrastive_mlp", start.paired_budget,
+                       {k: params[k] for k in RESIDUAL_KEYS})
+
+    for _ in range(steps):
+        mapping = current()
+        loss = in_piece_info_nce(mapping, h_a, h_v, per_piece)
+        loss = loss + fit_weight * torch.nn.functional.mse_loss(mapping(h_a), h_v)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    done = current()
+    return Mapping(done.weight.detach(), done.bias.detach(), start.center, "contrastive_mlp", start.paired_budget,
+                   {k: v.detach() for k, v in done.residual.items()})
 
 
 def held_out_ids() -> list[str]:

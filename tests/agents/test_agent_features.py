@@ -55,6 +55,27 @@ def test_a_policy_keeps_the_pretrained_lms_it_was_given(lm_dir):
     assert not extractor.lm_a.training
 
 
+def test_lmm_features_map_through_the_mlp_mapping_as_it_was_fitted(lm_dir):
+    """With ``--mapping contrastive_mlp`` the features extractor applies the residual MLP the mapping file holds,
+    and SB3's initialisation of a new policy leaves it as saved."""
+    from stable_baselines3 import PPO
+
+    from agents.lm.mapping import Mapping, fit_mapping
+
+    lm_a, lm_v = FrameLM.load(lm_dir / "lm_a.pt"), FrameLM.load(lm_dir / "lm_v.pt")
+    mapping = fit_mapping(lm_a, lm_v, paired_budget=2, method="contrastive_mlp", per_piece=20, steps=20)
+    mapping.save(lm_dir / "mapping_contrastive_mlp_K2.pt")
+    env = gym.make("lmm/ScoreFollowing-v0", pieces=PIECES)
+    kwargs = {"features_extractor_class": LMMExtractor,
+              "features_extractor_kwargs": {"lm_dir": str(lm_dir), "paired_budget": 2, "features_dim": 32,
+                                            "method": "contrastive_mlp"}}
+    extractor = PPO("MultiInputPolicy", env, n_steps=32, policy_kwargs=kwargs, device="cpu", seed=0).policy.features_extractor
+    states = torch.randn(5, lm_a.config.d_model)
+    saved = Mapping.load(lm_dir / "mapping_contrastive_mlp_K2.pt")
+    assert torch.allclose(extractor._mapped(states), saved(states) - saved.center, atol=1e-6)
+    assert not torch.allclose(extractor._mapped(states), states @ saved.weight + saved.bias - saved.center)
+
+
 def test_lmm_match_readout_compares_the_states_the_mapping_was_fitted_on(lm_dir):
     """With ``readout="match"``, the map's cell for the last audio frame and the agent's place in the score is the
     cosine of exactly the two states the pooled readout hands its head (the mapping's own inputs); the map then
