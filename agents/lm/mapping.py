@@ -13,7 +13,7 @@ LM^V's state at the agent's place in its "score" window at score frame ``c``. Me
   those of the piece's other moments, and the reverse; a small least-squares term keeps it near the regression.
 - ``contrastive_mlp``: the same objective over the affine map plus a residual two-layer MLP (``h_A -> 256 ->
   d_V``, its output layer zero at the start, so it starts at the regression), with weight decay: a map that can
-  bend, so that more pairs have something to add (the affine maps gain nothing from K = 8 to 208).
+  bend, so that more pairs have something to add (at ``small`` the affine maps gain little from K = 8 to 208).
 
 Paired data is read only through :func:`paired_pieces` (exactly ``corpus.paired_ids(K)``); the unpaired pools
 serve the distribution term. :func:`retrieval_accuracy` measures a mapping on held-out paired pieces (the last
@@ -161,11 +161,11 @@ def fit_mapping(lm_a: FrameLM, lm_v: FrameLM, paired_budget: int, method: str = 
     mapping = Mapping(solution[:-1].clone(), solution[-1].clone(), center, method, paired_budget)
     if method == "regression":
         return mapping
-    if method == "contrastive":
-        return _contrastive(mapping, h_a, h_v, per_piece, steps or 300)
     if method == "contrastive_mlp":
-        return _contrastive_mlp(mapping, h_a, h_v, per_piece, steps or 1000, seed)
-    steps = steps or 300
+        return _contrastive_mlp(mapping, h_a, h_v, per_piece, 1000 if steps is None else steps, seed)
+    steps = 300 if steps is None else steps
+    if method == "contrastive":
+        return _contrastive(mapping, h_a, h_v, per_piece, steps)
     # predictive: LM^V's head on the mapped states predicts the following score frame; unpaired moments match
     a_pool = [audio_frames(i) for i in pool_ids("unpaired_audio", unpaired_pieces)]
     v_pool = [score_frames(i) for i in pool_ids("unpaired_score", unpaired_pieces)]
