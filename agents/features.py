@@ -98,6 +98,19 @@ class PretrainedParts:
 
     frozen: tuple[str, ...] = ()
 
+    def encode_frozen(self, observations: dict[str, torch.Tensor]):
+        """What the frozen networks make of a batch (a tensor or a tuple of tensors, batch first), computed without
+        gradients: it depends on the observations alone, so a warm start computes it once per state and reuses it
+        in every epoch (:mod:`agents.imitation`)."""
+        raise NotImplementedError
+
+    def forward_encoded(self, encoded, observations: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The features from :meth:`encode_frozen`'s output and the same observations (the trainable parts)."""
+        raise NotImplementedError
+
+    def forward(self, observations: dict[str, torch.Tensor]) -> torch.Tensor:
+        return self.forward_encoded(self.encode_frozen(observations), observations)
+
     def apply(self, fn):
         for name, child in self.named_children():
             if name not in self.frozen:
@@ -186,11 +199,20 @@ class LMMExtractor(PretrainedParts, BaseFeaturesExtractor):
     def match_map(self, audio: torch.Tensor, score: torch.Tensor) -> torch.Tensor:
         """The ``(B, frames, columns)`` cosine map of mapped audio states against score states (``readout="match"``),
         from windows scaled to [0, 1]."""
+        return self._compare(*self._match_states(audio, score))
+
+    def _match_states(self, audio: torch.Tensor, score: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The frozen half of :meth:`match_map`: the mapped audio states ``(B, frames, d_V)`` and the score states
+        ``(B, columns, d_V)``."""
         with torch.no_grad():
             frames = audio[:, 0].transpose(1, 2)[:, -AUDIO_CONTEXT:]  # (B, W, bins)
             heard = _trailing_mean(self.lm_a.hidden(frames), POOL_AUDIO)[:, -self.frames:]
             mapped = self._mapped(heard)  # (B, frames, d_V)
             read = _trailing_mean(self.lm_v.hidden(self._onsets(score)) - self.map_center, POOL_SCORE)
+        return mapped, read
+
+    def _compare(self, mapped: torch.Tensor, read: torch.Tensor) -> torch.Tensor:
+        """The trainable half of :meth:`match_map`: the cosine map with the learned, gated correction."""
         expected = read + self.gate * self.project(read)
         return nn.functional.normalize(mapped, dim=-1) @ nn.functional.normalize(expected, dim=-1).transpose(1, 2)
 
@@ -220,11 +242,11 @@ class LMMExtractor(PretrainedParts, BaseFeaturesExtractor):
         here = hidden[:, max(SCORE_POSITION + 1 - POOL_SCORE, 0):SCORE_POSITION + 1].mean(1)
         return torch.cat([here, hidden[:, SCORE_POSITION + 1:].mean(1)], dim=1)
 
-    def forward(self, observations: dict[str, torch.Tensor]) -> torch.Tensor:
+    def encode_frozen(self, observations: dict[str, torch.Tensor]):
+        """``readout="match"``: the mapped audio and the score states; ``"pooled"``: the pooled, mapped states of
+        every window, concatenated."""
         if self.readout == "match":
-            match = self.match_map(observations["audio"].float(), observations["score"].float())
-            flat = [observations[key].float().flatten(1) for key, kind in self.kinds.items() if kind == "flat"]
-            return self.head(torch.cat([match.flatten(1), *flat], dim=1))
+            return self._match_states(observations["audio"].float(), observations["score"].float())
         parts = []
         with torch.no_grad():
             for key, kind in self.kinds.items():
@@ -232,8 +254,13 @@ class LMMExtractor(PretrainedParts, BaseFeaturesExtractor):
                     parts.append(self._audio(observations[key].float()))
                 elif kind == "score":
                     parts.append(self._score(observations[key].float()))
-        parts += [observations[key].float().flatten(1) for key, kind in self.kinds.items() if kind == "flat"]
-        return self.head(torch.cat(parts, dim=1))
+        return torch.cat(parts, dim=1)
+
+    def forward_encoded(self, encoded, observations: dict[str, torch.Tensor]) -> torch.Tensor:
+        flat = [observations[key].float().flatten(1) for key, kind in self.kinds.items() if kind == "flat"]
+        if self.readout == "match":
+            return self.head(torch.cat([self._compare(*encoded).flatten(1), *flat], dim=1))
+        return self.head(torch.cat([encoded, *flat], dim=1))
 
 
 class MatchExtractor(BaseFeaturesExtractor):
@@ -305,13 +332,19 @@ class MatchExtractor(BaseFeaturesExtractor):
     def match_map(self, audio: torch.Tensor, score: torch.Tensor) -> torch.Tensor:
         """The ``(B, frames, columns)`` cosine map of the last heard frames against every expected score column,
         from windows scaled to [0, 1] (as SB3 hands them over)."""
-        heard = self._heard(audio)  # (B, frames, heard size)
+        return self._compare(self._heard(audio), score)
+
+    def _compare(self, heard: torch.Tensor, score: torch.Tensor) -> torch.Tensor:
+        """The map from the heard frames ``(B, frames, heard size)`` and the score window."""
         columns = self._columns(score)  # (B, columns, column size)
         expected = columns @ self.start.T + self.gate * self.project(columns)  # (B, columns, heard size)
         return nn.functional.normalize(heard, dim=-1) @ nn.functional.normalize(expected, dim=-1).transpose(1, 2)
 
     def forward(self, observations: dict[str, torch.Tensor]) -> torch.Tensor:
-        match = self.match_map(observations["audio"].float(), observations["score"].float())
+        return self._read(self.match_map(observations["audio"].float(), observations["score"].float()), observations)
+
+    def _read(self, match: torch.Tensor, observations: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The head over the match map and the flat keys."""
         parts = [match.flatten(1)] + [observations[k].float().flatten(1) for k in self.flat]
         return self.head(torch.cat(parts, dim=1))
 
@@ -333,6 +366,13 @@ class HearExtractor(PretrainedParts, MatchExtractor):
     """
 
     frozen = ("h",)
+
+    def encode_frozen(self, observations: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The heard frames (:meth:`_heard`)."""
+        return self._heard(observations["audio"].float())
+
+    def forward_encoded(self, encoded: torch.Tensor, observations: dict[str, torch.Tensor]) -> torch.Tensor:
+        return self._read(self._compare(encoded, observations["score"].float()), observations)
 
     def __init__(self, observation_space: gym.spaces.Dict, h_model: str, frames: int = 8, features_dim: int = 128,
                  onsets: bool = False):

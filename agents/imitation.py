@@ -12,6 +12,10 @@ project needs, so the two algorithms are written here; both are short:
   clone again. The learner so sees the states its own mistakes lead to, which plain cloning never shows it.
 
 Every environment step taken here counts towards a run's step budget; :func:`warm_start` returns how many.
+
+An extractor with frozen pretrained networks (:class:`agents.features.PretrainedParts`: ``lmm``, ``hear``) gives
+the same output for a state in every epoch, so cloning computes it once per demonstrated state (:func:`encode`)
+and trains the rest of the policy on it; for ``lmm`` that part was about 97% of a cloning step.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 from stable_baselines3.common.policies import ActorCriticPolicy
+from stable_baselines3.common.preprocessing import preprocess_obs
 from stable_baselines3.common.vec_env import DummyVecEnv
 
 from lmm_envs.errors import ConfigError
@@ -119,13 +124,83 @@ def collect(env_fns: list, steps: int, seed: int, gamma: float, policy: ActorCri
     return data
 
 
+ENCODE_BATCH = 256
+
+
+@dataclass
+class Encoded:
+    """The frozen networks' output for every demonstrated state (:meth:`PretrainedParts.encode_frozen`), in order:
+    ``parts`` batch first; ``single`` when the extractor returns one tensor rather than a tuple."""
+
+    parts: tuple[torch.Tensor, ...]
+    single: bool
+
+    def __len__(self) -> int:
+        return int(self.parts[0].shape[0])
+
+    def take(self, idx):
+        """The encodings of the states ``idx``, as the extractor's ``forward_encoded`` takes them."""
+        taken = tuple(part[idx] for part in self.parts)
+        return taken[0] if self.single else taken
+
+    def extend(self, other: Encoded | None) -> Encoded | None:
+        if other is None:
+            return self
+        return Encoded(tuple(torch.cat([a, b]) for a, b in zip(self.parts, other.parts, strict=True)), self.single)
+
+
+def encodes_frozen(policy: ActorCriticPolicy) -> bool:
+    """Whether ``policy``'s (shared) features extractor has frozen parts it can encode once (:func:`encode`)."""
+    return policy.share_features_extractor and hasattr(policy.features_extractor, "encode_frozen")
+
+
+def _tensors(policy: ActorCriticPolicy, obs: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
+    """Observations as the features extractor sees them: tensors on the policy's device, preprocessed as SB3 does
+    (image windows scaled to [0, 1])."""
+    tensors = policy.obs_to_tensor(obs)[0]
+    return preprocess_obs(tensors, policy.observation_space, normalize_images=policy.normalize_images)
+
+
+def encode(policy: ActorCriticPolicy, data: Demonstrations) -> Encoded | None:
+    """The frozen parts' output for every state of ``data`` (``None`` where the extractor has none)."""
+    if not encodes_frozen(policy) or not len(data):
+        return None
+    extractor = policy.features_extractor
+    chunks = []
+    with torch.no_grad():
+        for start in range(0, len(data), ENCODE_BATCH):
+            out = extractor.encode_frozen(_tensors(policy, {k: v[start:start + ENCODE_BATCH]
+                                                            for k, v in data.obs.items()}))
+            chunks.append(out if isinstance(out, tuple) else (out,))
+    single = not isinstance(out, tuple)
+    return Encoded(tuple(torch.cat(parts) for parts in zip(*chunks, strict=True)), single)
+
+
+def _evaluate_encoded(policy: ActorCriticPolicy, encoded, obs: dict[str, torch.Tensor],
+                      actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``policy.evaluate_actions`` with the frozen parts' output given (a shared extractor)."""
+    features = policy.features_extractor.forward_encoded(encoded, obs)
+    latent_pi, latent_vf = policy.mlp_extractor(features)
+    distribution = policy._get_action_dist_from_latent(latent_pi)
+    return policy.value_net(latent_vf), distribution.log_prob(actions), distribution.entropy()
+
+
 def behaviour_cloning(policy: ActorCriticPolicy, data: Demonstrations, epochs: int = 4, batch_size: int = 256,
                       learning_rate: float = 3e-4, ent_coef: float = 1e-3, vf_coef: float = 0.5,
-                      seed: int = 0) -> dict[str, float]:
+                      seed: int = 0, encoded: Encoded | None = None,
+                      cache_frozen: bool = True) -> dict[str, float]:
     """Fit ``policy`` to the demonstrations (see the module docstring); returns the last epoch's mean losses and
-    the share of expert actions the policy now takes greedily."""
+    the share of expert actions the policy now takes greedily. With ``cache_frozen`` (the default) the frozen
+    parts of the extractor run once per state (``encoded`` where the caller has it already, as DAgger does
+    across rounds), not once per epoch; ``False`` runs the whole policy on every minibatch."""
     if not len(data):
         raise ConfigError("no demonstrations to clone")
+    if cache_frozen and encoded is None:
+        encoded = encode(policy, data)
+    if not cache_frozen:
+        encoded = None
+    elif encoded is not None and len(encoded) != len(data):
+        raise ConfigError(f"{len(encoded)} encoded states for {len(data)} demonstrations")
     device = policy.device
     optimizer = torch.optim.Adam(policy.parameters(), lr=learning_rate)
     rng = np.random.default_rng(seed)
@@ -136,10 +211,14 @@ def behaviour_cloning(policy: ActorCriticPolicy, data: Demonstrations, epochs: i
         sums = {"nll": 0.0, "entropy": 0.0, "value": 0.0}
         for start in range(0, len(order), batch_size):
             idx = order[start:start + batch_size]
-            obs = policy.obs_to_tensor({k: v[idx] for k, v in data.obs.items()})[0]
             actions = torch.as_tensor(data.actions[idx], device=device)
             returns = torch.as_tensor(data.returns[idx], dtype=torch.float32, device=device)
-            values, log_prob, entropy = policy.evaluate_actions(obs, actions)
+            if encoded is not None:
+                obs = _tensors(policy, {k: v[idx] for k, v in data.obs.items()})
+                values, log_prob, entropy = _evaluate_encoded(policy, encoded.take(idx), obs, actions)
+            else:
+                obs = policy.obs_to_tensor({k: v[idx] for k, v in data.obs.items()})[0]
+                values, log_prob, entropy = policy.evaluate_actions(obs, actions)
             nll = -log_prob.mean()
             ent = entropy.mean() if entropy is not None else torch.zeros((), device=device)
             value_loss = torch.nn.functional.mse_loss(values.flatten(), returns)
@@ -152,14 +231,27 @@ def behaviour_cloning(policy: ActorCriticPolicy, data: Demonstrations, epochs: i
                 sums[key] += float(value.detach()) * len(idx)
         stats = {k: v / len(order) for k, v in sums.items()}
     policy.set_training_mode(False)
-    stats["agreement"] = agreement(policy, data)
+    stats["agreement"] = agreement(policy, data, encoded=encoded)
     return stats
 
 
-def agreement(policy: ActorCriticPolicy, data: Demonstrations, limit: int = 4096) -> float:
-    """Share of (up to ``limit``) demonstrated states where the policy's greedy action is the expert's."""
+def agreement(policy: ActorCriticPolicy, data: Demonstrations, limit: int = 4096,
+              encoded: Encoded | None = None) -> float:
+    """Share of (up to ``limit``) demonstrated states where the policy's greedy action is the expert's
+    (``encoded``: the frozen parts' output for ``data``, used for discrete actions)."""
     n = min(len(data), limit)
-    predicted, _ = policy.predict({k: v[:n] for k, v in data.obs.items()}, deterministic=True)
+    if encoded is not None and not isinstance(policy.action_space, gym.spaces.Box):
+        predicted = []
+        with torch.no_grad():
+            for start in range(0, n, ENCODE_BATCH):
+                idx = np.arange(start, min(start + ENCODE_BATCH, n))
+                obs = _tensors(policy, {k: v[idx] for k, v in data.obs.items()})
+                features = policy.features_extractor.forward_encoded(encoded.take(idx), obs)
+                latent_pi = policy.mlp_extractor.forward_actor(features)
+                predicted.append(policy._get_action_dist_from_latent(latent_pi).get_actions(deterministic=True))
+        predicted = torch.cat(predicted).cpu().numpy().reshape((n, *policy.action_space.shape))
+    else:
+        predicted, _ = policy.predict({k: v[:n] for k, v in data.obs.items()}, deterministic=True)
     return float(np.mean(np.all(np.reshape(predicted == data.actions[:n], (n, -1)), axis=1)))
 
 
@@ -190,13 +282,16 @@ def warm_start(policy: ActorCriticPolicy, method: str, make_env, steps: int, n_e
     n_rounds = 1 if method == "bc" else max(rounds, 1)
     per_round = steps // n_rounds
     data = Demonstrations()
+    encoded = None  # the frozen parts' output for ``data``, state by state: it does not change between rounds
     for r in range(n_rounds):
         beta = 1.0 if r == 0 else 0.5 ** r  # DAgger: the expert's share of the acting halves each round
         new = collect([make_env for _ in range(n_envs)], per_round, seed + 1000 * r, gamma,
                       policy if r else None, beta, bar, teacher)
         record.env_steps += len(new)
         data = data.extend(new)
-        fit = behaviour_cloning(policy, data, epochs=epochs, seed=seed + r)
+        new_encoded = encode(policy, new)
+        encoded = new_encoded if encoded is None else encoded.extend(new_encoded)
+        fit = behaviour_cloning(policy, data, epochs=epochs, seed=seed + r, encoded=encoded)
         record.rounds.append({"round": r, "beta": beta, "states": len(data), **fit})
         if on_round is not None:  # e.g. a validation of the policy so far, at record.env_steps
             on_round(record.env_steps)

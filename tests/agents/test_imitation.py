@@ -3,10 +3,11 @@
 import gymnasium as gym
 import numpy as np
 import pytest
+import torch
 from stable_baselines3 import PPO
 
 import lmm_envs  # noqa: F401
-from agents.features import MatchExtractor
+from agents.features import LMMExtractor, MatchExtractor
 from agents.imitation import (
     agreement,
     behaviour_cloning,
@@ -15,6 +16,7 @@ from agents.imitation import (
     single_env_factory,
     warm_start,
 )
+from agents.pretrain import pretrain
 from lmm_envs.errors import ConfigError
 from lmm_envs.music.corpus import piece_ids
 
@@ -58,3 +60,52 @@ def test_dagger_spends_its_budget_and_records_its_rounds():
         warm_start(model.policy, "gail", single_env_factory(SF, pieces=PIECES), 256)
     with pytest.raises(ConfigError, match="unknown agent 'human'"):
         warm_start(model.policy, "bc", single_env_factory(SF, pieces=PIECES), 256, teacher="human")
+
+
+@pytest.fixture(scope="module")
+def lm_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("lm")
+    pretrain(out, size="tiny", lm_steps=10, budgets=(2,), methods=("regression",), pool_limit=3, progress=False,
+             probe=False)
+    return out
+
+
+@pytest.mark.parametrize("readout", ["pooled", "match"])
+def test_cloning_through_frozen_lms_runs_them_once_a_state_and_fits_as_it_would_without(lm_dir, readout,
+                                                                                       monkeypatch):
+    """The frozen LMs give a state the same output in every epoch: cloning computes it once per state (what makes
+    an ``lmm`` warm start affordable) and fits the policy as running them on every minibatch does."""
+    env = gym.make(SF, pieces=PIECES)
+    kwargs = {"features_extractor_class": LMMExtractor,
+              "features_extractor_kwargs": {"lm_dir": str(lm_dir), "paired_budget": 2, "features_dim": 32,
+                                            "readout": readout}}
+    cached, plain = (PPO("MultiInputPolicy", env, n_steps=64, device="cpu", seed=0, policy_kwargs=kwargs).policy
+                     for _ in range(2))
+    data = collect([single_env_factory(SF, pieces=PIECES)], 300, seed=0, gamma=0.9)
+    calls = []
+    original = LMMExtractor.encode_frozen
+    monkeypatch.setattr(LMMExtractor, "encode_frozen", lambda self, obs: calls.append(1) or original(self, obs))
+    fit_cached = behaviour_cloning(cached, data, epochs=3, learning_rate=1e-3)
+    cached_calls, calls[:] = len(calls), []
+    fit_plain = behaviour_cloning(plain, data, epochs=3, learning_rate=1e-3, cache_frozen=False)
+    assert cached_calls == 2  # 300 states in batches of 256, once; the agreement reuses them
+    assert len(calls) == 3 * 2 + 1  # every minibatch of every epoch, and the agreement's forward
+    assert fit_cached["nll"] == pytest.approx(fit_plain["nll"], rel=1e-4)
+    assert fit_cached["agreement"] == fit_plain["agreement"]
+    for (name, a), b in zip(cached.named_parameters(), plain.parameters(), strict=True):
+        assert torch.allclose(a, b, atol=1e-4), name
+
+
+def test_dagger_through_frozen_lms_encodes_each_state_once_across_rounds(lm_dir, monkeypatch):
+    """DAgger's data grows round by round; the states of earlier rounds are not run through the LMs again."""
+    from agents import imitation
+
+    env = gym.make(SF, pieces=PIECES)
+    kwargs = {"features_extractor_class": LMMExtractor,
+              "features_extractor_kwargs": {"lm_dir": str(lm_dir), "paired_budget": 2, "features_dim": 32}}
+    policy = PPO("MultiInputPolicy", env, n_steps=64, device="cpu", seed=0, policy_kwargs=kwargs).policy
+    encoded = []
+    original = imitation.encode
+    monkeypatch.setattr(imitation, "encode", lambda policy, data: encoded.append(len(data)) or original(policy, data))
+    record = warm_start(policy, "dagger", single_env_factory(SF, pieces=PIECES), 256, n_envs=4, rounds=2, epochs=2)
+    assert encoded == [128, 128] and [r["states"] for r in record.rounds] == [128, 256]
