@@ -205,17 +205,9 @@ def in_piece_info_nce(mapping: Mapping, h_a: torch.Tensor, h_v: torch.Tensor, pe
 def _contrastive(start: Mapping, h_a: torch.Tensor, h_v: torch.Tensor, per_piece: int, steps: int,
                  fit_weight: float = 0.1, lr: float = 1e-3) -> Mapping:
     """From the regression, Adam on :func:`in_piece_info_nce` plus ``fit_weight`` x the least-squares error."""
-    weight = start.weight.clone().requires_grad_(True)
-    bias = start.bias.clone().requires_grad_(True)
-    optimizer = torch.optim.Adam([weight, bias], lr=lr)
-    for _ in range(steps):
-        current = Mapping(weight, bias, start.center, "contrastive", start.paired_budget)
-        loss = in_piece_info_nce(current, h_a, h_v, per_piece)
-        loss = loss + fit_weight * torch.nn.functional.mse_loss(current(h_a), h_v)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-    return Mapping(weight.detach(), bias.detach(), start.center, "contrastive", start.paired_budget)
+    params = {"weight": start.weight.clone().requires_grad_(True), "bias": start.bias.clone().requires_grad_(True)}
+    optimizer = torch.optim.Adam(params.values(), lr=lr)
+    return _descend(start, params, optimizer, "contrastive", h_a, h_v, per_piece, steps, fit_weight)
 
 
 def _contrastive_mlp(start: Mapping, h_a: torch.Tensor, h_v: torch.Tensor, per_piece: int, steps: int, seed: int,
@@ -233,10 +225,17 @@ def _contrastive_mlp(start: Mapping, h_a: torch.Tensor, h_v: torch.Tensor, per_p
     }
     params = {k: v.to(h_a.device).requires_grad_(True) for k, v in params.items()}
     optimizer = torch.optim.AdamW(params.values(), lr=lr, weight_decay=weight_decay)
+    return _descend(start, params, optimizer, "contrastive_mlp", h_a, h_v, per_piece, steps, fit_weight)
 
+
+def _descend(start: Mapping, params: dict[str, torch.Tensor], optimizer: torch.optim.Optimizer, method: str,
+             h_a: torch.Tensor, h_v: torch.Tensor, per_piece: int, steps: int, fit_weight: float) -> Mapping:
+    """``steps`` full-batch steps of ``optimizer`` over ``params`` (``weight``, ``bias`` and, where the map has
+    one, the residual MLP's :data:`RESIDUAL_KEYS`) on :func:`in_piece_info_nce` plus ``fit_weight`` x the
+    least-squares error; the fitted mapping, detached."""
     def current() -> Mapping:
-        return Mapping(params["weight"], params["bias"], start.center, "contrastive_mlp", start.paired_budget,
-                       {k: params[k] for k in RESIDUAL_KEYS})
+        residual = {k: params[k] for k in RESIDUAL_KEYS if k in params} or None
+        return Mapping(params["weight"], params["bias"], start.center, method, start.paired_budget, residual)
 
     for _ in range(steps):
         mapping = current()
@@ -246,8 +245,8 @@ def _contrastive_mlp(start: Mapping, h_a: torch.Tensor, h_v: torch.Tensor, per_p
         loss.backward()
         optimizer.step()
     done = current()
-    return Mapping(done.weight.detach(), done.bias.detach(), start.center, "contrastive_mlp", start.paired_budget,
-                   {k: v.detach() for k, v in done.residual.items()})
+    residual = {k: v.detach() for k, v in done.residual.items()} if done.residual else None
+    return Mapping(done.weight.detach(), done.bias.detach(), start.center, method, start.paired_budget, residual)
 
 
 def held_out_ids() -> list[str]:
