@@ -129,24 +129,37 @@ ENCODE_BATCH = 256
 
 @dataclass
 class Encoded:
-    """The frozen networks' output for every demonstrated state (:meth:`PretrainedParts.encode_frozen`), in order:
-    ``parts`` batch first; ``single`` when the extractor returns one tensor rather than a tuple."""
+    """The frozen networks' output for every demonstrated state (:meth:`PretrainedParts.encode_frozen`), in order,
+    kept as the chunks it was computed in (``chunks[c]``: the parts, batch first, of states ``starts[c]`` on), so
+    that DAgger's growing data set is never copied whole; ``single`` when the extractor returns one tensor rather
+    than a tuple."""
 
-    parts: tuple[torch.Tensor, ...]
+    chunks: list[tuple[torch.Tensor, ...]]
     single: bool
 
+    @property
+    def starts(self) -> np.ndarray:
+        return np.cumsum([0] + [len(chunk[0]) for chunk in self.chunks[:-1]])
+
     def __len__(self) -> int:
-        return int(self.parts[0].shape[0])
+        return int(sum(len(chunk[0]) for chunk in self.chunks))
 
     def take(self, idx):
         """The encodings of the states ``idx``, as the extractor's ``forward_encoded`` takes them."""
-        taken = tuple(part[idx] for part in self.parts)
-        return taken[0] if self.single else taken
+        idx = np.asarray(idx)
+        starts = self.starts
+        which = np.searchsorted(starts, idx, side="right") - 1
+        taken = []
+        for p, first in enumerate(self.chunks[0]):
+            out = first.new_empty((len(idx), *first.shape[1:]))
+            for c in np.unique(which):
+                rows = np.flatnonzero(which == c)
+                out[torch.as_tensor(rows)] = self.chunks[c][p][torch.as_tensor(idx[rows] - starts[c])]
+            taken.append(out)
+        return taken[0] if self.single else tuple(taken)
 
-    def extend(self, other: Encoded | None) -> Encoded | None:
-        if other is None:
-            return self
-        return Encoded(tuple(torch.cat([a, b]) for a, b in zip(self.parts, other.parts, strict=True)), self.single)
+    def extend(self, other: Encoded | None) -> Encoded:
+        return self if other is None else Encoded(self.chunks + other.chunks, self.single)
 
 
 def encodes_frozen(policy: ActorCriticPolicy) -> bool:
@@ -171,9 +184,9 @@ def encode(policy: ActorCriticPolicy, data: Demonstrations) -> Encoded | None:
         for start in range(0, len(data), ENCODE_BATCH):
             out = extractor.encode_frozen(_tensors(policy, {k: v[start:start + ENCODE_BATCH]
                                                             for k, v in data.obs.items()}))
-            chunks.append(out if isinstance(out, tuple) else (out,))
-    single = not isinstance(out, tuple)
-    return Encoded(tuple(torch.cat(parts) for parts in zip(*chunks, strict=True)), single)
+            parts = out if isinstance(out, tuple) else (out,)
+            chunks.append(tuple(part.contiguous() for part in parts))  # no view keeping a larger tensor alive
+    return Encoded(chunks, single=not isinstance(out, tuple))
 
 
 def _evaluate_encoded(policy: ActorCriticPolicy, encoded, obs: dict[str, torch.Tensor],
