@@ -10,7 +10,6 @@ from __future__ import annotations
 import functools
 
 import numpy as np
-import scipy.fft
 from numpy.lib.stride_tricks import sliding_window_view
 
 from lmm_envs.audio.synth import SAMPLE_RATE
@@ -61,6 +60,8 @@ def n_frames(n_samples: int, sample_rate: int = SAMPLE_RATE) -> int:
 
 def spectrogram(audio: np.ndarray, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
     """Log-frequency magnitude spectrogram, shape ``(N_BINS, n_frames)``, float32."""
+    import scipy.fft  # here, not at module level: it is most of ``import lmm_envs``, and prepared pieces skip it
+
     audio = np.asarray(audio, dtype=np.float32).reshape(-1)
     frames = n_frames(audio.size, sample_rate)
     half = FRAME_SIZE // 2

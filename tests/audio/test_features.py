@@ -44,3 +44,17 @@ def test_spectrogram_is_the_documented_transform_to_float32_precision():
         magnitude = np.abs(np.fft.rfft(padded[start:start + FRAME_SIZE] * window))
         expected = np.log1p(100.0 * (magnitude @ log_filterbank()) * 2.0 / window.sum())
         np.testing.assert_allclose(spec[:, i], expected, rtol=1e-5, atol=1e-5)
+
+
+def test_importing_the_package_leaves_scipy_to_the_first_spectrogram():
+    """scipy's FFT was half of ``import lmm_envs``; every process that only reads prepared pieces (a Ray or pool
+    worker, the CLI, an env over a prepared split) skips it."""
+    import subprocess
+    import sys
+
+    code = ("import sys, lmm_envs, lmm_envs.benchmark.evaluate, numpy as np\n"
+            "assert not any(m.startswith('scipy') for m in sys.modules), 'scipy imported with the package'\n"
+            "from lmm_envs.audio.features import spectrogram\n"
+            "spectrogram(np.zeros(4410, dtype=np.float32))\n"
+            "assert 'scipy.fft' in sys.modules\n")
+    subprocess.run([sys.executable, "-c", code], check=True)
