@@ -15,6 +15,8 @@ SB3 scales uint8 image windows to [0, 1] before an extractor sees them, which is
 
 from __future__ import annotations
 
+import hashlib
+from collections import OrderedDict
 from pathlib import Path
 
 import gymnasium as gym
@@ -97,6 +99,31 @@ class PretrainedParts:
     """
 
     frozen: tuple[str, ...] = ()
+    cache_states: int = 0
+
+    def _start_cache(self, cache_states: int) -> None:
+        """Keep the frozen parts' output for the last ``cache_states`` distinct states seen (0: none): PPO runs the
+        policy over each rollout's states once to act and again in every epoch of its update, and the frozen
+        parts' share of that work is then done once. A state is known by a hash of its observation's bytes. Rows
+        computed in a batch of another size may differ from the uncached output in the last bits, so it is an
+        option (``--features-arg cache_states=4096``) rather than the default."""
+        if int(cache_states) < 0:
+            raise ConfigError(f"cache_states must be 0 (no cache) or a number of states, got {cache_states}")
+        self.cache_states = int(cache_states)
+        self._cache: OrderedDict[bytes, tuple[torch.Tensor, ...]] = OrderedDict()
+        self._cache_single = True
+
+    def _clear_cache(self) -> None:
+        if self.cache_states:
+            self._cache.clear()
+
+    def _apply(self, fn, *args, **kwargs):  # .to(device), .float(), ...: cached outputs are of the module before
+        self._clear_cache()
+        return super()._apply(fn, *args, **kwargs)
+
+    def _load_from_state_dict(self, *args, **kwargs):  # new weights, perhaps new frozen networks
+        self._clear_cache()
+        return super()._load_from_state_dict(*args, **kwargs)
 
     def encode_frozen(self, observations: dict[str, torch.Tensor]):
         """What the frozen networks make of a batch (a tensor or a tuple of tensors, batch first), computed without
@@ -109,7 +136,26 @@ class PretrainedParts:
         raise NotImplementedError
 
     def forward(self, observations: dict[str, torch.Tensor]) -> torch.Tensor:
-        return self.forward_encoded(self.encode_frozen(observations), observations)
+        encoded = self._encode_cached(observations) if self.cache_states else self.encode_frozen(observations)
+        return self.forward_encoded(encoded, observations)
+
+    def _encode_cached(self, observations: dict[str, torch.Tensor]):
+        """:meth:`encode_frozen` through the cache: only the states not in it are encoded (in one batch)."""
+        keys = _state_keys(observations)
+        missing = list({key: i for i, key in enumerate(keys) if key not in self._cache}.values())
+        if missing:
+            rows = torch.as_tensor(missing, device=next(iter(observations.values())).device)
+            out = self.encode_frozen({k: v[rows] for k, v in observations.items()})
+            self._cache_single = not isinstance(out, tuple)
+            parts = (out,) if self._cache_single else out
+            for j, i in enumerate(missing):
+                self._cache[keys[i]] = tuple(part[j].clone() for part in parts)
+        for key in keys:
+            self._cache.move_to_end(key)
+        encoded = tuple(torch.stack(column) for column in zip(*(self._cache[key] for key in keys), strict=True))
+        while len(self._cache) > self.cache_states:
+            self._cache.popitem(last=False)
+        return encoded[0] if self._cache_single else encoded
 
     def apply(self, fn):
         for name, child in self.named_children():
@@ -123,6 +169,18 @@ class PretrainedParts:
         for name in self.frozen:
             getattr(self, name).eval()
         return self
+
+
+def _state_keys(observations: dict[str, torch.Tensor]) -> list[bytes]:
+    """One key per state of a batch: a 128-bit hash of its observation's bytes, every key of the dict in order."""
+    rows = [v.detach().cpu().contiguous().reshape(v.shape[0], -1).numpy() for v in observations.values()]
+    keys = []
+    for i in range(rows[0].shape[0]):
+        digest = hashlib.blake2b(digest_size=16)
+        for array in rows:
+            digest.update(array[i])
+        keys.append(digest.digest())
+    return keys
 
 
 def _trailing_mean(x: torch.Tensor, width: int) -> torch.Tensor:
@@ -147,7 +205,8 @@ class LMMExtractor(PretrainedParts, BaseFeaturesExtractor):
     frozen = ("lm_a", "lm_v")
 
     def __init__(self, observation_space: gym.spaces.Dict, lm_dir: str = "runs/lm", method: str = "regression",
-                 paired_budget: int = 8, features_dim: int = 128, readout: str = "pooled", frames: int = 8):
+                 paired_budget: int = 8, features_dim: int = 128, readout: str = "pooled", frames: int = 8,
+                 cache_states: int = 0):
         if readout not in ("pooled", "match"):
             raise ConfigError(f"readout must be 'pooled' or 'match', got {readout!r}")
         spaces = observation_space.spaces
@@ -155,6 +214,7 @@ class LMMExtractor(PretrainedParts, BaseFeaturesExtractor):
             raise ConfigError("--features lmm with readout=match needs 'audio' and 'score' windows in the "
                               "observation (lmm/ScoreFollowing-v0, lmm/Accompaniment-v0)")
         super().__init__(observation_space, features_dim)
+        self._start_cache(cache_states)
         self.readout = readout
         folder = Path(lm_dir)
         mapping_path = folder / f"mapping_{method}_K{paired_budget}.pt"
@@ -375,7 +435,7 @@ class HearExtractor(PretrainedParts, MatchExtractor):
         return self._read(self._compare(encoded, observations["score"].float()), observations)
 
     def __init__(self, observation_space: gym.spaces.Dict, h_model: str, frames: int = 8, features_dim: int = 128,
-                 onsets: bool = False):
+                 onsets: bool = False, cache_states: int = 0):
         from agents.lm.transcription import KeyNet
 
         path = Path(h_model)
@@ -384,6 +444,7 @@ class HearExtractor(PretrainedParts, MatchExtractor):
                               "files), or name another with --h-model")
         self.onsets = bool(onsets)
         super().__init__(observation_space, frames=frames, features_dim=features_dim, init="synth")
+        self._start_cache(cache_states)
         self.h = KeyNet.load(path).requires_grad_(False)  # frozen; its weights travel in the policy's state
 
     @property

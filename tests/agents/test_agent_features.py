@@ -109,6 +109,53 @@ def test_lmm_match_readout_compares_the_states_the_mapping_was_fitted_on(lm_dir)
         LMMExtractor(gym.make("lmm/PlayByEar-v0").observation_space, **common, readout="match")
 
 
+@pytest.mark.parametrize("readout", ["pooled", "match"])
+def test_cached_frozen_outputs_give_the_same_features_and_encode_only_states_not_seen(lm_dir, readout,
+                                                                                       monkeypatch):
+    """``cache_states``: PPO's epochs see each rollout state again; the frozen LMs run once per distinct state,
+    the cache keeps the last ``cache_states`` of them, and the features are those without it."""
+    from stable_baselines3 import PPO
+    from stable_baselines3.common.preprocessing import preprocess_obs
+
+    env = gym.make("lmm/ScoreFollowing-v0", pieces=PIECES)
+    env.observation_space.seed(0)
+    common = {"lm_dir": str(lm_dir), "paired_budget": 2, "features_dim": 32, "readout": readout}
+    cached, plain = (PPO("MultiInputPolicy", env, n_steps=32, batch_size=16, n_epochs=2, device="cpu", seed=0,
+                         policy_kwargs={"features_extractor_class": LMMExtractor,
+                                        "features_extractor_kwargs": {**common, "cache_states": size}}).policy
+                     for size in (24, 0))
+
+    def batch(n: int) -> dict[str, torch.Tensor]:
+        obs = {k: np.stack([env.observation_space[k].sample() for _ in range(n)]) for k in env.observation_space}
+        return preprocess_obs(cached.obs_to_tensor(obs)[0], cached.observation_space)
+
+    encoded = []
+    original = LMMExtractor.encode_frozen
+    monkeypatch.setattr(LMMExtractor, "encode_frozen",
+                        lambda self, obs: encoded.append(len(next(iter(obs.values())))) or original(self, obs))
+    first = batch(10)
+    first_twice = {k: torch.cat([v, v]) for k, v in first.items()}  # a state twice in one batch: encoded once
+    extractor = cached.features_extractor
+    with torch.no_grad():
+        features = extractor(first_twice)
+        assert encoded == [10] and torch.allclose(features[:10], features[10:])
+        assert torch.allclose(features[:10], plain.features_extractor(first), atol=1e-5)
+        again = extractor(first)  # the plain extractor encoded once; this one, nothing
+        assert torch.allclose(again, features[:10], atol=1e-6) and encoded == [10, 10]
+        mixed = {k: torch.cat([v[:5], w]) for (k, v), w in zip(first.items(), batch(6).values(), strict=True)}
+        extractor(mixed)
+        assert encoded[-1] == 6 and len(extractor._cache) == 16
+        extractor(batch(20))
+        assert len(extractor._cache) == 24  # the oldest evicted
+        extractor.to("cpu")
+        assert len(extractor._cache) == 0
+    PPO("MultiInputPolicy", env, n_steps=32, batch_size=16, n_epochs=2, device="cpu", seed=0,
+        policy_kwargs={"features_extractor_class": LMMExtractor,
+                       "features_extractor_kwargs": {**common, "cache_states": 64}}).learn(32)
+    with pytest.raises(ConfigError, match="cache_states"):
+        LMMExtractor(env.observation_space, lm_dir=str(lm_dir), paired_budget=2, cache_states=-1)
+
+
 @pytest.fixture(scope="module")
 def h_model(tmp_path_factory):
     torch.manual_seed(0)
