@@ -66,7 +66,8 @@ def test_features_args_reach_the_extractor_are_recorded_and_unknown_ones_are_ref
               "--n-envs", "2", "--device", "cpu", "--quiet"]
     assert main([*common, "--features-arg", "onsets=true", "--features-arg", "frames=4", "--out", str(out)]) == 0
     kwargs = json.loads((out / "run.json").read_text())["features_kwargs"]
-    assert kwargs == {"h_model": str(tmp_path / "h.pt"), "onsets": True, "frames": 4, "features_dim": 128}
+    assert kwargs == {"h_model": str(tmp_path / "h.pt"), "onsets": True, "frames": 4, "features_dim": 128,
+                      "cache_states": 0}
     extractor = PPO.load(out / "model.zip", device="cpu").policy.features_extractor
     assert (extractor.onsets, extractor.frames) == (True, 4)
     capsys.readouterr()
