@@ -189,12 +189,17 @@ def encode(policy: ActorCriticPolicy, data: Demonstrations) -> Encoded | None:
     return Encoded(chunks, single=not isinstance(out, tuple))
 
 
+def _latents_encoded(policy: ActorCriticPolicy, encoded, obs: dict[str, torch.Tensor]):
+    """The actor's action distribution and the critic's latent, with the frozen parts' output given (a shared
+    extractor)."""
+    latent_pi, latent_vf = policy.mlp_extractor(policy.features_extractor.forward_encoded(encoded, obs))
+    return policy._get_action_dist_from_latent(latent_pi), latent_vf
+
+
 def _evaluate_encoded(policy: ActorCriticPolicy, encoded, obs: dict[str, torch.Tensor],
                       actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """``policy.evaluate_actions`` with the frozen parts' output given (a shared extractor)."""
-    features = policy.features_extractor.forward_encoded(encoded, obs)
-    latent_pi, latent_vf = policy.mlp_extractor(features)
-    distribution = policy._get_action_dist_from_latent(latent_pi)
+    distribution, latent_vf = _latents_encoded(policy, encoded, obs)
     return policy.value_net(latent_vf), distribution.log_prob(actions), distribution.entropy()
 
 
@@ -208,11 +213,8 @@ def behaviour_cloning(policy: ActorCriticPolicy, data: Demonstrations, epochs: i
     across rounds), not once per epoch; ``False`` runs the whole policy on every minibatch."""
     if not len(data):
         raise ConfigError("no demonstrations to clone")
-    if cache_frozen and encoded is None:
-        encoded = encode(policy, data)
-    if not cache_frozen:
-        encoded = None
-    elif encoded is not None and len(encoded) != len(data):
+    encoded = (encoded if encoded is not None else encode(policy, data)) if cache_frozen else None
+    if encoded is not None and len(encoded) != len(data):
         raise ConfigError(f"{len(encoded)} encoded states for {len(data)} demonstrations")
     device = policy.device
     optimizer = torch.optim.Adam(policy.parameters(), lr=learning_rate)
@@ -259,9 +261,8 @@ def agreement(policy: ActorCriticPolicy, data: Demonstrations, limit: int = 4096
             for start in range(0, n, ENCODE_BATCH):
                 idx = np.arange(start, min(start + ENCODE_BATCH, n))
                 obs = _tensors(policy, {k: v[idx] for k, v in data.obs.items()})
-                features = policy.features_extractor.forward_encoded(encoded.take(idx), obs)
-                latent_pi = policy.mlp_extractor.forward_actor(features)
-                predicted.append(policy._get_action_dist_from_latent(latent_pi).get_actions(deterministic=True))
+                distribution, _ = _latents_encoded(policy, encoded.take(idx), obs)
+                predicted.append(distribution.get_actions(deterministic=True))
         predicted = torch.cat(predicted).cpu().numpy().reshape((n, *policy.action_space.shape))
     else:
         predicted, _ = policy.predict({k: v[:n] for k, v in data.obs.items()}, deterministic=True)
