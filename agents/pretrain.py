@@ -31,7 +31,15 @@ import time
 from pathlib import Path
 
 from agents.lm.audio import train_audio_lm
-from agents.lm.mapping import METHODS, fit_mapping, held_out_ids, retrieval_accuracy
+from agents.lm.data import AUDIO_CONTEXT, SCORE_POSITION
+from agents.lm.mapping import (
+    METHODS,
+    POOL_AUDIO,
+    POOL_SCORE,
+    fit_mapping,
+    held_out_ids,
+    retrieval_accuracy,
+)
 from agents.lm.model import SIZES, resolve_device
 from agents.lm.probe import PROBE_PIECES, pitch_probe
 from agents.lm.symbolic import train_symbolic_lm
@@ -59,10 +67,11 @@ def _retrievals(lm_a, lm_v, mapping) -> dict:
 def pretrain(out: str | Path, size: str = "small", lm_steps: int = 1500, budgets: tuple[int, ...] = (8, 64),
              methods: tuple[str, ...] = METHODS, device: str = "auto", pool_limit: int | None = None,
              progress: bool = True, pairs_only: bool = False, stop_after: int | None = None,
-             probe: bool = True) -> dict:
+             probe: bool = True, audio_pool: int = POOL_AUDIO, score_pool: int = POOL_SCORE) -> dict:
     """Train and save everything into ``out``; returns the report (also written to ``out/report.json``). When
     ``stop_after`` leaves an LM unfinished, returns ``{"finished": False, ...}`` with the checkpoints saved and
-    nothing else written."""
+    nothing else written. ``audio_pool`` / ``score_pool``: the frames each mapping averages a moment's states over
+    (:func:`~agents.lm.mapping.fit_mapping`)."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     device = resolve_device(device)
@@ -84,19 +93,20 @@ def pretrain(out: str | Path, size: str = "small", lm_steps: int = 1500, budgets
               "lm_v": _summary(lm_v, v_seconds), "lm_a": _summary(lm_a, a_seconds), "mappings": []}
     if probe:
         report["lm_a"]["pitch_probe"] = pitch_probe(lm_a.model, corpus.paired_ids(PROBE_PIECES), held_out_ids())
+    pools = {"audio_pool": audio_pool, "score_pool": score_pool}
     for k in budgets:
         for method in methods:
-            mapping = fit_mapping(lm_a.model, lm_v.model, k, method)
+            mapping = fit_mapping(lm_a.model, lm_v.model, k, method, audio_pool=audio_pool, score_pool=score_pool)
             mapping.save(out / f"mapping_{method}_K{k}.pt")
-            report["mappings"].append({"paired_budget": k, "method": method, "lms": "unpaired pools",
+            report["mappings"].append({"paired_budget": k, "method": method, "lms": "unpaired pools", **pools,
                                        **_retrievals(lm_a.model, lm_v.model, mapping)})
         if pairs_only:
             ids = corpus.paired_ids(k)
             ref_v = train_symbolic_lm(size, lm_steps, None, device, progress=progress, ids=ids).model
             ref_a = train_audio_lm(size, lm_steps, None, device, progress=progress, ids=ids).model
             for method in (m for m in methods if m in PAIRS_ONLY_METHODS):
-                mapping = fit_mapping(ref_a, ref_v, k, method)
-                report["mappings"].append({"paired_budget": k, "method": method, "lms": "pairs only",
+                mapping = fit_mapping(ref_a, ref_v, k, method, audio_pool=audio_pool, score_pool=score_pool)
+                report["mappings"].append({"paired_budget": k, "method": method, "lms": "pairs only", **pools,
                                            **_retrievals(ref_a, ref_v, mapping)})
     report["seconds"] = time.perf_counter() - start
     (out / "report.json").write_text(json.dumps(report, indent=1))
@@ -163,6 +173,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--stop-after-steps", type=int, default=0,
                     help="take at most N more steps per LM now; run the same command again to resume")
     ap.add_argument("--no-probe", action="store_true", help="skip LM^A's pitch probe")
+    ap.add_argument("--audio-pool", type=int, default=POOL_AUDIO,
+                    help=f"frames of LM^A states averaged into an audio moment (1 to {AUDIO_CONTEXT})")
+    ap.add_argument("--score-pool", type=int, default=POOL_SCORE,
+                    help=f"frames of LM^V states up to the agent's place averaged into a score moment "
+                         f"(1 to {SCORE_POSITION + 1})")
     ap.add_argument("--plot-only", action="store_true",
                     help="only redraw <out>/retrieval.png from <out>/report.json (with --h-report)")
     ap.add_argument("--h-report", type=Path, help="python -m agents.hear's report.json, added to the plot")
@@ -173,10 +188,15 @@ def main(argv: list[str] | None = None) -> int:
     if args.lm_steps < 1 or args.stop_after_steps < 0:
         print("error: --lm-steps must be at least 1 and --stop-after-steps not negative", file=sys.stderr)
         return 2
+    if not 1 <= args.audio_pool <= AUDIO_CONTEXT or not 1 <= args.score_pool <= SCORE_POSITION + 1:
+        print(f"error: --audio-pool must be 1 to {AUDIO_CONTEXT} and --score-pool 1 to {SCORE_POSITION + 1} frames",
+              file=sys.stderr)
+        return 2
     try:
         report = pretrain(args.out, args.size, args.lm_steps, tuple(args.paired_budget), tuple(args.method),
                           args.device, args.pool_limit or None, progress=not args.quiet, pairs_only=args.pairs_only,
-                          stop_after=args.stop_after_steps or None, probe=not args.no_probe)
+                          stop_after=args.stop_after_steps or None, probe=not args.no_probe,
+                          audio_pool=args.audio_pool, score_pool=args.score_pool)
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

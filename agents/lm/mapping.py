@@ -50,6 +50,7 @@ RETRIEVAL_VERSION = 2  # 2: held-out pieces last in budget order, ties shared, t
 HELD_OUT = 20  # the paired pool's last pieces in budget order: in no budget's training pairs (K <= pool - 20)
 POOL_AUDIO = 10  # an audio state is LM^A's mean state over the last 10 frames (0.5 s)
 POOL_SCORE = 20  # a score state is LM^V's mean state over the 20 frames up to the agent's place (1 s)
+LEGACY_POOL_AUDIO, LEGACY_POOL_SCORE = 10, 20  # what a mapping saved without its pools was fitted with
 ONSET_EVENT = 0.3  # the summed rise in key-down probability that makes a frame a chord of a heard sequence
 SCORE_EVENT = 0.5  # a score frame is a chord when it holds an onset (its frames are 0/1 per pitch)
 RESIDUAL_HIDDEN = 256  # the width of contrastive_mlp's residual MLP
@@ -70,7 +71,9 @@ def apply_mapping(h_audio: torch.Tensor, weight: torch.Tensor, bias: torch.Tenso
 class Mapping:
     """``mapped = h_A @ weight + bias`` (``weight`` is ``(d_A, d_V)``), plus a residual MLP where ``residual`` holds
     one (``contrastive_mlp``; see :func:`apply_mapping`); ``center`` is the mean LM^V state of the training pairs,
-    removed before comparing states (their shared component would otherwise dominate cosines)."""
+    removed before comparing states (their shared component would otherwise dominate cosines). ``audio_pool`` and
+    ``score_pool``: the frames over which a moment's LM^A and LM^V states are averaged (:func:`audio_states`,
+    :func:`score_states`), as the mapping was fitted; a mapping saved before they were recorded used 10 and 20."""
 
     weight: torch.Tensor
     bias: torch.Tensor
@@ -78,6 +81,8 @@ class Mapping:
     method: str
     paired_budget: int
     residual: dict[str, torch.Tensor] | None = None
+    audio_pool: int = POOL_AUDIO
+    score_pool: int = POOL_SCORE
 
     def __call__(self, h_audio: torch.Tensor) -> torch.Tensor:
         return apply_mapping(h_audio, self.weight, self.bias, self.residual)
@@ -85,13 +90,14 @@ class Mapping:
     def to(self, device: str) -> Mapping:
         residual = {k: v.to(device) for k, v in self.residual.items()} if self.residual else None
         return Mapping(self.weight.to(device), self.bias.to(device), self.center.to(device), self.method,
-                       self.paired_budget, residual)
+                       self.paired_budget, residual, self.audio_pool, self.score_pool)
 
     def save(self, path) -> None:
         from lmm_envs.files import atomic_path
 
         blob = {"weight": self.weight.cpu(), "bias": self.bias.cpu(), "center": self.center.cpu(),
-                "method": self.method, "paired_budget": self.paired_budget}
+                "method": self.method, "paired_budget": self.paired_budget, "audio_pool": self.audio_pool,
+                "score_pool": self.score_pool}
         if self.residual:
             blob["residual"] = {k: v.detach().cpu() for k, v in self.residual.items()}
         with atomic_path(path) as tmp:
@@ -101,7 +107,8 @@ class Mapping:
     def load(cls, path, device: str = "cpu") -> Mapping:
         blob = torch.load(path, map_location=device, weights_only=True)
         return cls(blob["weight"], blob["bias"], blob["center"], blob["method"], int(blob["paired_budget"]),
-                   blob.get("residual"))
+                   blob.get("residual"), int(blob.get("audio_pool", LEGACY_POOL_AUDIO)),
+                   int(blob.get("score_pool", LEGACY_POOL_SCORE)))
 
 
 def paired_pieces(paired_budget: int) -> list[dict]:
@@ -118,18 +125,26 @@ def _states(lm: FrameLM, windows: np.ndarray) -> torch.Tensor:
 
 
 @torch.no_grad()
-def audio_states(lm_a: FrameLM, windows: np.ndarray, batch: int = 256) -> torch.Tensor:
-    """LM^A's state after each audio window ``(N, 40, 75)``: ``(N, d_A)``."""
-    out = [_states(lm_a, windows[i:i + batch])[:, -POOL_AUDIO:].mean(1) for i in range(0, len(windows), batch)]
+def audio_states(lm_a: FrameLM, windows: np.ndarray, batch: int = 256, pool: int = POOL_AUDIO) -> torch.Tensor:
+    """LM^A's state after each audio window ``(N, 40, 75)``, its mean over the last ``pool`` frames: ``(N, d_A)``."""
+    _check_pool(pool, AUDIO_CONTEXT, "audio_pool")
+    out = [_states(lm_a, windows[i:i + batch])[:, -pool:].mean(1) for i in range(0, len(windows), batch)]
     return torch.cat(out)
 
 
 @torch.no_grad()
-def score_states(lm_v: FrameLM, windows: np.ndarray, batch: int = 256) -> torch.Tensor:
-    """LM^V's state at the agent's place in each score window ``(N, 80, 88)``: ``(N, d_V)``."""
-    out = [_states(lm_v, windows[i:i + batch, :SCORE_POSITION + 1])[:, -POOL_SCORE:].mean(1)
+def score_states(lm_v: FrameLM, windows: np.ndarray, batch: int = 256, pool: int = POOL_SCORE) -> torch.Tensor:
+    """LM^V's state at the agent's place in each score window ``(N, 80, 88)``, its mean over the ``pool`` frames up
+    to the place: ``(N, d_V)``."""
+    _check_pool(pool, SCORE_POSITION + 1, "score_pool")
+    out = [_states(lm_v, windows[i:i + batch, :SCORE_POSITION + 1])[:, -pool:].mean(1)
            for i in range(0, len(windows), batch)]
     return torch.cat(out)
+
+
+def _check_pool(pool: int, most: int, name: str) -> None:
+    if isinstance(pool, bool) or not isinstance(pool, int) or not 1 <= pool <= most:
+        raise ValueError(f"{name} must be a whole number of frames from 1 to {most}, got {pool!r}")
 
 
 def pair_windows(pieces: list[dict], per_piece: int, rng: np.random.Generator) -> tuple[np.ndarray, ...]:
@@ -146,19 +161,23 @@ def pair_windows(pieces: list[dict], per_piece: int, rng: np.random.Generator) -
 
 def fit_mapping(lm_a: FrameLM, lm_v: FrameLM, paired_budget: int, method: str = "regression",
                 per_piece: int = 200, steps: int | None = None, unpaired_pieces: int = 40, ridge: float = 1e-3,
-                seed: int = 0) -> Mapping:
+                seed: int = 0, audio_pool: int = POOL_AUDIO, score_pool: int = POOL_SCORE) -> Mapping:
     """Fit a mapping from the K paired pieces (see the module docstring for the methods). ``steps`` (Adam steps of
-    the methods past the regression) defaults to 300, and to 1000 for ``contrastive_mlp``."""
+    the methods past the regression) defaults to 300, and to 1000 for ``contrastive_mlp``; ``audio_pool`` and
+    ``score_pool`` are the frames a moment's states are averaged over on each side (kept in the mapping)."""
     if method not in METHODS:
         raise ValueError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
+    _check_pool(audio_pool, AUDIO_CONTEXT, "audio_pool")
+    _check_pool(score_pool, SCORE_POSITION + 1, "score_pool")
     rng = np.random.default_rng(seed)
     audio, score, following = pair_windows(paired_pieces(paired_budget), per_piece, rng)
-    h_a, h_v = audio_states(lm_a, audio), score_states(lm_v, score)
+    h_a, h_v = audio_states(lm_a, audio, pool=audio_pool), score_states(lm_v, score, pool=score_pool)
     x = torch.cat([h_a, torch.ones(len(h_a), 1, device=h_a.device)], dim=1)
     gram = x.T @ x + ridge * len(x) * torch.eye(x.shape[1], device=x.device)
     solution = torch.linalg.solve(gram, x.T @ h_v)
     center = h_v.mean(0)
-    mapping = Mapping(solution[:-1].clone(), solution[-1].clone(), center, method, paired_budget)
+    mapping = Mapping(solution[:-1].clone(), solution[-1].clone(), center, method, paired_budget,
+                      audio_pool=audio_pool, score_pool=score_pool)
     if method == "regression":
         return mapping
     if method == "contrastive_mlp":
@@ -169,8 +188,8 @@ def fit_mapping(lm_a: FrameLM, lm_v: FrameLM, paired_budget: int, method: str = 
     # predictive: LM^V's head on the mapped states predicts the following score frame; unpaired moments match
     a_pool = [audio_frames(i) for i in pool_ids("unpaired_audio", unpaired_pieces)]
     v_pool = [score_frames(i) for i in pool_ids("unpaired_score", unpaired_pieces)]
-    u_a = audio_states(lm_a, random_windows(a_pool, AUDIO_CONTEXT, 2000, rng))
-    u_v = score_states(lm_v, random_windows(v_pool, SCORE_POSITION + 1, 2000, rng))
+    u_a = audio_states(lm_a, random_windows(a_pool, AUDIO_CONTEXT, 2000, rng), pool=audio_pool)
+    u_v = score_states(lm_v, random_windows(v_pool, SCORE_POSITION + 1, 2000, rng), pool=score_pool)
     target_mean, target_cov = u_v.mean(0), torch.cov(u_v.T)
     weight = mapping.weight.clone().requires_grad_(True)
     bias = mapping.bias.clone().requires_grad_(True)
@@ -186,7 +205,8 @@ def fit_mapping(lm_a: FrameLM, lm_v: FrameLM, paired_budget: int, method: str = 
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
-    return Mapping(weight.detach(), bias.detach(), center, method, paired_budget)
+    return Mapping(weight.detach(), bias.detach(), center, method, paired_budget, audio_pool=audio_pool,
+                   score_pool=score_pool)
 
 
 def in_piece_info_nce(mapping: Mapping, h_a: torch.Tensor, h_v: torch.Tensor, per_piece: int,
@@ -235,7 +255,8 @@ def _descend(start: Mapping, params: dict[str, torch.Tensor], optimizer: torch.o
     least-squares error; the fitted mapping, detached."""
     def current() -> Mapping:
         residual = {k: params[k] for k in RESIDUAL_KEYS if k in params} or None
-        return Mapping(params["weight"], params["bias"], start.center, method, start.paired_budget, residual)
+        return Mapping(params["weight"], params["bias"], start.center, method, start.paired_budget, residual,
+                       start.audio_pool, start.score_pool)
 
     for _ in range(steps):
         mapping = current()
@@ -246,7 +267,8 @@ def _descend(start: Mapping, params: dict[str, torch.Tensor], optimizer: torch.o
         optimizer.step()
     done = current()
     residual = {k: v.detach() for k, v in done.residual.items()} if done.residual else None
-    return Mapping(done.weight.detach(), done.bias.detach(), start.center, method, start.paired_budget, residual)
+    return Mapping(done.weight.detach(), done.bias.detach(), start.center, method, start.paired_budget, residual,
+                   start.audio_pool, start.score_pool)
 
 
 def held_out_ids() -> list[str]:
@@ -283,7 +305,7 @@ def retrieval_accuracy(lm_a: FrameLM, lm_v: FrameLM, mapping: Mapping, piece_ids
     """Top-1 retrieval of the score moment for an audio moment, among ``candidates`` moments of the same piece.
 
     ``compare``: ``pooled`` compares the mapped pooled LM^A state with LM^V's pooled state by cosine (what the
-    mappings are fitted on); ``sequence`` compares the mapped LM^A state of every frame of the audio window with
+    mappings are fitted on, pooled over the mapping's ``audio_pool`` and ``score_pool`` frames); ``sequence`` compares the mapped LM^A state of every frame of the audio window with
     LM^V's state at every score frame up to the agent's place, by :func:`end_aligned_distance` over frames (as the
     ``sequence`` comparison through h does over chords), so that the performer's tempo may drop out.
     Returns the accuracy, chance (1 / candidates) and the number of queries.
@@ -297,8 +319,8 @@ def retrieval_accuracy(lm_a: FrameLM, lm_v: FrameLM, mapping: Mapping, piece_ids
         audio = np.stack([window_ending_at(p["audio"], int(t), AUDIO_CONTEXT) for t in times])
         score = np.stack([score_window_at(p["score"], int(p["position"][t])) for t in times])
         if compare == "pooled":
-            hits += _hits(mapping(audio_states(lm_a, audio)) - mapping.center,
-                          score_states(lm_v, score) - mapping.center)
+            hits += _hits(mapping(audio_states(lm_a, audio, pool=mapping.audio_pool)) - mapping.center,
+                          score_states(lm_v, score, pool=mapping.score_pool) - mapping.center)
         else:
             heard = (mapping(_states(lm_a, audio)) - mapping.center).cpu().numpy()
             read = (_states(lm_v, score[:, :SCORE_POSITION + 1]) - mapping.center).cpu().numpy()

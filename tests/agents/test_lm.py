@@ -104,6 +104,40 @@ def test_mapping_round_trips_and_retrieval_reports_chance(tiny_lms, tmp_path):
         fit_mapping(lm_a, lm_v, paired_budget=10_000)
 
 
+def test_a_mapping_keeps_the_pooling_spans_it_was_fitted_with(tiny_lms, tmp_path, monkeypatch):
+    """The frames averaged into a moment are part of a mapping: fitted on them, saved with it, read back (a file
+    from before they were saved loads as 10 and 20), and used by retrieval; a span outside the window is refused."""
+    lm_v, _, lm_a, _ = tiny_lms
+    audio, score, _ = lm_mapping.pair_windows(lm_mapping.paired_pieces(2), 20, np.random.default_rng(0))
+    short = fit_mapping(lm_a, lm_v, paired_budget=2, per_piece=20, audio_pool=5, score_pool=5)
+    default = fit_mapping(lm_a, lm_v, paired_budget=2, per_piece=20)
+    assert (short.audio_pool, short.score_pool) == (5, 5)
+    assert (default.audio_pool, default.score_pool) == (lm_mapping.POOL_AUDIO, lm_mapping.POOL_SCORE)
+    assert torch.allclose(short.center, lm_mapping.score_states(lm_v, score, pool=5).mean(0))
+    assert not torch.allclose(short.center, default.center)
+    short.save(tmp_path / "short.pt")
+    loaded = Mapping.load(tmp_path / "short.pt")
+    assert (loaded.audio_pool, loaded.score_pool) == (5, 5) and torch.equal(loaded.weight, short.weight)
+    blob = torch.load(tmp_path / "short.pt", weights_only=True)
+    del blob["audio_pool"], blob["score_pool"]
+    torch.save(blob, tmp_path / "old.pt")
+    assert (Mapping.load(tmp_path / "old.pt").audio_pool, Mapping.load(tmp_path / "old.pt").score_pool) == (10, 20)
+
+    pools = []
+    original = lm_mapping.score_states
+
+    def spy(lm, windows, batch=256, pool=lm_mapping.POOL_SCORE):
+        pools.append(pool)
+        return original(lm, windows, batch, pool)
+
+    monkeypatch.setattr(lm_mapping, "score_states", spy)
+    retrieval_accuracy(lm_a, lm_v, loaded, piece_ids=lm_mapping.held_out_ids()[:1], candidates=4)
+    assert pools == [5]
+    for bad in ({"audio_pool": 0}, {"audio_pool": 41}, {"score_pool": 22}):
+        with pytest.raises(ValueError, match="pool must be"):
+            fit_mapping(lm_a, lm_v, paired_budget=2, per_piece=20, **bad)
+
+
 def test_lm_reward_wrapper_scores_the_agents_own_audio(tiny_lms):
     import gymnasium as gym
 

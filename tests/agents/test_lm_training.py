@@ -1,3 +1,5 @@
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -66,9 +68,15 @@ def test_pretrain_stopped_early_exits_3_and_the_same_command_finishes(tmp_path, 
     assert main([*argv, "--stop-after-steps", "4"]) == UNFINISHED
     assert "run the same command to resume" in capsys.readouterr().out
     assert not (tmp_path / "report.json").exists() and (tmp_path / "checkpoints" / "lm_a.pt").exists()
-    assert main(argv) == 0
+    assert main([*argv, "--audio-pool", "4", "--score-pool", "6"]) == 0
     assert "held-out next-frame loss" in capsys.readouterr().out
     assert (tmp_path / "report.json").exists() and (tmp_path / "lm_v.pt").exists()
+    from agents.lm.mapping import Mapping
+
+    saved = Mapping.load(tmp_path / "mapping_regression_K2.pt")
+    assert (saved.audio_pool, saved.score_pool) == (4, 6)
+    entry = json.loads((tmp_path / "report.json").read_text())["mappings"][0]
+    assert (entry["audio_pool"], entry["score_pool"]) == (4, 6)
     assert (tmp_path / "retrieval.png").stat().st_size > 1000
     (tmp_path / "retrieval.png").unlink()
     assert main(["--out", str(tmp_path), "--plot-only"]) == 0 and (tmp_path / "retrieval.png").exists()
@@ -79,3 +87,7 @@ def test_pretrain_refuses_a_negative_stop_and_a_plot_without_a_report(tmp_path, 
     assert "stop-after-steps" in capsys.readouterr().err
     assert main(["--out", str(tmp_path), "--plot-only"]) == 2
     assert "agents.pretrain" in capsys.readouterr().err
+    for flag, value in (("--score-pool", "22"), ("--audio-pool", "0")):
+        assert main(["--out", str(tmp_path), flag, value]) == 2
+        assert "--score-pool 1 to 21" in capsys.readouterr().err
+    assert not (tmp_path / "checkpoints").exists()  # refused before any training
