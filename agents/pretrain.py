@@ -39,6 +39,7 @@ from agents.lm.mapping import (
     fit_mapping,
     held_out_ids,
     retrieval_accuracy,
+    validation_ids,
 )
 from agents.lm.model import SIZES, resolve_device
 from agents.lm.probe import PROBE_PIECES, pitch_probe
@@ -59,19 +60,43 @@ def _summary(run: LMRun, seconds: float) -> dict:
 
 def _retrievals(lm_a, lm_v, mapping) -> dict:
     """Retrieval of the mapped pooled states (``accuracy``), and of the mapped states of every frame compared as
-    sequences (``sequence_accuracy``)."""
+    sequences (``sequence_accuracy``), on the held-out paired pieces; and pooled on val pieces (``val_accuracy``,
+    where to choose settings such as the pooling spans)."""
     return {**retrieval_accuracy(lm_a, lm_v, mapping),
-            "sequence_accuracy": retrieval_accuracy(lm_a, lm_v, mapping, compare="sequence")["accuracy"]}
+            "sequence_accuracy": retrieval_accuracy(lm_a, lm_v, mapping, compare="sequence")["accuracy"],
+            "val_accuracy": retrieval_accuracy(lm_a, lm_v, mapping, piece_ids=validation_ids())["accuracy"]}
+
+
+def mapping_name(method: str, paired_budget: int, seed: int | None = None) -> str:
+    """The file of a fitted mapping in a pretrain folder (``seed`` for the fits past the first seed)."""
+    return f"mapping_{method}_K{paired_budget}" + (f"_s{seed}" if seed is not None else "") + ".pt"
+
+
+def summarise(mappings: list[dict]) -> list[dict]:
+    """Per budget, method and kind of LMs: the mean and 95% t-interval over seeds of each retrieval figure."""
+    from agents.hear import interval
+
+    groups: dict[tuple, list[dict]] = {}
+    for m in mappings:
+        groups.setdefault((m["paired_budget"], m["method"], m["lms"]), []).append(m)
+    return [{"paired_budget": k, "method": method, "lms": lms, "seeds": [r.get("seed", 0) for r in rows],
+             **{key: interval([r[key] for r in rows]) for key in ("accuracy", "sequence_accuracy", "val_accuracy")
+                if all(key in r for r in rows)}}
+            for (k, method, lms), rows in groups.items()]
 
 
 def pretrain(out: str | Path, size: str = "small", lm_steps: int = 1500, budgets: tuple[int, ...] = (8, 64),
              methods: tuple[str, ...] = METHODS, device: str = "auto", pool_limit: int | None = None,
              progress: bool = True, pairs_only: bool = False, stop_after: int | None = None,
-             probe: bool = True, audio_pool: int = POOL_AUDIO, score_pool: int = POOL_SCORE) -> dict:
+             probe: bool = True, audio_pool: int = POOL_AUDIO, score_pool: int = POOL_SCORE,
+             seeds: tuple[int, ...] = (0,)) -> dict:
     """Train and save everything into ``out``; returns the report (also written to ``out/report.json``). When
     ``stop_after`` leaves an LM unfinished, returns ``{"finished": False, ...}`` with the checkpoints saved and
     nothing else written. ``audio_pool`` / ``score_pool``: the frames each mapping averages a moment's states over
-    (:func:`~agents.lm.mapping.fit_mapping`)."""
+    (:func:`~agents.lm.mapping.fit_mapping`). Each mapping is fitted once per seed of ``seeds`` (which pairs of
+    frames it draws, and the MLP's start); the first seed's is saved as ``mapping_<method>_K<k>.pt``, the one the
+    ``lmm`` features read, the others as ``mapping_<method>_K<k>_s<seed>.pt``. The pairs-only LMs are checkpointed
+    as ``checkpoints/pairs_only_K<k>_lm_v.pt`` / ``_lm_a.pt``, so a second call reuses them."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     device = resolve_device(device)
@@ -96,18 +121,25 @@ def pretrain(out: str | Path, size: str = "small", lm_steps: int = 1500, budgets
     pools = {"audio_pool": audio_pool, "score_pool": score_pool}
     for k in budgets:
         for method in methods:
-            mapping = fit_mapping(lm_a.model, lm_v.model, k, method, audio_pool=audio_pool, score_pool=score_pool)
-            mapping.save(out / f"mapping_{method}_K{k}.pt")
-            report["mappings"].append({"paired_budget": k, "method": method, "lms": "unpaired pools", **pools,
-                                       **_retrievals(lm_a.model, lm_v.model, mapping)})
+            for seed in seeds:
+                mapping = fit_mapping(lm_a.model, lm_v.model, k, method, seed=seed, audio_pool=audio_pool,
+                                      score_pool=score_pool)
+                mapping.save(out / mapping_name(method, k, seed if seed != seeds[0] else None))
+                report["mappings"].append({"paired_budget": k, "method": method, "lms": "unpaired pools",
+                                           "seed": seed, **pools, **_retrievals(lm_a.model, lm_v.model, mapping)})
         if pairs_only:
             ids = corpus.paired_ids(k)
-            ref_v = train_symbolic_lm(size, lm_steps, None, device, progress=progress, ids=ids).model
-            ref_a = train_audio_lm(size, lm_steps, None, device, progress=progress, ids=ids).model
+            ref_v = train_symbolic_lm(size, lm_steps, None, device, progress=progress, ids=ids,
+                                      checkpoint=checkpoints / f"pairs_only_K{k}_lm_v.pt").model
+            ref_a = train_audio_lm(size, lm_steps, None, device, progress=progress, ids=ids,
+                                   checkpoint=checkpoints / f"pairs_only_K{k}_lm_a.pt").model
             for method in (m for m in methods if m in PAIRS_ONLY_METHODS):
-                mapping = fit_mapping(ref_a, ref_v, k, method, audio_pool=audio_pool, score_pool=score_pool)
-                report["mappings"].append({"paired_budget": k, "method": method, "lms": "pairs only", **pools,
-                                           **_retrievals(ref_a, ref_v, mapping)})
+                for seed in seeds:
+                    mapping = fit_mapping(ref_a, ref_v, k, method, seed=seed, audio_pool=audio_pool,
+                                          score_pool=score_pool)
+                    report["mappings"].append({"paired_budget": k, "method": method, "lms": "pairs only",
+                                               "seed": seed, **pools, **_retrievals(ref_a, ref_v, mapping)})
+    report["summary"] = summarise(report["mappings"])
     report["seconds"] = time.perf_counter() - start
     (out / "report.json").write_text(json.dumps(report, indent=1))
     plot_retrieval(report, out / "retrieval.png")
@@ -124,15 +156,17 @@ def plot_retrieval(report: dict, path: str | Path, h_report: dict | None = None)
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(10.5, 4.5))
-    lines: dict[tuple[str, str], list[tuple[int, float]]] = {}
-    for m in report["mappings"]:
+    lines: dict[tuple[str, str], list[tuple[int, dict]]] = {}
+    for m in report.get("summary") or summarise(report["mappings"]):
         lines.setdefault((m["method"], m["lms"]), []).append((m["paired_budget"], m["accuracy"]))
     for method, color in zip(METHODS, ("C0", "C1", "C2", "C5"), strict=True):  # C3 is h's
         for lms, style in (("unpaired pools", "-"), ("pairs only", ":")):
-            points = sorted(lines.get((method, lms), []))
+            points = sorted(lines.get((method, lms), []), key=lambda point: point[0])
             if points:
-                ax.plot(*zip(*points, strict=True), style, marker="o", color=color,
-                        label=f"LM mapping, {method} ({'LMs from the pools' if lms == 'unpaired pools' else 'LMs from the K pairs alone'})")
+                ax.errorbar([k for k, _ in points], [r["mean"] for _, r in points], fmt=style, marker="o",
+                            color=color, capsize=3,
+                            yerr=[[r["mean"] - r["low"] for _, r in points], [r["high"] - r["mean"] for _, r in points]],
+                            label=f"LM mapping, {method} ({'LMs from the pools' if lms == 'unpaired pools' else 'LMs from the K pairs alone'})")
     if h_report is not None:
         for kind, style, label in (("abs", "-", "through h (synthesis + K pairs), sequences"),
                                    ("pairs", ":", "through the K-pairs-alone network, sequences")):
@@ -173,6 +207,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--stop-after-steps", type=int, default=0,
                     help="take at most N more steps per LM now; run the same command again to resume")
     ap.add_argument("--no-probe", action="store_true", help="skip LM^A's pitch probe")
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0],
+                    help="fit each mapping once per seed (the pairs of frames drawn, the MLP's start)")
     ap.add_argument("--audio-pool", type=int, default=POOL_AUDIO,
                     help=f"frames of LM^A states averaged into an audio moment (1 to {AUDIO_CONTEXT})")
     ap.add_argument("--score-pool", type=int, default=POOL_SCORE,
@@ -196,7 +232,7 @@ def main(argv: list[str] | None = None) -> int:
         report = pretrain(args.out, args.size, args.lm_steps, tuple(args.paired_budget), tuple(args.method),
                           args.device, args.pool_limit or None, progress=not args.quiet, pairs_only=args.pairs_only,
                           stop_after=args.stop_after_steps or None, probe=not args.no_probe,
-                          audio_pool=args.audio_pool, score_pool=args.score_pool)
+                          audio_pool=args.audio_pool, score_pool=args.score_pool, seeds=tuple(args.seeds))
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -212,9 +248,16 @@ def main(argv: list[str] | None = None) -> int:
         p = report["lm_a"]["pitch_probe"]
         print(f"LM^A pitch probe F1 {p['f1']:.3f} (the same probe on the input frame: {p['input_f1']:.3f})")
     for m in report["mappings"]:
-        print(f"K={m['paired_budget']:<4} {m['method']:<11} LMs from {m['lms']:<14} retrieval {m['accuracy']:.3f} "
+        print(f"K={m['paired_budget']:<4} {m['method']:<15} LMs from {m['lms']:<14} seed {m.get('seed', 0)} "
+              f"retrieval {m['accuracy']:.3f} "
               + (f"(as sequences {m['sequence_accuracy']:.3f}) " if "sequence_accuracy" in m else "")
+              + (f"(val {m['val_accuracy']:.3f}) " if "val_accuracy" in m else "")
               + f"(chance {m['chance']:.3f}, {m['queries']} queries)")
+    for m in report["summary"]:
+        if len(m["seeds"]) > 1:
+            r = m["accuracy"]
+            print(f"K={m['paired_budget']:<4} {m['method']:<15} LMs from {m['lms']:<14} over seeds "
+                  f"{', '.join(map(str, m['seeds']))}: retrieval {r['mean']:.3f} [{r['low']:.3f}, {r['high']:.3f}]")
     print(f"wrote {args.out} in {report['seconds']:.0f} s on {report['device']}")
     return 0
 

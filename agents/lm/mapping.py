@@ -48,8 +48,11 @@ from lmm_envs.music import corpus
 METHODS = MAPPING_METHODS
 RETRIEVAL_VERSION = 2  # 2: held-out pieces last in budget order, ties shared, the sequence comparison
 HELD_OUT = 20  # the paired pool's last pieces in budget order: in no budget's training pairs (K <= pool - 20)
-POOL_AUDIO = 10  # an audio state is LM^A's mean state over the last 10 frames (0.5 s)
-POOL_SCORE = 20  # a score state is LM^V's mean state over the 20 frames up to the agent's place (1 s)
+# A moment's state is LM^A's mean state over the last POOL_AUDIO frames (0.25 s), and LM^V's over the POOL_SCORE
+# frames up to the agent's place (0.25 s of nominal time). Chosen on 20 val pieces among spans from 2 to 20 frames
+# (contrastive, K = 8, base LMs): 5 and 5 retrieved 0.428 there, the spans used before (10 and 20) 0.195.
+POOL_AUDIO = 5
+POOL_SCORE = 5
 LEGACY_POOL_AUDIO, LEGACY_POOL_SCORE = 10, 20  # what a mapping saved without its pools was fitted with
 ONSET_EVENT = 0.3  # the summed rise in key-down probability that makes a frame a chord of a heard sequence
 SCORE_EVENT = 0.5  # a score frame is a chord when it holds an onset (its frames are 0/1 per pitch)
@@ -275,6 +278,13 @@ def held_out_ids() -> list[str]:
     """The retrieval task's pieces: the last :data:`HELD_OUT` of :func:`corpus.paired_ids`'s budget order, so that
     no paired budget a mapping may use (``paired_ids(K)``, K <= pool - HELD_OUT) contains one of them."""
     return corpus.paired_ids()[-HELD_OUT:]
+
+
+def validation_ids() -> list[str]:
+    """:data:`HELD_OUT` pieces of the val split (a fixed draw), on which to choose a mapping's settings (such as
+    its pooling spans) without looking at the retrieval task's held-out pieces; no pool of the train split holds
+    them."""
+    return sorted(np.random.default_rng(1).choice(corpus.piece_ids(split="val"), HELD_OUT, replace=False).tolist())
 
 
 def _moments(pid: str, rng: np.random.Generator, candidates: int) -> tuple[dict, np.ndarray]:

@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -174,8 +176,11 @@ def test_the_pairs_only_reference_trains_its_lms_on_the_k_paired_pieces_alone(tm
     trained: list[list[str]] = []  # the pieces each LM is trained on, in order (mappings read through agents.lm.data)
     original = lm_training.train_frame_lm
 
+    checkpoints: list = []
+
     def spy(sequences, *args, **kwargs):
         trained.append(list(read[-len(sequences):]))
+        checkpoints.append(kwargs.get("checkpoint"))
         return original(sequences, *args, **kwargs)
 
     read: list[str] = []
@@ -191,6 +196,9 @@ def test_the_pairs_only_reference_trains_its_lms_on_the_k_paired_pieces_alone(tm
     paired = corpus.paired_ids(2)
     assert trained[2:] == [paired, paired]  # the reference's LM^V, then its LM^A: the K paired pieces, nothing else
     assert not {pid for ids in trained[:2] for pid in ids} & set(corpus.piece_ids(split="train", pool="paired"))
+    # the reference's LMs are checkpointed beside the pools' LMs, so that a second call resumes them
+    assert [Path(c).name for c in checkpoints[2:]] == ["pairs_only_K2_lm_v.pt", "pairs_only_K2_lm_a.pt"]
+    assert all(Path(c).is_file() for c in checkpoints)
 
 
 def test_no_paired_budget_contains_a_retrieval_piece():

@@ -68,15 +68,23 @@ def test_pretrain_stopped_early_exits_3_and_the_same_command_finishes(tmp_path, 
     assert main([*argv, "--stop-after-steps", "4"]) == UNFINISHED
     assert "run the same command to resume" in capsys.readouterr().out
     assert not (tmp_path / "report.json").exists() and (tmp_path / "checkpoints" / "lm_a.pt").exists()
-    assert main([*argv, "--audio-pool", "4", "--score-pool", "6"]) == 0
-    assert "held-out next-frame loss" in capsys.readouterr().out
+    assert main([*argv, "--audio-pool", "4", "--score-pool", "6", "--seeds", "0", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "held-out next-frame loss" in out and "over seeds 0, 1: retrieval" in out
     assert (tmp_path / "report.json").exists() and (tmp_path / "lm_v.pt").exists()
     from agents.lm.mapping import Mapping
 
-    saved = Mapping.load(tmp_path / "mapping_regression_K2.pt")
-    assert (saved.audio_pool, saved.score_pool) == (4, 6)
-    entry = json.loads((tmp_path / "report.json").read_text())["mappings"][0]
-    assert (entry["audio_pool"], entry["score_pool"]) == (4, 6)
+    saved = Mapping.load(tmp_path / "mapping_regression_K2.pt")  # the first seed's, which the lmm features read
+    other = Mapping.load(tmp_path / "mapping_regression_K2_s1.pt")
+    assert (saved.audio_pool, saved.score_pool) == (4, 6) and not torch.equal(saved.weight, other.weight)
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert [(m["seed"], m["audio_pool"], m["score_pool"]) for m in report["mappings"]] == [(0, 4, 6), (1, 4, 6)]
+    assert all(0.0 <= m["val_accuracy"] <= 1.0 for m in report["mappings"])
+    (summary,) = report["summary"]
+    values = [m["accuracy"] for m in report["mappings"]]
+    assert summary["seeds"] == [0, 1] and summary["accuracy"]["n"] == 2
+    assert summary["accuracy"]["mean"] == pytest.approx(sum(values) / 2)
+    assert summary["accuracy"]["low"] <= min(values) and summary["accuracy"]["high"] >= max(values)
     assert (tmp_path / "retrieval.png").stat().st_size > 1000
     (tmp_path / "retrieval.png").unlink()
     assert main(["--out", str(tmp_path), "--plot-only"]) == 0 and (tmp_path / "retrieval.png").exists()
