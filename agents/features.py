@@ -25,7 +25,7 @@ from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 from torch import nn
 
 from agents.lm.data import AUDIO_CONTEXT, SCORE_POSITION
-from agents.lm.mapping import Mapping, apply_mapping
+from agents.lm.mapping import Mapping, apply_mapping, mapping_name
 from agents.lm.model import FrameLM
 from lmm_envs.audio.features import N_BINS
 from lmm_envs.errors import ConfigError
@@ -218,7 +218,7 @@ class LMMExtractor(PretrainedParts, BaseFeaturesExtractor):
         self._start_cache(cache_states)
         self.readout = readout
         folder = Path(lm_dir)
-        mapping_path = folder / f"mapping_{method}_K{paired_budget}.pt"
+        mapping_path = folder / mapping_name(method, paired_budget)
         for path in (folder / "lm_a.pt", folder / "lm_v.pt", mapping_path):
             if not path.is_file():
                 raise ConfigError(f"{path} not found; make it with python -m agents.pretrain --out {folder} "

@@ -2,7 +2,7 @@
 
     python -m agents.pretrain --out runs/lm [--size tiny|small|base|large] [--lm-steps 1500] [--paired-budget 8 64]
                               [--method regression predictive contrastive contrastive_mlp] [--pairs-only] [--device auto]
-                              [--stop-after-steps N] [--quiet]
+                              [--seeds 0 1 2] [--audio-pool 5] [--score-pool 5] [--stop-after-steps N] [--quiet]
     python -m agents.pretrain --out runs/lm --plot-only [--h-report runs/h/report.json]
 
 Trains LM^V on the unpaired score pool and LM^A on the unpaired audio pool (each pool's last pieces held out),
@@ -11,7 +11,11 @@ accuracy on the held-out paired pieces. Writes ``retrieval.png`` (retrieval agai
 tensors, loaded with ``weights_only=True``) and ``report.json``: per LM its training loss, its next-frame loss on
 the held-out pieces of its pool and its steps per second; LM^A's linear pitch probe (:mod:`agents.lm.probe`)
 against the same probe on its input; each mapping's retrieval against chance, of pooled states and of
-every frame's states compared as sequences (``sequence_accuracy``).
+every frame's states compared as sequences (``sequence_accuracy``), and of pooled states on val pieces
+(``val_accuracy``: where to choose a setting, such as ``--audio-pool`` / ``--score-pool``, the frames a moment's
+states are averaged over); with several ``--seeds`` each mapping is fitted once per seed (the first seed's saved as
+``mapping_<method>_K<K>.pt``, the others as ``mapping_<method>_K<K>_s<seed>.pt``) and ``summary`` gives the mean
+and 95% t-interval over them.
 
 Training is checkpointed in ``out/checkpoints``: the same command run again resumes where it stopped, and ends
 with the weights an uninterrupted run has. ``--stop-after-steps N`` takes at most N more steps per LM in this
@@ -38,6 +42,7 @@ from agents.lm.mapping import (
     POOL_SCORE,
     fit_mapping,
     held_out_ids,
+    mapping_name,
     retrieval_accuracy,
     validation_ids,
 )
@@ -65,11 +70,6 @@ def _retrievals(lm_a, lm_v, mapping) -> dict:
     return {**retrieval_accuracy(lm_a, lm_v, mapping),
             "sequence_accuracy": retrieval_accuracy(lm_a, lm_v, mapping, compare="sequence")["accuracy"],
             "val_accuracy": retrieval_accuracy(lm_a, lm_v, mapping, piece_ids=validation_ids())["accuracy"]}
-
-
-def mapping_name(method: str, paired_budget: int, seed: int | None = None) -> str:
-    """The file of a fitted mapping in a pretrain folder (``seed`` for the fits past the first seed)."""
-    return f"mapping_{method}_K{paired_budget}" + (f"_s{seed}" if seed is not None else "") + ".pt"
 
 
 def summarise(mappings: list[dict]) -> list[dict]:

@@ -274,6 +274,11 @@ def _descend(start: Mapping, params: dict[str, torch.Tensor], optimizer: torch.o
                    start.audio_pool, start.score_pool)
 
 
+def mapping_name(method: str, paired_budget: int, seed: int | None = None) -> str:
+    """The file of a fitted mapping in a folder of ``python -m agents.pretrain`` (``seed`` for the fits past the first seed)."""
+    return f"mapping_{method}_K{paired_budget}" + (f"_s{seed}" if seed is not None else "") + ".pt"
+
+
 def held_out_ids() -> list[str]:
     """The retrieval task's pieces: the last :data:`HELD_OUT` of :func:`corpus.paired_ids`'s budget order, so that
     no paired budget a mapping may use (``paired_ids(K)``, K <= pool - HELD_OUT) contains one of them."""
