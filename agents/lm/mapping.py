@@ -457,3 +457,38 @@ def retrieval_ceiling(piece_ids: list[str] | None = None, candidates: int = 16, 
         total += len(times)
     return {"score_itself": itself / total, "notes_played": played / total,
             "notes_played_sequence": sequence / total, "queries": total}
+
+
+def performed_onsets(score: np.ndarray, position: np.ndarray) -> np.ndarray:
+    """A perfect transcription in performance time: ``(audio frames, 88)``, each score frame's onsets at the audio
+    frame whose aligned place first reaches it."""
+    out = np.zeros((len(position), score.shape[1]), dtype=np.float32)
+    reached = -1
+    for u, c in enumerate(position):
+        if c > reached:
+            out[u] = np.minimum(score[reached + 1:c + 1].sum(0), 1.0)
+            reached = int(c)
+    return out
+
+
+@torch.no_grad()
+def transcription_retrieval(lm_v: FrameLM, spans: tuple[int, ...] = (5, 10, 20), piece_ids: list[str] | None = None,
+                            candidates: int = 16, seed: int = 0) -> dict[int, float]:
+    """The retrieval task (same pieces and moments) between LM^V reading a perfect transcription of the performance
+    (:func:`performed_onsets`, in performance time, up to the audio moment) and LM^V reading the score (up to the
+    agent's place), each state averaged over the last ``span`` frames: per span, what a mapping onto LM^V's pooled
+    states could reach if it heard every note, with the performer's timing left in."""
+    rng = np.random.default_rng(seed)
+    hits, total = dict.fromkeys(spans, 0.0), 0
+    for pid in piece_ids or held_out_ids():
+        p, times = _moments(pid, rng, candidates)
+        played = performed_onsets(p["score"], p["position"])
+        read = _states(lm_v, np.stack([score_window_at(p["score"], int(p["position"][t]))[:SCORE_POSITION + 1]
+                                       for t in times]))
+        heard = _states(lm_v, np.stack([score_window_at(played, int(t))[:SCORE_POSITION + 1] for t in times]))
+        for span in spans:
+            keys = read[:, -span:].mean(1)
+            center = keys.mean(0)
+            hits[span] += _hits(heard[:, -span:].mean(1) - center, keys - center)
+        total += len(times)
+    return {span: hits[span] / total for span in spans}

@@ -234,3 +234,20 @@ def test_the_end_aligned_distance_ignores_tempo_and_what_came_before():
 def test_motion_retrieval_refuses_an_unknown_comparison():
     with pytest.raises(ValueError, match="compare"):
         lm_mapping.motion_retrieval_accuracy(None, compare="dtw")
+
+
+def test_a_perfect_transcription_places_each_onset_where_the_performance_reaches_it(tiny_lms):
+    score = np.zeros((6, 88), dtype=np.float32)
+    score[0, 40] = score[2, 43] = score[3, 47] = score[5, 40] = 1.0
+    slow = np.array([0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5])  # half the nominal tempo
+    played = lm_mapping.performed_onsets(score, slow)
+    assert played.shape == (12, 88)
+    assert [tuple(np.flatnonzero(f)) for f in played if f.any()] == [(40,), (43,), (47,), (40,)]
+    assert list(np.flatnonzero(played.any(1))) == [0, 4, 6, 10]
+    skipping = np.array([0, 3, 3, 5])  # a frame that jumps two score frames sounds both of their onsets
+    assert list(np.flatnonzero(lm_mapping.performed_onsets(score, skipping)[1])) == [43, 47]
+    assert np.array_equal(lm_mapping.performed_onsets(score, np.arange(6)), score)
+    lm_v = tiny_lms[0]
+    result = lm_mapping.transcription_retrieval(lm_v, spans=(5, 20), piece_ids=lm_mapping.held_out_ids()[:2],
+                                                candidates=8)
+    assert set(result) == {5, 20} and all(0.0 <= v <= 1.0 for v in result.values())
