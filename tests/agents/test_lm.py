@@ -111,15 +111,15 @@ def test_a_mapping_keeps_the_pooling_spans_it_was_fitted_with(tiny_lms, tmp_path
     from before they were saved loads as 10 and 20), and used by retrieval; a span outside the window is refused."""
     lm_v, _, lm_a, _ = tiny_lms
     audio, score, _ = lm_mapping.pair_windows(lm_mapping.paired_pieces(2), 20, np.random.default_rng(0))
-    short = fit_mapping(lm_a, lm_v, paired_budget=2, per_piece=20, audio_pool=5, score_pool=5)
+    short = fit_mapping(lm_a, lm_v, paired_budget=2, per_piece=20, audio_pool=3, score_pool=7)
     default = fit_mapping(lm_a, lm_v, paired_budget=2, per_piece=20)
-    assert (short.audio_pool, short.score_pool) == (5, 5)
+    assert (short.audio_pool, short.score_pool) == (3, 7)
     assert (default.audio_pool, default.score_pool) == (lm_mapping.POOL_AUDIO, lm_mapping.POOL_SCORE)
-    assert torch.allclose(short.center, lm_mapping.score_states(lm_v, score, pool=5).mean(0))
+    assert torch.allclose(short.center, lm_mapping.score_states(lm_v, score, pool=7).mean(0))
     assert not torch.allclose(short.center, default.center)
     short.save(tmp_path / "short.pt")
     loaded = Mapping.load(tmp_path / "short.pt")
-    assert (loaded.audio_pool, loaded.score_pool) == (5, 5) and torch.equal(loaded.weight, short.weight)
+    assert (loaded.audio_pool, loaded.score_pool) == (3, 7) and torch.equal(loaded.weight, short.weight)
     blob = torch.load(tmp_path / "short.pt", weights_only=True)
     del blob["audio_pool"], blob["score_pool"]
     torch.save(blob, tmp_path / "old.pt")
@@ -134,7 +134,7 @@ def test_a_mapping_keeps_the_pooling_spans_it_was_fitted_with(tiny_lms, tmp_path
 
     monkeypatch.setattr(lm_mapping, "score_states", spy)
     retrieval_accuracy(lm_a, lm_v, loaded, piece_ids=lm_mapping.held_out_ids()[:1], candidates=4)
-    assert pools == [5]
+    assert pools == [7]
     for bad in ({"audio_pool": 0}, {"audio_pool": 41}, {"score_pool": 22}):
         with pytest.raises(ValueError, match="pool must be"):
             fit_mapping(lm_a, lm_v, paired_budget=2, per_piece=20, **bad)
