@@ -275,7 +275,8 @@ def _descend(start: Mapping, params: dict[str, torch.Tensor], optimizer: torch.o
 
 
 def mapping_name(method: str, paired_budget: int, seed: int | None = None) -> str:
-    """The file of a fitted mapping in a folder of ``python -m agents.pretrain`` (``seed`` for the fits past the first seed)."""
+    """The file of a fitted mapping in a folder of ``python -m agents.pretrain`` (``seed`` for the fits past the
+    first seed)."""
     return f"mapping_{method}_K{paired_budget}" + (f"_s{seed}" if seed is not None else "") + ".pt"
 
 
@@ -320,7 +321,8 @@ def retrieval_accuracy(lm_a: FrameLM, lm_v: FrameLM, mapping: Mapping, piece_ids
     """Top-1 retrieval of the score moment for an audio moment, among ``candidates`` moments of the same piece.
 
     ``compare``: ``pooled`` compares the mapped pooled LM^A state with LM^V's pooled state by cosine (what the
-    mappings are fitted on, pooled over the mapping's ``audio_pool`` and ``score_pool`` frames); ``sequence`` compares the mapped LM^A state of every frame of the audio window with
+    mappings are fitted on, pooled over the mapping's ``audio_pool`` and ``score_pool`` frames); ``sequence``
+    compares the mapped LM^A state of every frame of the audio window with
     LM^V's state at every score frame up to the agent's place, by :func:`end_aligned_distance` over frames (as the
     ``sequence`` comparison through h does over chords), so that the performer's tempo may drop out.
     Returns the accuracy, chance (1 / candidates) and the number of queries.
