@@ -40,6 +40,7 @@ from agents.lm.mapping import (
     METHODS,
     POOL_AUDIO,
     POOL_SCORE,
+    check_pools,
     fit_mapping,
     held_out_ids,
     mapping_name,
@@ -97,6 +98,7 @@ def pretrain(out: str | Path, size: str = "small", lm_steps: int = 1500, budgets
     frames it draws, and the MLP's start); the first seed's is saved as ``mapping_<method>_K<k>.pt``, the one the
     ``lmm`` features read, the others as ``mapping_<method>_K<k>_s<seed>.pt``. The pairs-only LMs are checkpointed
     as ``checkpoints/pairs_only_K<k>_lm_v.pt`` / ``_lm_a.pt``, so a second call reuses them."""
+    check_pools(audio_pool, score_pool)  # before hours of LM training, not at the first mapping
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     device = resolve_device(device)

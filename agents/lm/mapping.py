@@ -25,7 +25,7 @@ same through h: A -> M (bags of keys, or chord sequences aligned by :func:`end_a
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -92,8 +92,8 @@ class Mapping:
 
     def to(self, device: str) -> Mapping:
         residual = {k: v.to(device) for k, v in self.residual.items()} if self.residual else None
-        return Mapping(self.weight.to(device), self.bias.to(device), self.center.to(device), self.method,
-                       self.paired_budget, residual, self.audio_pool, self.score_pool)
+        return replace(self, weight=self.weight.to(device), bias=self.bias.to(device), center=self.center.to(device),
+                       residual=residual)
 
     def save(self, path) -> None:
         from lmm_envs.files import atomic_path
@@ -150,6 +150,12 @@ def _check_pool(pool: int, most: int, name: str) -> None:
         raise ValueError(f"{name} must be a whole number of frames from 1 to {most}, got {pool!r}")
 
 
+def check_pools(audio_pool: int, score_pool: int) -> None:
+    """Refuse pooling spans outside the windows (``ValueError``), before any work that would use them."""
+    _check_pool(audio_pool, AUDIO_CONTEXT, "audio_pool")
+    _check_pool(score_pool, SCORE_POSITION + 1, "score_pool")
+
+
 def pair_windows(pieces: list[dict], per_piece: int, rng: np.random.Generator) -> tuple[np.ndarray, ...]:
     """Audio windows, score windows and the next score frame at ``per_piece`` random moments of each piece."""
     audio, score, following = [], [], []
@@ -170,8 +176,7 @@ def fit_mapping(lm_a: FrameLM, lm_v: FrameLM, paired_budget: int, method: str = 
     ``score_pool`` are the frames a moment's states are averaged over on each side (kept in the mapping)."""
     if method not in METHODS:
         raise ValueError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
-    _check_pool(audio_pool, AUDIO_CONTEXT, "audio_pool")
-    _check_pool(score_pool, SCORE_POSITION + 1, "score_pool")
+    check_pools(audio_pool, score_pool)
     rng = np.random.default_rng(seed)
     audio, score, following = pair_windows(paired_pieces(paired_budget), per_piece, rng)
     h_a, h_v = audio_states(lm_a, audio, pool=audio_pool), score_states(lm_v, score, pool=score_pool)
@@ -208,8 +213,7 @@ def fit_mapping(lm_a: FrameLM, lm_v: FrameLM, paired_budget: int, method: str = 
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
-    return Mapping(weight.detach(), bias.detach(), center, method, paired_budget, audio_pool=audio_pool,
-                   score_pool=score_pool)
+    return replace(mapping, weight=weight.detach(), bias=bias.detach())
 
 
 def in_piece_info_nce(mapping: Mapping, h_a: torch.Tensor, h_v: torch.Tensor, per_piece: int,
@@ -258,8 +262,7 @@ def _descend(start: Mapping, params: dict[str, torch.Tensor], optimizer: torch.o
     least-squares error; the fitted mapping, detached."""
     def current() -> Mapping:
         residual = {k: params[k] for k in RESIDUAL_KEYS if k in params} or None
-        return Mapping(params["weight"], params["bias"], start.center, method, start.paired_budget, residual,
-                       start.audio_pool, start.score_pool)
+        return replace(start, weight=params["weight"], bias=params["bias"], method=method, residual=residual)
 
     for _ in range(steps):
         mapping = current()
@@ -270,8 +273,7 @@ def _descend(start: Mapping, params: dict[str, torch.Tensor], optimizer: torch.o
         optimizer.step()
     done = current()
     residual = {k: v.detach() for k, v in done.residual.items()} if done.residual else None
-    return Mapping(done.weight.detach(), done.bias.detach(), start.center, method, start.paired_budget, residual,
-                   start.audio_pool, start.score_pool)
+    return replace(done, weight=done.weight.detach(), bias=done.bias.detach(), residual=residual)
 
 
 def mapping_name(method: str, paired_budget: int, seed: int | None = None) -> str:
