@@ -47,7 +47,7 @@ from agents.lm.mapping import (
     retrieval_accuracy,
     validation_ids,
 )
-from agents.lm.model import SIZES, resolve_device
+from agents.lm.model import SIZES, FrameLM, resolve_device
 from agents.lm.probe import PROBE_PIECES, pitch_probe
 from agents.lm.symbolic import train_symbolic_lm
 from agents.lm.training import LMRun
@@ -86,6 +86,21 @@ def summarise(mappings: list[dict]) -> list[dict]:
             for (k, method, lms), rows in groups.items()]
 
 
+def _fit_rows(lm_a: FrameLM, lm_v: FrameLM, k: int, methods: tuple[str, ...], seeds: tuple[int, ...], pools: dict,
+              lms: str, save_to: Path | None = None) -> list[dict]:
+    """Fit each method once per seed at budget ``k`` and measure it: the report's rows (``lms`` names the LMs).
+    With ``save_to``, each mapping is saved there, the first seed's under the name the ``lmm`` features read."""
+    rows = []
+    for method in methods:
+        for seed in seeds:
+            mapping = fit_mapping(lm_a, lm_v, k, method, seed=seed, **pools)
+            if save_to is not None:
+                mapping.save(save_to / mapping_name(method, k, seed if seed != seeds[0] else None))
+            rows.append({"paired_budget": k, "method": method, "lms": lms, "seed": seed, **pools,
+                         **_retrievals(lm_a, lm_v, mapping)})
+    return rows
+
+
 def pretrain(out: str | Path, size: str = "small", lm_steps: int = 1500, budgets: tuple[int, ...] = (8, 64),
              methods: tuple[str, ...] = METHODS, device: str = "auto", pool_limit: int | None = None,
              progress: bool = True, pairs_only: bool = False, stop_after: int | None = None,
@@ -122,25 +137,15 @@ def pretrain(out: str | Path, size: str = "small", lm_steps: int = 1500, budgets
         report["lm_a"]["pitch_probe"] = pitch_probe(lm_a.model, corpus.paired_ids(PROBE_PIECES), held_out_ids())
     pools = {"audio_pool": audio_pool, "score_pool": score_pool}
     for k in budgets:
-        for method in methods:
-            for seed in seeds:
-                mapping = fit_mapping(lm_a.model, lm_v.model, k, method, seed=seed, audio_pool=audio_pool,
-                                      score_pool=score_pool)
-                mapping.save(out / mapping_name(method, k, seed if seed != seeds[0] else None))
-                report["mappings"].append({"paired_budget": k, "method": method, "lms": "unpaired pools",
-                                           "seed": seed, **pools, **_retrievals(lm_a.model, lm_v.model, mapping)})
+        report["mappings"] += _fit_rows(lm_a.model, lm_v.model, k, methods, seeds, pools, "unpaired pools", out)
         if pairs_only:
             ids = corpus.paired_ids(k)
             ref_v = train_symbolic_lm(size, lm_steps, None, device, progress=progress, ids=ids,
                                       checkpoint=checkpoints / f"pairs_only_K{k}_lm_v.pt").model
             ref_a = train_audio_lm(size, lm_steps, None, device, progress=progress, ids=ids,
                                    checkpoint=checkpoints / f"pairs_only_K{k}_lm_a.pt").model
-            for method in (m for m in methods if m in PAIRS_ONLY_METHODS):
-                for seed in seeds:
-                    mapping = fit_mapping(ref_a, ref_v, k, method, seed=seed, audio_pool=audio_pool,
-                                          score_pool=score_pool)
-                    report["mappings"].append({"paired_budget": k, "method": method, "lms": "pairs only",
-                                               "seed": seed, **pools, **_retrievals(ref_a, ref_v, mapping)})
+            ref_methods = tuple(m for m in methods if m in PAIRS_ONLY_METHODS)
+            report["mappings"] += _fit_rows(ref_a, ref_v, k, ref_methods, seeds, pools, "pairs only")
     report["summary"] = summarise(report["mappings"])
     report["seconds"] = time.perf_counter() - start
     (out / "report.json").write_text(json.dumps(report, indent=1))
