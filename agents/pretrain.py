@@ -4,6 +4,7 @@
                               [--method regression predictive contrastive contrastive_mlp] [--pairs-only] [--device auto]
                               [--seeds 0 1 2] [--audio-pool 5] [--score-pool 5] [--stop-after-steps N] [--quiet]
     python -m agents.pretrain --out runs/lm --plot-only [--h-report runs/h/report.json]
+    python -m agents.pretrain --merge runs/lm_k8 runs/lm_k64 --out runs/lm_all   # calls of the same LMs, one table
 
 Trains LM^V on the unpaired score pool and LM^A on the unpaired audio pool (each pool's last pieces held out),
 then for each paired budget K and method fits a mapping from exactly K paired pieces and measures its retrieval
@@ -24,6 +25,9 @@ call (a session with a time limit) and exits 3 when an LM is not finished yet.
 ``--pairs-only`` adds the reference that shows what the unpaired pools add: for each K, the same LMs (size, steps)
 trained on the K paired pieces alone (their audio for LM^A, their scores for LM^V), mapped by the methods that
 use no unpaired data (``regression``, ``contrastive``, ``contrastive_mlp``) and measured on the same held-out pieces.
+
+``--merge`` joins the reports of several calls that trained the same LMs (say one per budget, run side by side)
+into one ``report.json``, summary and ``retrieval.png``.
 """
 
 from __future__ import annotations
@@ -51,6 +55,7 @@ from agents.lm.model import SIZES, FrameLM, resolve_device
 from agents.lm.probe import PROBE_PIECES, pitch_probe
 from agents.lm.symbolic import train_symbolic_lm
 from agents.lm.training import LMRun
+from lmm_envs.errors import LMMError
 from lmm_envs.music import corpus
 
 PAIRS_ONLY_METHODS = ("regression", "contrastive", "contrastive_mlp")  # the methods that read no unpaired data
@@ -153,6 +158,61 @@ def pretrain(out: str | Path, size: str = "small", lm_steps: int = 1500, budgets
     return report
 
 
+def _weights(run: Path, name: str) -> dict:
+    import torch
+
+    return torch.load(run / f"{name}.pt", map_location="cpu", weights_only=True)["state_dict"]
+
+
+def _same_lms(a: Path, b: Path) -> bool:
+    """Whether two runs' LM^V and LM^A hold the same weights (their files may differ in bytes only)."""
+    import torch
+
+    for name in ("lm_v", "lm_a"):
+        wa, wb = _weights(a, name), _weights(b, name)
+        if wa.keys() != wb.keys() or not all(torch.equal(wa[k], wb[k]) for k in wa):
+            return False
+    return True
+
+
+def merge(runs: list[Path], out: Path) -> dict:
+    """One report (rows, summary over seeds, plot) from finished calls that trained the same LMs, such as one
+    call per budget run side by side; refuses runs of other LMs and a mapping (K, method, LMs, seed) measured
+    twice."""
+    from lmm_envs.files import atomic_path
+
+    parts = []
+    for run in runs:
+        path = run / "report.json"
+        if not path.is_file() or not json.loads(path.read_text()).get("finished"):
+            raise LMMError(f"no finished report.json in {run}; give the --out folders of finished runs")
+        if not all((run / f"{name}.pt").is_file() for name in ("lm_v", "lm_a")):
+            raise LMMError(f"no lm_v.pt and lm_a.pt in {run}; give the --out folders of finished runs")
+        parts.append(json.loads(path.read_text()))
+    for run in runs[1:]:
+        if not _same_lms(runs[0], run):
+            raise LMMError(f"{run} holds other LMs than {runs[0]}; merge only calls that trained the same LMs")
+    first = parts[0]
+    report = {"finished": True, "merged_from": [str(r) for r in runs], "device": first["device"],
+              "size": first["size"], "lm_steps": first["lm_steps"], "lm_v": first["lm_v"], "lm_a": first["lm_a"],
+              "mappings": [], "seconds": sum(part.get("seconds", 0.0) for part in parts)}
+    seen: dict[tuple, Path] = {}
+    for run, part in zip(runs, parts, strict=True):
+        for row in part["mappings"]:
+            key = (row["paired_budget"], row["method"], row["lms"], row.get("seed", 0))
+            if key in seen:
+                raise LMMError(f"{seen[key]} and {run} both measured K={key[0]} {key[1]} ({key[2]}, seed {key[3]}); "
+                               "merge calls of different budgets, methods or seeds")
+            seen[key] = run
+            report["mappings"].append(row)
+    report["summary"] = summarise(report["mappings"])
+    out.mkdir(parents=True, exist_ok=True)
+    with atomic_path(out / "report.json") as tmp:
+        tmp.write_text(json.dumps(report, indent=1))
+    plot_retrieval(report, out / "retrieval.png")
+    return report
+
+
 def plot_retrieval(report: dict, path: str | Path, h_report: dict | None = None) -> None:
     """Retrieval against K: one line per method and kind of LMs (the pools, or the pairs-only reference), with
     chance; given ``python -m agents.hear``'s report, also retrieval through h (chord sequences, mean and 95%
@@ -223,11 +283,22 @@ def main(argv: list[str] | None = None) -> int:
                          f"(1 to {SCORE_POSITION + 1})")
     ap.add_argument("--plot-only", action="store_true",
                     help="only redraw <out>/retrieval.png from <out>/report.json (with --h-report)")
+    ap.add_argument("--merge", nargs="+", type=Path, metavar="RUN",
+                    help="only merge the reports of finished calls that trained the same LMs into --out")
     ap.add_argument("--h-report", type=Path, help="python -m agents.hear's report.json, added to the plot")
     ap.add_argument("--quiet", action="store_true")
     args = ap.parse_args(argv)
     if args.plot_only:
         return _replot(Path(args.out), args.h_report)
+    if args.merge:
+        try:
+            report = merge(args.merge, Path(args.out))
+        except LMMError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+        _print_summary(report)
+        print(f"wrote {Path(args.out) / 'report.json'} and retrieval.png from {len(args.merge)} runs")
+        return 0
     if args.lm_steps < 1 or args.stop_after_steps < 0:
         print("error: --lm-steps must be at least 1 and --stop-after-steps not negative", file=sys.stderr)
         return 2
@@ -260,13 +331,18 @@ def main(argv: list[str] | None = None) -> int:
               + (f"(as sequences {m['sequence_accuracy']:.3f}) " if "sequence_accuracy" in m else "")
               + (f"(val {m['val_accuracy']:.3f}) " if "val_accuracy" in m else "")
               + f"(chance {m['chance']:.3f}, {m['queries']} queries)")
+    _print_summary(report)
+    print(f"wrote {args.out} in {report['seconds']:.0f} s on {report['device']}")
+    return 0
+
+
+def _print_summary(report: dict) -> None:
+    """The mean and 95% interval over seeds of each mapping fitted with several."""
     for m in report["summary"]:
         if len(m["seeds"]) > 1:
             r = m["accuracy"]
             print(f"K={m['paired_budget']:<4} {m['method']:<15} LMs from {m['lms']:<14} over seeds "
                   f"{', '.join(map(str, m['seeds']))}: retrieval {r['mean']:.3f} [{r['low']:.3f}, {r['high']:.3f}]")
-    print(f"wrote {args.out} in {report['seconds']:.0f} s on {report['device']}")
-    return 0
 
 
 def _replot(out: Path, h_report: Path | None) -> int:

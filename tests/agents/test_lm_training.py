@@ -1,4 +1,5 @@
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -88,6 +89,36 @@ def test_pretrain_stopped_early_exits_3_and_the_same_command_finishes(tmp_path, 
     assert (tmp_path / "retrieval.png").stat().st_size > 1000
     (tmp_path / "retrieval.png").unlink()
     assert main(["--out", str(tmp_path), "--plot-only"]) == 0 and (tmp_path / "retrieval.png").exists()
+    # a second call with the same LMs and another seed, merged with the first into one table
+    other = tmp_path / "seed2"
+    shutil.copytree(tmp_path / "checkpoints", other / "checkpoints")
+    assert main([*argv, "--audio-pool", "4", "--score-pool", "6", "--seeds", "2", "--out", str(other)]) == 0
+    merged = tmp_path / "merged"
+    assert main(["--merge", str(tmp_path), str(other), "--out", str(merged)]) == 0
+    assert "over seeds 0, 1, 2: retrieval" in capsys.readouterr().out
+    (summary,) = json.loads((merged / "report.json").read_text())["summary"]
+    assert summary["seeds"] == [0, 1, 2] and (merged / "retrieval.png").exists()
+    assert main(["--merge", str(tmp_path), str(tmp_path), "--out", str(tmp_path / "twice")]) == 2
+    assert "both measured K=2 regression" in capsys.readouterr().err
+    assert not (tmp_path / "twice" / "report.json").exists()
+
+
+def test_merge_refuses_runs_of_other_lms_and_unfinished_runs(tmp_path, capsys):
+    from agents.lm.model import SIZES, FrameLM, LMConfig
+
+    for name, seed in (("a", 0), ("b", 1)):
+        run = tmp_path / name
+        run.mkdir()
+        (run / "report.json").write_text(json.dumps({"finished": True, "mappings": []}))
+        torch.manual_seed(seed)
+        for lm in ("lm_v", "lm_a"):
+            FrameLM(LMConfig(input_dim=4, **SIZES["tiny"])).save(run / f"{lm}.pt")
+    assert main(["--merge", str(tmp_path / "a"), str(tmp_path / "b"), "--out", str(tmp_path / "m")]) == 2
+    assert "holds other LMs" in capsys.readouterr().err
+    (tmp_path / "b" / "report.json").write_text(json.dumps({"finished": False}))
+    assert main(["--merge", str(tmp_path / "a"), str(tmp_path / "b"), "--out", str(tmp_path / "m")]) == 2
+    assert "no finished report.json" in capsys.readouterr().err
+    assert not (tmp_path / "m").exists()
 
 
 def test_pretrain_refuses_a_negative_stop_and_a_plot_without_a_report(tmp_path, capsys):
