@@ -196,8 +196,8 @@ class LMMExtractor(PretrainedParts, BaseFeaturesExtractor):
 
     ``readout="pooled"`` (the default) pools each audio context into one mapped state and the score window into
     two (here and ahead). ``readout="match"`` (ScoreFollowing, Accompaniment) keeps where things are: each of the
-    last ``frames`` audio frames' mapped state (LM^A's mean over the mapping's ``audio_pool`` frames up to it, as it
-    was fitted) is compared by cosine with LM^V's state at every score column (its mean over the mapping's
+    last ``frames`` audio frames' mapped state (LM^A's mean over the mapping's ``audio_pool`` frames up to it, of
+    the mapping's ``audio_layer``, as it was fitted) is compared by cosine with LM^V's state at every score column (its mean over the mapping's
     ``score_pool`` columns up to it), plus a
     learned correction gated from 0, and an MLP reads the ``(frames, columns)`` map: ``match``'s comparison, with
     both sides in the language models' space and the few-pair mapping between them.
@@ -232,6 +232,7 @@ class LMMExtractor(PretrainedParts, BaseFeaturesExtractor):
         self.register_buffer("map_bias", mapping.bias)
         self.register_buffer("map_center", mapping.center)
         self.audio_pool, self.score_pool = mapping.audio_pool, mapping.score_pool  # as the mapping was fitted
+        self.audio_layer, self.score_layer = mapping.audio_layer, mapping.score_layer
         self.map_residual_keys = tuple(mapping.residual) if mapping.residual else ()
         for key in self.map_residual_keys:  # contrastive_mlp's residual MLP
             self.register_buffer(f"map_{key}", mapping.residual[key])
@@ -268,9 +269,10 @@ class LMMExtractor(PretrainedParts, BaseFeaturesExtractor):
         ``(B, columns, d_V)``."""
         with torch.no_grad():
             frames = audio[:, 0].transpose(1, 2)[:, -AUDIO_CONTEXT:]  # (B, W, bins)
-            heard = _trailing_mean(self.lm_a.hidden(frames), self.audio_pool)[:, -self.frames:]
+            heard = _trailing_mean(self.lm_a.hidden(frames, self.audio_layer), self.audio_pool)[:, -self.frames:]
             mapped = self._mapped(heard)  # (B, frames, d_V)
-            read = _trailing_mean(self.lm_v.hidden(self._onsets(score)) - self.map_center, self.score_pool)
+            read = _trailing_mean(self.lm_v.hidden(self._onsets(score), self.score_layer) - self.map_center,
+                                  self.score_pool)
         return mapped, read
 
     def _compare(self, mapped: torch.Tensor, read: torch.Tensor) -> torch.Tensor:
@@ -295,12 +297,12 @@ class LMMExtractor(PretrainedParts, BaseFeaturesExtractor):
         out = []
         for c in range(chunks):
             seq = frames[:, c * AUDIO_CONTEXT:(c + 1) * AUDIO_CONTEXT]
-            state = self.lm_a.hidden(seq)[:, -self.audio_pool:].mean(1)
+            state = self.lm_a.hidden(seq, self.audio_layer)[:, -self.audio_pool:].mean(1)
             out.append(self._mapped(state))
         return torch.cat(out, dim=1)
 
     def _score(self, x: torch.Tensor) -> torch.Tensor:
-        hidden = self.lm_v.hidden(self._onsets(x)) - self.map_center
+        hidden = self.lm_v.hidden(self._onsets(x), self.score_layer) - self.map_center
         here = hidden[:, max(SCORE_POSITION + 1 - self.score_pool, 0):SCORE_POSITION + 1].mean(1)
         return torch.cat([here, hidden[:, SCORE_POSITION + 1:].mean(1)], dim=1)
 

@@ -2,7 +2,8 @@
 
     python -m agents.pretrain --out runs/lm [--size tiny|small|base|large] [--lm-steps 1500] [--paired-budget 8 64]
                               [--method regression predictive contrastive contrastive_mlp] [--pairs-only] [--device auto]
-                              [--seeds 0 1 2] [--audio-pool 5] [--score-pool 5] [--stop-after-steps N] [--quiet]
+                              [--seeds 0 1 2] [--audio-pool 5] [--score-pool 5] [--audio-layer L] [--score-layer L]
+                              [--stop-after-steps N] [--quiet]
     python -m agents.pretrain --out runs/lm --plot-only [--h-report runs/h/report.json]
     python -m agents.pretrain --merge runs/lm_k8 runs/lm_k64 --out runs/lm_all   # calls of the same LMs, one table
 
@@ -41,9 +42,11 @@ from pathlib import Path
 from agents.lm.audio import train_audio_lm
 from agents.lm.data import AUDIO_CONTEXT, SCORE_POSITION
 from agents.lm.mapping import (
+    AUDIO_LAYER,
     METHODS,
     POOL_AUDIO,
     POOL_SCORE,
+    SCORE_LAYER,
     check_pools,
     fit_mapping,
     held_out_ids,
@@ -51,7 +54,7 @@ from agents.lm.mapping import (
     retrieval_accuracy,
     validation_ids,
 )
-from agents.lm.model import SIZES, FrameLM, resolve_device
+from agents.lm.model import SIZES, FrameLM, check_layer, resolve_device
 from agents.lm.probe import PROBE_PIECES, pitch_probe
 from agents.lm.symbolic import train_symbolic_lm
 from agents.lm.training import LMRun
@@ -91,17 +94,19 @@ def summarise(mappings: list[dict]) -> list[dict]:
             for (k, method, lms), rows in groups.items()]
 
 
-def _fit_rows(lm_a: FrameLM, lm_v: FrameLM, k: int, methods: tuple[str, ...], seeds: tuple[int, ...], pools: dict,
-              lms: str, save_to: Path | None = None) -> list[dict]:
-    """Fit each method once per seed at budget ``k`` and measure it: the report's rows (``lms`` names the LMs).
-    With ``save_to``, each mapping is saved there, the first seed's under the name the ``lmm`` features read."""
+def _fit_rows(lm_a: FrameLM, lm_v: FrameLM, k: int, methods: tuple[str, ...], seeds: tuple[int, ...],
+              settings: dict, lms: str, save_to: Path | None = None) -> list[dict]:
+    """Fit each method once per seed at budget ``k`` with ``settings`` (pooling spans and layers) and measure it:
+    the report's rows (``lms`` names the LMs). With ``save_to``, each mapping is saved there, the first seed's under
+    the name the ``lmm`` features read."""
     rows = []
     for method in methods:
         for seed in seeds:
-            mapping = fit_mapping(lm_a, lm_v, k, method, seed=seed, **pools)
+            mapping = fit_mapping(lm_a, lm_v, k, method, seed=seed, **settings)
             if save_to is not None:
                 mapping.save(save_to / mapping_name(method, k, seed if seed != seeds[0] else None))
-            rows.append({"paired_budget": k, "method": method, "lms": lms, "seed": seed, **pools,
+            used = {key: getattr(mapping, key) for key in settings}  # predictive keeps LM^V's output
+            rows.append({"paired_budget": k, "method": method, "lms": lms, "seed": seed, **used,
                          **_retrievals(lm_a, lm_v, mapping)})
     return rows
 
@@ -110,15 +115,19 @@ def pretrain(out: str | Path, size: str = "small", lm_steps: int = 1500, budgets
              methods: tuple[str, ...] = METHODS, device: str = "auto", pool_limit: int | None = None,
              progress: bool = True, pairs_only: bool = False, stop_after: int | None = None,
              probe: bool = True, audio_pool: int = POOL_AUDIO, score_pool: int = POOL_SCORE,
+             audio_layer: int | None = AUDIO_LAYER, score_layer: int | None = SCORE_LAYER,
              seeds: tuple[int, ...] = (0,)) -> dict:
     """Train and save everything into ``out``; returns the report (also written to ``out/report.json``). When
     ``stop_after`` leaves an LM unfinished, returns ``{"finished": False, ...}`` with the checkpoints saved and
-    nothing else written. ``audio_pool`` / ``score_pool``: the frames each mapping averages a moment's states over
-    (:func:`~agents.lm.mapping.fit_mapping`). Each mapping is fitted once per seed of ``seeds`` (which pairs of
+    nothing else written. ``audio_pool`` / ``score_pool``: the frames each mapping averages a moment's states over,
+    ``audio_layer`` / ``score_layer`` the blocks whose states it maps (:func:`~agents.lm.mapping.fit_mapping`). Each mapping is fitted once per seed of ``seeds`` (which pairs of
     frames it draws, and the MLP's start); the first seed's is saved as ``mapping_<method>_K<k>.pt``, the one the
     ``lmm`` features read, the others as ``mapping_<method>_K<k>_s<seed>.pt``. The pairs-only LMs are checkpointed
     as ``checkpoints/pairs_only_K<k>_lm_v.pt`` / ``_lm_a.pt``, so a second call reuses them."""
     check_pools(audio_pool, score_pool)  # before hours of LM training, not at the first mapping
+    if size in SIZES:
+        check_layer(audio_layer, SIZES[size]["n_layers"], "audio_layer")
+        check_layer(score_layer, SIZES[size]["n_layers"], "score_layer")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     device = resolve_device(device)
@@ -140,9 +149,10 @@ def pretrain(out: str | Path, size: str = "small", lm_steps: int = 1500, budgets
               "lm_v": _summary(lm_v, v_seconds), "lm_a": _summary(lm_a, a_seconds), "mappings": []}
     if probe:
         report["lm_a"]["pitch_probe"] = pitch_probe(lm_a.model, corpus.paired_ids(PROBE_PIECES), held_out_ids())
-    pools = {"audio_pool": audio_pool, "score_pool": score_pool}
+    settings = {"audio_pool": audio_pool, "score_pool": score_pool, "audio_layer": audio_layer,
+                "score_layer": score_layer}
     for k in budgets:
-        report["mappings"] += _fit_rows(lm_a.model, lm_v.model, k, methods, seeds, pools, "unpaired pools", out)
+        report["mappings"] += _fit_rows(lm_a.model, lm_v.model, k, methods, seeds, settings, "unpaired pools", out)
         if pairs_only:
             ids = corpus.paired_ids(k)
             ref_v = train_symbolic_lm(size, lm_steps, None, device, progress=progress, ids=ids,
@@ -150,7 +160,7 @@ def pretrain(out: str | Path, size: str = "small", lm_steps: int = 1500, budgets
             ref_a = train_audio_lm(size, lm_steps, None, device, progress=progress, ids=ids,
                                    checkpoint=checkpoints / f"pairs_only_K{k}_lm_a.pt").model
             ref_methods = tuple(m for m in methods if m in PAIRS_ONLY_METHODS)
-            report["mappings"] += _fit_rows(ref_a, ref_v, k, ref_methods, seeds, pools, "pairs only")
+            report["mappings"] += _fit_rows(ref_a, ref_v, k, ref_methods, seeds, settings, "pairs only")
     report["summary"] = summarise(report["mappings"])
     report["seconds"] = time.perf_counter() - start
     (out / "report.json").write_text(json.dumps(report, indent=1))
@@ -260,6 +270,20 @@ def plot_retrieval(report: dict, path: str | Path, h_report: dict | None = None)
     plt.close(fig)
 
 
+def _layer(text: str) -> int | None:
+    """``--audio-layer`` / ``--score-layer``: a block number, or ``output``."""
+    if text == "output":
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"a block number or 'output', got {text!r}") from None
+
+
+def _layer_name(layer: int | None) -> str:
+    return "output" if layer is None else str(layer)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m agents.pretrain", description=__doc__.splitlines()[0])
     ap.add_argument("--out", default="runs/lm")
@@ -281,6 +305,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--score-pool", type=int, default=POOL_SCORE,
                     help=f"frames of LM^V states up to the agent's place averaged into a score moment "
                          f"(1 to {SCORE_POSITION + 1})")
+    ap.add_argument("--audio-layer", type=_layer, default=AUDIO_LAYER,
+                    help="the LM^A block whose states are mapped (0: its embedding; -1: its last block; 'output': "
+                         f"after its last block and final norm; default {_layer_name(AUDIO_LAYER)})")
+    ap.add_argument("--score-layer", type=_layer, default=SCORE_LAYER,
+                    help="the LM^V block whose states are mapped onto (the predictive mapping keeps 'output', "
+                         f"which LM^V's head reads; default {_layer_name(SCORE_LAYER)})")
     ap.add_argument("--plot-only", action="store_true",
                     help="only redraw <out>/retrieval.png from <out>/report.json (with --h-report)")
     ap.add_argument("--merge", nargs="+", type=Path, metavar="RUN",
@@ -310,7 +340,8 @@ def main(argv: list[str] | None = None) -> int:
         report = pretrain(args.out, args.size, args.lm_steps, tuple(args.paired_budget), tuple(args.method),
                           args.device, args.pool_limit or None, progress=not args.quiet, pairs_only=args.pairs_only,
                           stop_after=args.stop_after_steps or None, probe=not args.no_probe,
-                          audio_pool=args.audio_pool, score_pool=args.score_pool, seeds=tuple(args.seeds))
+                          audio_pool=args.audio_pool, score_pool=args.score_pool, audio_layer=args.audio_layer,
+                          score_layer=args.score_layer, seeds=tuple(args.seeds))
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -42,7 +42,7 @@ from agents.lm.data import (
     score_window_at,
     window_ending_at,
 )
-from agents.lm.model import FrameLM
+from agents.lm.model import FrameLM, check_layer
 from lmm_envs.music import corpus
 
 METHODS = MAPPING_METHODS
@@ -54,6 +54,11 @@ HELD_OUT = 20  # the paired pool's last pieces in budget order: in no budget's t
 POOL_AUDIO = 5
 POOL_SCORE = 5
 LEGACY_POOL_AUDIO, LEGACY_POOL_SCORE = 10, 20  # what a mapping saved without its pools was fitted with
+# The blocks whose states a mapping maps (``FrameLM.hidden``'s ``layer``; None: the LM's output), chosen on the val
+# pieces (affine contrastive, K = 8, base LMs, spans 5 / 5, three draws of moments): LM^A's last block before its
+# final norm and LM^V's first block 0.538, both LMs' outputs (before) 0.405; the README's "Which blocks to map".
+AUDIO_LAYER = -1
+SCORE_LAYER = 1
 ONSET_EVENT = 0.3  # the summed rise in key-down probability that makes a frame a chord of a heard sequence
 SCORE_EVENT = 0.5  # a score frame is a chord when it holds an onset (its frames are 0/1 per pitch)
 RESIDUAL_HIDDEN = 256  # the width of contrastive_mlp's residual MLP
@@ -76,7 +81,9 @@ class Mapping:
     one (``contrastive_mlp``; see :func:`apply_mapping`); ``center`` is the mean LM^V state of the training pairs,
     removed before comparing states (their shared component would otherwise dominate cosines). ``audio_pool`` and
     ``score_pool``: the frames over which a moment's LM^A and LM^V states are averaged (:func:`audio_states`,
-    :func:`score_states`), as the mapping was fitted; a mapping saved before they were recorded used 10 and 20."""
+    :func:`score_states`), as the mapping was fitted; a mapping saved before they were recorded used 10 and 20.
+    ``audio_layer`` / ``score_layer``: which block's states of each LM it maps (:meth:`FrameLM.hidden`; None, the
+    LM's output, for a mapping saved before they were recorded)."""
 
     weight: torch.Tensor
     bias: torch.Tensor
@@ -86,6 +93,8 @@ class Mapping:
     residual: dict[str, torch.Tensor] | None = None
     audio_pool: int = POOL_AUDIO
     score_pool: int = POOL_SCORE
+    audio_layer: int | None = None
+    score_layer: int | None = None
 
     def __call__(self, h_audio: torch.Tensor) -> torch.Tensor:
         return apply_mapping(h_audio, self.weight, self.bias, self.residual)
@@ -100,7 +109,7 @@ class Mapping:
 
         blob = {"weight": self.weight.cpu(), "bias": self.bias.cpu(), "center": self.center.cpu(),
                 "method": self.method, "paired_budget": self.paired_budget, "audio_pool": self.audio_pool,
-                "score_pool": self.score_pool}
+                "score_pool": self.score_pool, "audio_layer": self.audio_layer, "score_layer": self.score_layer}
         if self.residual:
             blob["residual"] = {k: v.detach().cpu() for k, v in self.residual.items()}
         with atomic_path(path) as tmp:
@@ -111,7 +120,7 @@ class Mapping:
         blob = torch.load(path, map_location=device, weights_only=True)
         return cls(blob["weight"], blob["bias"], blob["center"], blob["method"], int(blob["paired_budget"]),
                    blob.get("residual"), int(blob.get("audio_pool", LEGACY_POOL_AUDIO)),
-                   int(blob.get("score_pool", LEGACY_POOL_SCORE)))
+                   int(blob.get("score_pool", LEGACY_POOL_SCORE)), blob.get("audio_layer"), blob.get("score_layer"))
 
 
 def paired_pieces(paired_budget: int) -> list[dict]:
@@ -122,25 +131,28 @@ def paired_pieces(paired_budget: int) -> list[dict]:
 
 
 @torch.no_grad()
-def _states(lm: FrameLM, windows: np.ndarray) -> torch.Tensor:
-    """``lm``'s state at every frame of each window: ``(N, T, d)``."""
-    return lm.hidden(torch.from_numpy(np.ascontiguousarray(windows)).to(next(lm.parameters()).device))
+def _states(lm: FrameLM, windows: np.ndarray, layer: int | None = None) -> torch.Tensor:
+    """``lm``'s state (of block ``layer``, or its output) at every frame of each window: ``(N, T, d)``."""
+    return lm.hidden(torch.from_numpy(np.ascontiguousarray(windows)).to(next(lm.parameters()).device), layer)
 
 
 @torch.no_grad()
-def audio_states(lm_a: FrameLM, windows: np.ndarray, batch: int = 256, pool: int = POOL_AUDIO) -> torch.Tensor:
-    """LM^A's state after each audio window ``(N, 40, 75)``, its mean over the last ``pool`` frames: ``(N, d_A)``."""
+def audio_states(lm_a: FrameLM, windows: np.ndarray, batch: int = 256, pool: int = POOL_AUDIO,
+                 layer: int | None = None) -> torch.Tensor:
+    """LM^A's state (block ``layer``'s, or its output) after each audio window ``(N, 40, 75)``, its mean over the
+    last ``pool`` frames: ``(N, d_A)``."""
     _check_pool(pool, AUDIO_CONTEXT, "audio_pool")
-    out = [_states(lm_a, windows[i:i + batch])[:, -pool:].mean(1) for i in range(0, len(windows), batch)]
+    out = [_states(lm_a, windows[i:i + batch], layer)[:, -pool:].mean(1) for i in range(0, len(windows), batch)]
     return torch.cat(out)
 
 
 @torch.no_grad()
-def score_states(lm_v: FrameLM, windows: np.ndarray, batch: int = 256, pool: int = POOL_SCORE) -> torch.Tensor:
-    """LM^V's state at the agent's place in each score window ``(N, 80, 88)``, its mean over the ``pool`` frames up
-    to the place: ``(N, d_V)``."""
+def score_states(lm_v: FrameLM, windows: np.ndarray, batch: int = 256, pool: int = POOL_SCORE,
+                 layer: int | None = None) -> torch.Tensor:
+    """LM^V's state (block ``layer``'s, or its output) at the agent's place in each score window ``(N, 80, 88)``,
+    its mean over the ``pool`` frames up to the place: ``(N, d_V)``."""
     _check_pool(pool, SCORE_POSITION + 1, "score_pool")
-    out = [_states(lm_v, windows[i:i + batch, :SCORE_POSITION + 1])[:, -pool:].mean(1)
+    out = [_states(lm_v, windows[i:i + batch, :SCORE_POSITION + 1], layer)[:, -pool:].mean(1)
            for i in range(0, len(windows), batch)]
     return torch.cat(out)
 
@@ -170,22 +182,30 @@ def pair_windows(pieces: list[dict], per_piece: int, rng: np.random.Generator) -
 
 def fit_mapping(lm_a: FrameLM, lm_v: FrameLM, paired_budget: int, method: str = "regression",
                 per_piece: int = 200, steps: int | None = None, unpaired_pieces: int = 40, ridge: float = 1e-3,
-                seed: int = 0, audio_pool: int = POOL_AUDIO, score_pool: int = POOL_SCORE) -> Mapping:
+                seed: int = 0, audio_pool: int = POOL_AUDIO, score_pool: int = POOL_SCORE,
+                audio_layer: int | None = AUDIO_LAYER, score_layer: int | None = SCORE_LAYER) -> Mapping:
     """Fit a mapping from the K paired pieces (see the module docstring for the methods). ``steps`` (Adam steps of
     the methods past the regression) defaults to 300, and to 1000 for ``contrastive_mlp``; ``audio_pool`` and
-    ``score_pool`` are the frames a moment's states are averaged over on each side (kept in the mapping)."""
+    ``score_pool`` are the frames a moment's states are averaged over on each side, ``audio_layer`` and
+    ``score_layer`` the blocks whose states are mapped (None: the LM's output; ``predictive`` always maps onto
+    LM^V's output, which its next-frame head reads); all four are kept in the mapping."""
     if method not in METHODS:
         raise ValueError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
     check_pools(audio_pool, score_pool)
+    check_layer(audio_layer, lm_a.config.n_layers, "audio_layer")
+    check_layer(score_layer, lm_v.config.n_layers, "score_layer")
+    if method == "predictive":
+        score_layer = None  # LM^V's next-frame head reads its output
     rng = np.random.default_rng(seed)
     audio, score, following = pair_windows(paired_pieces(paired_budget), per_piece, rng)
-    h_a, h_v = audio_states(lm_a, audio, pool=audio_pool), score_states(lm_v, score, pool=score_pool)
+    h_a = audio_states(lm_a, audio, pool=audio_pool, layer=audio_layer)
+    h_v = score_states(lm_v, score, pool=score_pool, layer=score_layer)
     x = torch.cat([h_a, torch.ones(len(h_a), 1, device=h_a.device)], dim=1)
     gram = x.T @ x + ridge * len(x) * torch.eye(x.shape[1], device=x.device)
     solution = torch.linalg.solve(gram, x.T @ h_v)
     center = h_v.mean(0)
     mapping = Mapping(solution[:-1].clone(), solution[-1].clone(), center, method, paired_budget,
-                      audio_pool=audio_pool, score_pool=score_pool)
+                      audio_pool=audio_pool, score_pool=score_pool, audio_layer=audio_layer, score_layer=score_layer)
     if method == "regression":
         return mapping
     if method == "contrastive_mlp":
@@ -196,7 +216,7 @@ def fit_mapping(lm_a: FrameLM, lm_v: FrameLM, paired_budget: int, method: str = 
     # predictive: LM^V's head on the mapped states predicts the following score frame; unpaired moments match
     a_pool = [audio_frames(i) for i in pool_ids("unpaired_audio", unpaired_pieces)]
     v_pool = [score_frames(i) for i in pool_ids("unpaired_score", unpaired_pieces)]
-    u_a = audio_states(lm_a, random_windows(a_pool, AUDIO_CONTEXT, 2000, rng), pool=audio_pool)
+    u_a = audio_states(lm_a, random_windows(a_pool, AUDIO_CONTEXT, 2000, rng), pool=audio_pool, layer=audio_layer)
     u_v = score_states(lm_v, random_windows(v_pool, SCORE_POSITION + 1, 2000, rng), pool=score_pool)
     target_mean, target_cov = u_v.mean(0), torch.cov(u_v.T)
     weight = mapping.weight.clone().requires_grad_(True)
@@ -338,11 +358,12 @@ def retrieval_accuracy(lm_a: FrameLM, lm_v: FrameLM, mapping: Mapping, piece_ids
         audio = np.stack([window_ending_at(p["audio"], int(t), AUDIO_CONTEXT) for t in times])
         score = np.stack([score_window_at(p["score"], int(p["position"][t])) for t in times])
         if compare == "pooled":
-            hits += _hits(mapping(audio_states(lm_a, audio, pool=mapping.audio_pool)) - mapping.center,
-                          score_states(lm_v, score, pool=mapping.score_pool) - mapping.center)
+            heard = audio_states(lm_a, audio, pool=mapping.audio_pool, layer=mapping.audio_layer)
+            read = score_states(lm_v, score, pool=mapping.score_pool, layer=mapping.score_layer)
+            hits += _hits(mapping(heard) - mapping.center, read - mapping.center)
         else:
-            heard = (mapping(_states(lm_a, audio)) - mapping.center).cpu().numpy()
-            read = (_states(lm_v, score[:, :SCORE_POSITION + 1]) - mapping.center).cpu().numpy()
+            heard = (mapping(_states(lm_a, audio, mapping.audio_layer)) - mapping.center).cpu().numpy()
+            read = (_states(lm_v, score[:, :SCORE_POSITION + 1], mapping.score_layer) - mapping.center).cpu().numpy()
             hits += _sequence_hits(list(heard), list(read))
         total += len(times)
     return {"accuracy": hits / total, "chance": 1.0 / candidates, "queries": total}
@@ -477,19 +498,20 @@ def performed_onsets(score: np.ndarray, position: np.ndarray) -> np.ndarray:
 
 @torch.no_grad()
 def transcription_retrieval(lm_v: FrameLM, spans: tuple[int, ...] = (5, 10, 20), piece_ids: list[str] | None = None,
-                            candidates: int = 16, seed: int = 0) -> dict[int, float]:
+                            candidates: int = 16, seed: int = 0, layer: int | None = None) -> dict[int, float]:
     """The retrieval task (same pieces and moments) between LM^V reading a perfect transcription of the performance
     (:func:`performed_onsets`, in performance time, up to the audio moment) and LM^V reading the score (up to the
-    agent's place), each state averaged over the last ``span`` frames: per span, what a mapping onto LM^V's pooled
-    states could reach if it heard every note, with the performer's timing left in."""
+    agent's place), each state (of block ``layer``, or LM^V's output) averaged over the last ``span`` frames: per
+    span, what a mapping onto LM^V's pooled states could reach if it heard every note, with the performer's timing
+    left in."""
     rng = np.random.default_rng(seed)
     hits, total = dict.fromkeys(spans, 0.0), 0
     for pid in piece_ids or held_out_ids():
         p, times = _moments(pid, rng, candidates)
         played = performed_onsets(p["score"], p["position"])
         read = _states(lm_v, np.stack([score_window_at(p["score"], int(p["position"][t]))[:SCORE_POSITION + 1]
-                                       for t in times]))
-        heard = _states(lm_v, np.stack([score_window_at(played, int(t))[:SCORE_POSITION + 1] for t in times]))
+                                       for t in times]), layer)
+        heard = _states(lm_v, np.stack([score_window_at(played, int(t))[:SCORE_POSITION + 1] for t in times]), layer)
         for span in spans:
             keys = read[:, -span:].mean(1)
             center = keys.mean(0)

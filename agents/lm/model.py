@@ -49,13 +49,21 @@ class FrameLM(nn.Module):
         self.head = nn.Linear(config.d_model, config.input_dim)
         nn.init.normal_(self.position, std=0.02)
 
-    def hidden(self, x: torch.Tensor) -> torch.Tensor:
+    def hidden(self, x: torch.Tensor, layer: int | None = None) -> torch.Tensor:
+        """The states of every frame: the LM's output (after the final norm, what its head reads) when ``layer`` is
+        None, else the output of block ``layer`` (1 to ``n_layers``, or counted from the last: -1 is the last
+        block's output before the final norm; 0: the input embedding), computing no block past it."""
         t = x.shape[1]
         if t > self.config.max_len:
             raise ValueError(f"sequence of {t} frames is longer than the model's {self.config.max_len}")
         mask = torch.triu(torch.full((t, t), float("-inf"), device=x.device), diagonal=1)
         h = self.embed(x) + self.position[:t]
-        return self.norm(self.encoder(h, mask=mask, is_causal=True))
+        if layer is None:
+            return self.norm(self.encoder(h, mask=mask, is_causal=True))
+        check_layer(layer, self.config.n_layers)
+        for block in self.encoder.layers[:layer if layer >= 0 else self.config.n_layers + 1 + layer]:
+            h = block(h, src_mask=mask, is_causal=True)
+        return h
 
     def predict(self, hidden: torch.Tensor) -> torch.Tensor:
         """The next frame from hidden states: logits (bce) or values (mse)."""
@@ -82,6 +90,15 @@ class FrameLM(nn.Module):
         model = cls(LMConfig(**blob["config"]))
         model.load_state_dict(blob["state_dict"])
         return model.to(device).eval()
+
+
+def check_layer(layer: int | None, n_layers: int, name: str = "layer") -> None:
+    """Refuse a layer the LM does not have (``ValueError``): None (the output), 0 to ``n_layers``, or a block counted
+    from the last (-1 to ``-n_layers``)."""
+    if layer is not None and (isinstance(layer, bool) or not isinstance(layer, int)
+                              or not -n_layers <= layer <= n_layers):
+        raise ValueError(f"{name} must be None (the LM's output), a block from 0 to {n_layers} or one counted from the "
+                         f"last (-1 to -{n_layers}), got {layer!r}")
 
 
 def resolve_device(device: str = "auto") -> str:

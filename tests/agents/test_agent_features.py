@@ -109,9 +109,10 @@ def test_lmm_match_readout_compares_the_states_the_mapping_was_fitted_on(lm_dir)
         LMMExtractor(gym.make("lmm/PlayByEar-v0").observation_space, **common, readout="match")
 
 
-def test_lmm_features_pool_states_over_the_frames_their_mapping_was_fitted_on(lm_dir, tmp_path):
-    """A mapping fitted with other pooling spans is read with them: both readouts average LM^A's states over the
-    mapping's ``audio_pool`` frames and LM^V's over its ``score_pool`` frames up to the agent's place."""
+def test_lmm_features_read_the_frames_and_layers_their_mapping_was_fitted_on(lm_dir, tmp_path):
+    """A mapping fitted with other pooling spans and layers is read with them: both readouts average LM^A's states
+    (of the mapping's ``audio_layer``) over its ``audio_pool`` frames and LM^V's (of its ``score_layer``) over its
+    ``score_pool`` frames up to the agent's place."""
     import shutil
 
     from agents.lm.mapping import fit_mapping
@@ -119,21 +120,22 @@ def test_lmm_features_pool_states_over_the_frames_their_mapping_was_fitted_on(lm
     for name in ("lm_a.pt", "lm_v.pt"):
         shutil.copy(lm_dir / name, tmp_path / name)
     lm_a, lm_v = FrameLM.load(lm_dir / "lm_a.pt"), FrameLM.load(lm_dir / "lm_v.pt")
-    mapping = fit_mapping(lm_a, lm_v, paired_budget=2, per_piece=20, audio_pool=3, score_pool=5)
+    mapping = fit_mapping(lm_a, lm_v, paired_budget=2, per_piece=20, audio_pool=3, score_pool=5, audio_layer=0,
+                          score_layer=1)
     mapping.save(tmp_path / "mapping_regression_K2.pt")
     env = gym.make("lmm/ScoreFollowing-v0", pieces=PIECES)
     common = {"lm_dir": str(tmp_path), "paired_budget": 2}
     pooled = LMMExtractor(env.observation_space, **common)
     matcher = LMMExtractor(env.observation_space, **common, readout="match", frames=4)
-    assert (pooled.audio_pool, pooled.score_pool) == (3, 5)
+    assert (pooled.audio_pool, pooled.score_pool, pooled.audio_layer, pooled.score_layer) == (3, 5, 0, 1)
     obs, _ = env.reset(seed=0)
     for _ in range(60):
         obs, *_ = env.step(1)
     audio, score = (torch.as_tensor(obs[k][None]).float() / 255.0 for k in ("audio", "score"))
     with torch.no_grad():
         frames = audio[:, 0].transpose(1, 2)[:, -AUDIO_CONTEXT:]
-        heard = mapping(lm_a.hidden(frames)[:, -3:].mean(1)) - mapping.center
-        states = lm_v.hidden(LMMExtractor._onsets(score)) - mapping.center
+        heard = mapping(lm_a.hidden(frames, 0)[:, -3:].mean(1)) - mapping.center
+        states = lm_v.hidden(LMMExtractor._onsets(score), 1) - mapping.center
         here = states[:, SCORE_POSITION - 4:SCORE_POSITION + 1].mean(1)
         assert torch.allclose(pooled._audio(audio)[:, :heard.shape[1]], heard, atol=1e-5)
         assert torch.allclose(pooled._score(score)[:, :here.shape[1]], here, atol=1e-5)

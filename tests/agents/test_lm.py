@@ -115,7 +115,7 @@ def test_a_mapping_keeps_the_pooling_spans_it_was_fitted_with(tiny_lms, tmp_path
     default = fit_mapping(lm_a, lm_v, paired_budget=2, per_piece=20)
     assert (short.audio_pool, short.score_pool) == (3, 7)
     assert (default.audio_pool, default.score_pool) == (lm_mapping.POOL_AUDIO, lm_mapping.POOL_SCORE)
-    assert torch.allclose(short.center, lm_mapping.score_states(lm_v, score, pool=7).mean(0))
+    assert torch.allclose(short.center, lm_mapping.score_states(lm_v, score, pool=7, layer=lm_mapping.SCORE_LAYER).mean(0))
     assert not torch.allclose(short.center, default.center)
     short.save(tmp_path / "short.pt")
     loaded = Mapping.load(tmp_path / "short.pt")
@@ -128,9 +128,9 @@ def test_a_mapping_keeps_the_pooling_spans_it_was_fitted_with(tiny_lms, tmp_path
     pools = []
     original = lm_mapping.score_states
 
-    def spy(lm, windows, batch=256, pool=lm_mapping.POOL_SCORE):
+    def spy(lm, windows, batch=256, pool=lm_mapping.POOL_SCORE, **kwargs):
         pools.append(pool)
-        return original(lm, windows, batch, pool)
+        return original(lm, windows, batch, pool, **kwargs)
 
     monkeypatch.setattr(lm_mapping, "score_states", spy)
     retrieval_accuracy(lm_a, lm_v, loaded, piece_ids=lm_mapping.held_out_ids()[:1], candidates=4)
@@ -138,6 +138,62 @@ def test_a_mapping_keeps_the_pooling_spans_it_was_fitted_with(tiny_lms, tmp_path
     for bad in ({"audio_pool": 0}, {"audio_pool": 41}, {"score_pool": 22}):
         with pytest.raises(ValueError, match="pool must be"):
             fit_mapping(lm_a, lm_v, paired_budget=2, per_piece=20, **bad)
+
+
+def test_an_lm_gives_the_states_of_any_of_its_blocks(tiny_lms):
+    """``hidden(x, layer)``: 0 the embedding, k the output of block k (the last block's, normed, is the LM's output),
+    -1 the last block's, and a block the LM does not have is refused."""
+    lm_v = tiny_lms[0]
+    x = (torch.rand(3, 12, lm_v.config.input_dim, generator=torch.Generator().manual_seed(0)) < 0.2).float()
+    with torch.no_grad():
+        assert torch.equal(lm_v.hidden(x, 0), lm_v.embed(x) + lm_v.position[:12])
+        last = lm_v.hidden(x, lm_v.config.n_layers)
+        assert torch.allclose(lm_v.norm(last), lm_v.hidden(x), atol=1e-5)
+        assert not torch.allclose(last, lm_v.hidden(x, 0))
+        assert torch.equal(lm_v.hidden(x, -1), last)  # counted from the last block
+    for bad in (-lm_v.config.n_layers - 1, lm_v.config.n_layers + 1, True):
+        with pytest.raises(ValueError, match="layer must be None"):
+            lm_v.hidden(x, bad)
+
+
+def test_a_mapping_keeps_the_layers_it_maps(tiny_lms, tmp_path, monkeypatch):
+    """The blocks whose states are mapped are part of a mapping: fitted on them, saved with it, read back (a file
+    from before they were saved loads as the LMs' outputs), used by retrieval; predictive keeps LM^V's output, which
+    its head reads, and a block the LM does not have is refused."""
+    lm_v, _, lm_a, _ = tiny_lms
+    audio, score, _ = lm_mapping.pair_windows(lm_mapping.paired_pieces(2), 20, np.random.default_rng(0))
+    inner = fit_mapping(lm_a, lm_v, paired_budget=2, per_piece=20, audio_layer=0, score_layer=1)
+    output = fit_mapping(lm_a, lm_v, paired_budget=2, per_piece=20, audio_layer=None, score_layer=None)
+    assert (inner.audio_layer, inner.score_layer) == (0, 1) and (output.audio_layer, output.score_layer) == (None, None)
+    assert torch.allclose(inner.center, lm_mapping.score_states(lm_v, score, layer=1).mean(0))
+    assert torch.allclose(output.center, lm_mapping.score_states(lm_v, score).mean(0))
+    assert not torch.allclose(inner.center, output.center)
+    inner.save(tmp_path / "inner.pt")
+    loaded = Mapping.load(tmp_path / "inner.pt")
+    assert (loaded.audio_layer, loaded.score_layer) == (0, 1) and torch.equal(loaded.weight, inner.weight)
+    blob = torch.load(tmp_path / "inner.pt", weights_only=True)
+    del blob["audio_layer"], blob["score_layer"]
+    torch.save(blob, tmp_path / "old.pt")
+    old = Mapping.load(tmp_path / "old.pt")
+    assert (old.audio_layer, old.score_layer) == (None, None)
+
+    layers = []
+    for name in ("audio_states", "score_states"):
+        original = getattr(lm_mapping, name)
+
+        def spy(lm, windows, *args, _original=original, _name=name, **kwargs):
+            layers.append((_name, kwargs.get("layer")))
+            return _original(lm, windows, *args, **kwargs)
+
+        monkeypatch.setattr(lm_mapping, name, spy)
+    retrieval_accuracy(lm_a, lm_v, loaded, piece_ids=lm_mapping.held_out_ids()[:1], candidates=4)
+    assert layers == [("audio_states", 0), ("score_states", 1)]
+    monkeypatch.undo()
+    predictive = fit_mapping(lm_a, lm_v, paired_budget=2, method="predictive", per_piece=20, steps=2,
+                             unpaired_pieces=2, score_layer=1)
+    assert predictive.score_layer is None
+    with pytest.raises(ValueError, match="score_layer must be None"):
+        fit_mapping(lm_a, lm_v, paired_budget=2, per_piece=20, score_layer=lm_v.config.n_layers + 1)
 
 
 def test_lm_reward_wrapper_scores_the_agents_own_audio(tiny_lms):
@@ -251,3 +307,8 @@ def test_a_perfect_transcription_places_each_onset_where_the_performance_reaches
     result = lm_mapping.transcription_retrieval(lm_v, spans=(5, 20), piece_ids=lm_mapping.held_out_ids()[:2],
                                                 candidates=8)
     assert set(result) == {5, 20} and all(0.0 <= v <= 1.0 for v in result.values())
+    first = lm_mapping.transcription_retrieval(lm_v, spans=(5,), piece_ids=lm_mapping.held_out_ids()[:1],
+                                               candidates=8, layer=1)
+    assert 0.0 <= first[5] <= 1.0
+    with pytest.raises(ValueError, match="layer must be None"):
+        lm_mapping.transcription_retrieval(lm_v, piece_ids=lm_mapping.held_out_ids()[:1], layer=5)

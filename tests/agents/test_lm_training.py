@@ -69,7 +69,8 @@ def test_pretrain_stopped_early_exits_3_and_the_same_command_finishes(tmp_path, 
     assert main([*argv, "--stop-after-steps", "4"]) == UNFINISHED
     assert "run the same command to resume" in capsys.readouterr().out
     assert not (tmp_path / "report.json").exists() and (tmp_path / "checkpoints" / "lm_a.pt").exists()
-    assert main([*argv, "--audio-pool", "4", "--score-pool", "6", "--seeds", "0", "1"]) == 0
+    assert main([*argv, "--audio-pool", "4", "--score-pool", "6", "--seeds", "0", "1", "--audio-layer", "output",
+                 "--score-layer", "0"]) == 0
     out = capsys.readouterr().out
     assert "held-out next-frame loss" in out and "over seeds 0, 1: retrieval" in out
     assert (tmp_path / "report.json").exists() and (tmp_path / "lm_v.pt").exists()
@@ -77,9 +78,11 @@ def test_pretrain_stopped_early_exits_3_and_the_same_command_finishes(tmp_path, 
 
     saved = Mapping.load(tmp_path / "mapping_regression_K2.pt")  # the first seed's, which the lmm features read
     other = Mapping.load(tmp_path / "mapping_regression_K2_s1.pt")
-    assert (saved.audio_pool, saved.score_pool) == (4, 6) and not torch.equal(saved.weight, other.weight)
+    assert (saved.audio_pool, saved.score_pool, saved.audio_layer, saved.score_layer) == (4, 6, None, 0)
+    assert not torch.equal(saved.weight, other.weight)
     report = json.loads((tmp_path / "report.json").read_text())
-    assert [(m["seed"], m["audio_pool"], m["score_pool"]) for m in report["mappings"]] == [(0, 4, 6), (1, 4, 6)]
+    rows = [(m["seed"], m["audio_pool"], m["score_pool"], m["audio_layer"], m["score_layer"]) for m in report["mappings"]]
+    assert rows == [(0, 4, 6, None, 0), (1, 4, 6, None, 0)]
     assert all(0.0 <= m["val_accuracy"] <= 1.0 for m in report["mappings"])
     (summary,) = report["summary"]
     values = [m["accuracy"] for m in report["mappings"]]
@@ -92,7 +95,8 @@ def test_pretrain_stopped_early_exits_3_and_the_same_command_finishes(tmp_path, 
     # a second call with the same LMs and another seed, merged with the first into one table
     other = tmp_path / "seed2"
     shutil.copytree(tmp_path / "checkpoints", other / "checkpoints")
-    assert main([*argv, "--audio-pool", "4", "--score-pool", "6", "--seeds", "2", "--out", str(other)]) == 0
+    assert main([*argv, "--audio-pool", "4", "--score-pool", "6", "--seeds", "2", "--audio-layer", "output",
+                 "--score-layer", "0", "--out", str(other)]) == 0
     merged = tmp_path / "merged"
     assert main(["--merge", str(tmp_path), str(other), "--out", str(merged)]) == 0
     assert "over seeds 0, 1, 2: retrieval" in capsys.readouterr().out
@@ -129,4 +133,9 @@ def test_pretrain_refuses_a_negative_stop_and_a_plot_without_a_report(tmp_path, 
     for flag, value in (("--score-pool", "22"), ("--audio-pool", "0")):
         assert main(["--out", str(tmp_path), flag, value]) == 2
         assert "--score-pool 1 to 21" in capsys.readouterr().err
+    assert main(["--out", str(tmp_path), "--size", "tiny", "--score-layer", "2"]) == 2
+    assert "score_layer must be None (the LM's output), a block from 0 to 1" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["--out", str(tmp_path), "--audio-layer", "last"])
+    assert "a block number or 'output'" in capsys.readouterr().err
     assert not (tmp_path / "checkpoints").exists()  # refused before any training
