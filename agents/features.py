@@ -196,11 +196,11 @@ class LMMExtractor(PretrainedParts, BaseFeaturesExtractor):
 
     ``readout="pooled"`` (the default) pools each audio context into one mapped state and the score window into
     two (here and ahead). ``readout="match"`` (ScoreFollowing, Accompaniment) keeps where things are: each of the
-    last ``frames`` audio frames' mapped state (LM^A's mean over the mapping's ``audio_pool`` frames up to it, of
-    the mapping's ``audio_layer``, as it was fitted) is compared by cosine with LM^V's state at every score column (its mean over the mapping's
-    ``score_pool`` columns up to it), plus a
-    learned correction gated from 0, and an MLP reads the ``(frames, columns)`` map: ``match``'s comparison, with
-    both sides in the language models' space and the few-pair mapping between them.
+    last ``frames`` audio frames' mapped state (LM^A's mean over the mapping's ``audio_pool`` frames up to it) is
+    compared by cosine with LM^V's state at every score column (its mean over the mapping's ``score_pool`` columns
+    up to it), plus a learned correction gated from 0, and an MLP reads the ``(frames, columns)`` map: ``match``'s
+    comparison, with both sides in the language models' space and the few-pair mapping between them. Both readouts
+    take each LM's states from the block the mapping was fitted on (its ``audio_layer`` and ``score_layer``).
     """
 
     frozen = ("lm_a", "lm_v")

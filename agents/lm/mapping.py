@@ -2,7 +2,9 @@
 
 A pair is an audio frame and the score frame being played then (from the piece's alignment). Its two sides are
 ``h_A(t)``, LM^A's state after the 40 audio frames ending at ``t`` (the agent's "audio" window), and ``h_V(c)``,
-LM^V's state at the agent's place in its "score" window at score frame ``c``. Methods:
+LM^V's state at the agent's place in its "score" window at score frame ``c``: each averaged over a few frames
+(:data:`POOL_AUDIO`, :data:`POOL_SCORE`) and taken from one block of each LM (:data:`AUDIO_LAYER`, LM^A's last
+block, and :data:`SCORE_LAYER`, LM^V's first), both kept in the mapping. Methods:
 
 - ``regression``: a least-squares affine map ``h_A -> h_V`` over the paired frames (the surface alignment).
 - ``predictive``: starts from the regression and also asks (a) that LM^V's own next-frame head, applied to the
