@@ -106,6 +106,16 @@ def test_mapping_round_trips_and_retrieval_reports_chance(tiny_lms, tmp_path):
         fit_mapping(lm_a, lm_v, paired_budget=10_000)
 
 
+def _saved_and_saved_before(mapping: Mapping, folder, *fields: str) -> tuple[Mapping, Mapping]:
+    """``mapping`` saved and loaded, and the same file without ``fields`` (as saved before they were recorded)."""
+    mapping.save(folder / "mapping.pt")
+    blob = torch.load(folder / "mapping.pt", weights_only=True)
+    for field in fields:
+        del blob[field]
+    torch.save(blob, folder / "old.pt")
+    return Mapping.load(folder / "mapping.pt"), Mapping.load(folder / "old.pt")
+
+
 def test_a_mapping_keeps_the_pooling_spans_it_was_fitted_with(tiny_lms, tmp_path, monkeypatch):
     """The frames averaged into a moment are part of a mapping: fitted on them, saved with it, read back (a file
     from before they were saved loads as 10 and 20), and used by retrieval; a span outside the window is refused."""
@@ -117,13 +127,9 @@ def test_a_mapping_keeps_the_pooling_spans_it_was_fitted_with(tiny_lms, tmp_path
     assert (default.audio_pool, default.score_pool) == (lm_mapping.POOL_AUDIO, lm_mapping.POOL_SCORE)
     assert torch.allclose(short.center, lm_mapping.score_states(lm_v, score, pool=7, layer=lm_mapping.SCORE_LAYER).mean(0))
     assert not torch.allclose(short.center, default.center)
-    short.save(tmp_path / "short.pt")
-    loaded = Mapping.load(tmp_path / "short.pt")
+    loaded, old = _saved_and_saved_before(short, tmp_path, "audio_pool", "score_pool")
     assert (loaded.audio_pool, loaded.score_pool) == (3, 7) and torch.equal(loaded.weight, short.weight)
-    blob = torch.load(tmp_path / "short.pt", weights_only=True)
-    del blob["audio_pool"], blob["score_pool"]
-    torch.save(blob, tmp_path / "old.pt")
-    assert (Mapping.load(tmp_path / "old.pt").audio_pool, Mapping.load(tmp_path / "old.pt").score_pool) == (10, 20)
+    assert (old.audio_pool, old.score_pool) == (10, 20)
 
     pools = []
     original = lm_mapping.score_states
@@ -168,13 +174,8 @@ def test_a_mapping_keeps_the_layers_it_maps(tiny_lms, tmp_path, monkeypatch):
     assert torch.allclose(inner.center, lm_mapping.score_states(lm_v, score, layer=1).mean(0))
     assert torch.allclose(output.center, lm_mapping.score_states(lm_v, score).mean(0))
     assert not torch.allclose(inner.center, output.center)
-    inner.save(tmp_path / "inner.pt")
-    loaded = Mapping.load(tmp_path / "inner.pt")
+    loaded, old = _saved_and_saved_before(inner, tmp_path, "audio_layer", "score_layer")
     assert (loaded.audio_layer, loaded.score_layer) == (0, 1) and torch.equal(loaded.weight, inner.weight)
-    blob = torch.load(tmp_path / "inner.pt", weights_only=True)
-    del blob["audio_layer"], blob["score_layer"]
-    torch.save(blob, tmp_path / "old.pt")
-    old = Mapping.load(tmp_path / "old.pt")
     assert (old.audio_layer, old.score_layer) == (None, None)
 
     layers = []
