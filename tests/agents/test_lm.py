@@ -58,10 +58,16 @@ def test_mapping_reads_exactly_k_paired_pieces(tiny_lms, monkeypatch, method):
     assert mapping.paired_budget == 3 and mapping.method == method
 
 
+def _fitted_states(lm_a, lm_v, audio, score) -> tuple[torch.Tensor, torch.Tensor]:
+    """The states a mapping fitted with the default spans and blocks compares."""
+    return (lm_mapping.audio_states(lm_a, audio, layer=lm_mapping.AUDIO_LAYER),
+            lm_mapping.score_states(lm_v, score, layer=lm_mapping.SCORE_LAYER))
+
+
 def test_contrastive_training_lowers_its_in_piece_loss_below_the_least_squares_start(tiny_lms):
     lm_v, _, lm_a, _ = tiny_lms
     audio, score, _ = lm_mapping.pair_windows(lm_mapping.paired_pieces(2), 50, np.random.default_rng(0))
-    h_a, h_v = lm_mapping.audio_states(lm_a, audio), lm_mapping.score_states(lm_v, score)
+    h_a, h_v = _fitted_states(lm_a, lm_v, audio, score)
     losses = {method: float(lm_mapping.in_piece_info_nce(
         fit_mapping(lm_a, lm_v, paired_budget=2, method=method, per_piece=50), h_a, h_v, per_piece=50))
         for method in ("regression", "contrastive")}
@@ -74,7 +80,7 @@ def test_the_mlp_mapping_fits_its_pairs_closer_than_the_affine_one_and_round_tri
     maps as the fitted one does."""
     lm_v, _, lm_a, _ = tiny_lms
     audio, score, _ = lm_mapping.pair_windows(lm_mapping.paired_pieces(2), 50, np.random.default_rng(0))
-    h_a, h_v = lm_mapping.audio_states(lm_a, audio), lm_mapping.score_states(lm_v, score)
+    h_a, h_v = _fitted_states(lm_a, lm_v, audio, score)
     fitted = {method: fit_mapping(lm_a, lm_v, paired_budget=2, method=method, per_piece=50, steps=300)
               for method in ("contrastive", "contrastive_mlp")}
     losses = {method: float(lm_mapping.in_piece_info_nce(m, h_a, h_v, per_piece=50)) for method, m in fitted.items()}
