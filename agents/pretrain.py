@@ -120,8 +120,9 @@ def pretrain(out: str | Path, size: str = "small", lm_steps: int = 1500, budgets
     """Train and save everything into ``out``; returns the report (also written to ``out/report.json``). When
     ``stop_after`` leaves an LM unfinished, returns ``{"finished": False, ...}`` with the checkpoints saved and
     nothing else written. ``audio_pool`` / ``score_pool``: the frames each mapping averages a moment's states over,
-    ``audio_layer`` / ``score_layer`` the blocks whose states it maps (:func:`~agents.lm.mapping.fit_mapping`). Each mapping is fitted once per seed of ``seeds`` (which pairs of
-    frames it draws, and the MLP's start); the first seed's is saved as ``mapping_<method>_K<k>.pt``, the one the
+    ``audio_layer`` / ``score_layer`` the blocks whose states it maps (:func:`~agents.lm.mapping.fit_mapping`).
+    Each mapping is fitted once per seed of ``seeds`` (which pairs of frames it draws, and the MLP's start); the
+    first seed's is saved as ``mapping_<method>_K<k>.pt``, the one the
     ``lmm`` features read, the others as ``mapping_<method>_K<k>_s<seed>.pt``. The pairs-only LMs are checkpointed
     as ``checkpoints/pairs_only_K<k>_lm_v.pt`` / ``_lm_a.pt``, so a second call reuses them."""
     check_pools(audio_pool, score_pool)  # before hours of LM training, not at the first mapping
@@ -163,44 +164,51 @@ def pretrain(out: str | Path, size: str = "small", lm_steps: int = 1500, budgets
             report["mappings"] += _fit_rows(ref_a, ref_v, k, ref_methods, seeds, settings, "pairs only")
     report["summary"] = summarise(report["mappings"])
     report["seconds"] = time.perf_counter() - start
-    (out / "report.json").write_text(json.dumps(report, indent=1))
-    plot_retrieval(report, out / "retrieval.png")
+    _write_report(out, report)
     return report
 
 
-def _weights(run: Path, name: str) -> dict:
+def _lm_weights(run: Path) -> dict[str, dict]:
+    """A run's LM^V and LM^A weights (``state_dict``s), by name."""
     import torch
 
-    return torch.load(run / f"{name}.pt", map_location="cpu", weights_only=True)["state_dict"]
+    return {name: torch.load(run / f"{name}.pt", map_location="cpu", weights_only=True)["state_dict"]
+            for name in ("lm_v", "lm_a")}
 
 
-def _same_lms(a: Path, b: Path) -> bool:
-    """Whether two runs' LM^V and LM^A hold the same weights (their files may differ in bytes only)."""
+def _same_weights(a: dict[str, dict], b: dict[str, dict]) -> bool:
+    """Whether two runs' LMs (:func:`_lm_weights`) hold the same weights (their files may differ in bytes only)."""
     import torch
 
-    for name in ("lm_v", "lm_a"):
-        wa, wb = _weights(a, name), _weights(b, name)
-        if wa.keys() != wb.keys() or not all(torch.equal(wa[k], wb[k]) for k in wa):
-            return False
-    return True
+    return all(a[name].keys() == b[name].keys() and all(torch.equal(a[name][k], b[name][k]) for k in a[name])
+               for name in a)
+
+
+def _write_report(out: Path, report: dict) -> None:
+    """``report.json`` (written whole or not at all) and ``retrieval.png`` drawn from it."""
+    from lmm_envs.files import atomic_path
+
+    with atomic_path(out / "report.json") as tmp:
+        tmp.write_text(json.dumps(report, indent=1))
+    plot_retrieval(report, out / "retrieval.png")
 
 
 def merge(runs: list[Path], out: Path) -> dict:
     """One report (rows, summary over seeds, plot) from finished calls that trained the same LMs, such as one
     call per budget run side by side; refuses runs of other LMs and a mapping (K, method, LMs, seed) measured
     twice."""
-    from lmm_envs.files import atomic_path
-
     parts = []
     for run in runs:
         path = run / "report.json"
-        if not path.is_file() or not json.loads(path.read_text()).get("finished"):
+        part = json.loads(path.read_text()) if path.is_file() else {}
+        if not part.get("finished"):
             raise LMMError(f"no finished report.json in {run}; give the --out folders of finished runs")
         if not all((run / f"{name}.pt").is_file() for name in ("lm_v", "lm_a")):
             raise LMMError(f"no lm_v.pt and lm_a.pt in {run}; give the --out folders of finished runs")
-        parts.append(json.loads(path.read_text()))
+        parts.append(part)
+    first_lms = _lm_weights(runs[0])
     for run in runs[1:]:
-        if not _same_lms(runs[0], run):
+        if not _same_weights(first_lms, _lm_weights(run)):
             raise LMMError(f"{run} holds other LMs than {runs[0]}; merge only calls that trained the same LMs")
     first = parts[0]
     report = {"finished": True, "merged_from": [str(r) for r in runs], "device": first["device"],
@@ -217,9 +225,7 @@ def merge(runs: list[Path], out: Path) -> dict:
             report["mappings"].append(row)
     report["summary"] = summarise(report["mappings"])
     out.mkdir(parents=True, exist_ok=True)
-    with atomic_path(out / "report.json") as tmp:
-        tmp.write_text(json.dumps(report, indent=1))
-    plot_retrieval(report, out / "retrieval.png")
+    _write_report(out, report)
     return report
 
 
