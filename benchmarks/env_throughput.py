@@ -1,13 +1,16 @@
 """Steps per second of every lmm id, single and vectorized, against references measured in the same run.
 
-    python benchmarks/env_throughput.py [--steps 20000] [--num-envs 64] [--no-full-split]
+    python benchmarks/env_throughput.py [--steps 20000] [--num-envs 64] [--rounds 3] [--no-full-split]
 
 1. Single env through ``gym.make``, next to CartPole-v1's (the ratio music env / CartPole), on 8 test pieces held
    in memory; then over the **whole train split** as a training run meets it (``split="train"``: 1157 pieces x 8
    renderings, read from a warm disk cache, episodes ending and resetting onto new pieces), single env and native
-   vector env, with the split's scores first on disk, then in memory. The train split is prepared first if it is
-   not (``lmm-envs data prepare --split train --playing-targets``: a few minutes once, then a check that reads
-   every entry).
+   vector env, with the split's scores first on disk, then in memory. With the scores in memory each env's
+   whole-split and 8-piece figures are measured in turn, ``--rounds`` times on other episodes each round, and the
+   medians and the median of the rounds' ratios are printed: the two figures then meet the same load on the
+   machine, whose speed moves by tens of percent over a run. The train split is prepared first if it is not
+   (``lmm-envs data prepare --split train --playing-targets``: a few minutes once, then a check that reads every
+   entry).
 2. ``num_envs`` envs through the native vector env (``vectorization_mode="vector_entry_point"``) next to
    ``SyncVectorEnv`` over the same number of single envs: aggregate steps per second and their ratio. For
    ScoreFollowing, also the rate at which its vector env can only cut the N observation windows (64 x 163 uint8
@@ -30,17 +33,18 @@ import gymnasium as gym
 import lmm_envs  # noqa: F401
 
 
-def steps_per_second(env_id: str, steps: int, warm_up: bool = True, **kwargs) -> float:
-    """Random-action steps per second of one env (``warm_up``: a first untimed pass over the same episodes)."""
+def steps_per_second(env_id: str, steps: int, warm_up: bool = True, seed: int = 0, **kwargs) -> float:
+    """Random-action steps per second of one env (``warm_up``: a first untimed pass over the same episodes; ``seed``
+    picks the episodes and actions)."""
     env = gym.make(env_id, **kwargs)
-    env.reset(seed=0)
-    env.action_space.seed(0)
+    env.reset(seed=seed)
+    env.action_space.seed(seed)
     actions = [env.action_space.sample() for _ in range(steps)]
     for action in actions if warm_up else ():  # warm-up pass: every piece prepared and cached before timing
         _, _, terminated, truncated, _ = env.step(action)
         if terminated or truncated:
             env.reset()
-    env.reset(seed=0)
+    env.reset(seed=seed)
     start = time.perf_counter()
     for action in actions:
         _, _, terminated, truncated, _ = env.step(action)
@@ -99,6 +103,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--steps", type=int, default=20000)
     ap.add_argument("--num-envs", type=int, default=64)
+    ap.add_argument("--rounds", type=int, default=3,
+                    help="whole-split and 8-piece figures measured in turn this many times (medians printed)")
     ap.add_argument("--no-full-split", action="store_true", help="skip the whole-train-split figures")
     args = ap.parse_args()
     pieces = benchmark_pieces()
@@ -106,12 +112,11 @@ def main() -> None:
     ids = sorted(k for k in gym.registry if k.startswith("lmm/"))
     print(f"{'env':<28}{'steps/s':>12}{'x CartPole':>12}")
     print(f"{'CartPole-v1':<28}{reference:>12.0f}{1.0:>12.2f}")
-    eight = {}
     for env_id in ids:
-        eight[env_id] = sps = steps_per_second(env_id, args.steps, pieces=pieces)
+        sps = steps_per_second(env_id, args.steps, pieces=pieces)
         print(f"{env_id:<28}{sps:>12.0f}{sps / reference:>12.2f}")
     if not args.no_full_split:
-        full_split(ids, args.steps, args.num_envs, reference, eight)
+        full_split(ids, args.steps, args.num_envs, reference, pieces, args.rounds)
     n = args.num_envs
     vector_steps = max(args.steps // n, 50)
     print(f"\n{'env, ' + str(n) + ' envs':<28}{'native/s':>12}{'sync/s':>12}{'native/sync':>12}")
@@ -133,11 +138,16 @@ def main() -> None:
                   "  (terminate_on_lost=False: what the episodes that end cost)")
 
 
-def full_split(ids: list[str], steps: int, num_envs: int, reference: float, eight: dict[str, float]) -> None:
+def full_split(ids: list[str], steps: int, num_envs: int, reference: float, pieces: list[str],
+               rounds: int = 3) -> None:
     """Every env over the whole train split from a warm disk cache, as a training run meets it: single env
     (against CartPole and against its own 8-piece figure) and native vector env; first with the split's scores
     still on disk (a run's first episodes), then with them in memory (the rest of a run: a score is parsed from
-    the cache once per process, each of its renderings is read at every reset that draws it)."""
+    the cache once per process, each of its renderings is read at every reset that draws it). In memory, the
+    whole-split, 8-piece and CartPole single-env figures are measured in turn ``rounds`` times (seeds 1, 2, ...:
+    other episodes each round) and their medians and the medians of the rounds' ratios printed."""
+    from statistics import median
+
     from lmm_envs.music.corpus import piece_ids
     from lmm_envs.parallel import default_workers
     from lmm_envs.pieces import corpus_score
@@ -148,18 +158,33 @@ def full_split(ids: list[str], steps: int, num_envs: int, reference: float, eigh
                             playing_targets=True)
     print(f"\nwhole train split ({report.pieces} pieces x {report.renderings // report.pieces} renderings; "
           f"{report.built} built now), warm disk cache, no warm-up pass")
-    for label, load in (("scores on disk", False), ("scores in memory", True)):
-        if load:
-            start = time.perf_counter()
-            for pid in split:
-                corpus_score(pid)
-            print(f"\n(the split's {len(split)} scores read into memory: {time.perf_counter() - start:.2f} s)")
-        print(f"{label + ': env':<28}{'steps/s':>12}{'x CartPole':>12}{'x 8 pieces':>12}{'vector/s':>12}")
-        for env_id in ids:
-            sps = steps_per_second(env_id, steps, warm_up=False, split="train")
-            vec = vector_steps_per_second(env_id, "vector_entry_point", num_envs, max(steps // num_envs, 50),
-                                          warm_up=False, split="train")
-            print(f"{env_id:<28}{sps:>12.0f}{sps / reference:>12.2f}{sps / eight[env_id]:>12.2f}{vec:>12.0f}")
+    print(f"{'scores on disk: env':<28}{'steps/s':>12}{'x CartPole':>12}{'vector/s':>12}")
+    vector_steps = max(steps // num_envs, 50)
+    for env_id in ids:
+        sps = steps_per_second(env_id, steps, warm_up=False, split="train")
+        vec = vector_steps_per_second(env_id, "vector_entry_point", num_envs, vector_steps, warm_up=False,
+                                      split="train")
+        print(f"{env_id:<28}{sps:>12.0f}{sps / reference:>12.2f}{vec:>12.0f}")
+    start = time.perf_counter()
+    for pid in split:
+        corpus_score(pid)
+    print(f"\n(the split's {len(split)} scores read into memory: {time.perf_counter() - start:.2f} s)")
+    print(f"scores in memory, medians of {rounds} rounds (whole split, 8 pieces and CartPole measured in turn)")
+    print(f"{'env':<28}{'steps/s':>12}{'x CartPole':>12}{'8 pieces/s':>12}{'x 8 pieces':>12}{'vector/s':>12}"
+          "  rounds' x 8 pieces")
+    for env_id in ids:
+        whole, eight, cartpole = [], [], []
+        for seed in range(1, rounds + 1):
+            whole.append(steps_per_second(env_id, steps, warm_up=False, seed=seed, split="train"))
+            eight.append(steps_per_second(env_id, steps, seed=seed, pieces=pieces))
+            cartpole.append(steps_per_second("CartPole-v1", steps, seed=seed))
+        to_eight = [w / e for w, e in zip(whole, eight, strict=True)]
+        to_cartpole = [w / c for w, c in zip(whole, cartpole, strict=True)]
+        vec = vector_steps_per_second(env_id, "vector_entry_point", num_envs, vector_steps, warm_up=False,
+                                      split="train")
+        shown = ", ".join(f"{r:.2f}" for r in to_eight)
+        print(f"{env_id:<28}{median(whole):>12.0f}{median(to_cartpole):>12.2f}{median(eight):>12.0f}"
+              f"{median(to_eight):>12.2f}{vec:>12.0f}  {shown}")
 
 
 def gather_seconds(num_envs: int, steps: int, pieces: list[str]) -> float:

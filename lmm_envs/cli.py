@@ -402,7 +402,8 @@ def build_parser() -> argparse.ArgumentParser:
     dp.add_argument("--limit", type=_count(0), default=0, help="only the first N pieces (0: all)")
     dp.add_argument("--workers", type=_count(0), default=0, help="local processes (default 0: one per core)")
     dp.add_argument("--playing-targets", action="store_true",
-                    help="also the SightReading / PlayByEar targets of every rendering (about 10 ms each)")
+                    help="also what the playing envs read at a reset: the SightReading / PlayByEar targets and "
+                         "Accompaniment's soloist part of every rendering")
     add_ray_option(dp, "one Ray task per piece, written to $LMM_ENVS_CACHE (a path every node can write)")
     dp.add_argument("--quiet", action="store_true")
     dp.set_defaults(func=cmd_data_prepare)

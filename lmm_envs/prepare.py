@@ -59,14 +59,22 @@ def _prepare_one(task: dict) -> tuple[int, float]:
 
 
 def _prepare_playing_targets(piece, synth: str) -> None:
-    """The SightReading / PlayByEar targets of a rendering as those envs draw them by default (velocity off): the
-    polyphonic one, and the monophonic one for a monophonic piece (the pieces ``polyphony="mono"`` uses)."""
+    """What the playing envs read at a reset, as they draw it by default: the SightReading / PlayByEar targets
+    (velocity off; the polyphonic one, and the monophonic one for a monophonic piece, the pieces
+    ``polyphony="mono"`` uses) and, for a piece of two or more parts, the soloist's part that Accompaniment hears
+    (``solo_part="top"``)."""
     from lmm_envs.audio.synth import make_synth
+    from lmm_envs.envs.accompaniment import solo_part_index
     from lmm_envs.envs.sight_reading import playing_target
     from lmm_envs.music import corpus
+    from lmm_envs.pieces import part_spectrogram
 
-    for mono in (False, True) if corpus.piece_info(piece.id).monophonic else (False,):
-        playing_target(piece, mono, False, make_synth(synth))
+    synth_obj = make_synth(synth)
+    info = corpus.piece_info(piece.id)
+    for mono in (False, True) if info.monophonic else (False,):
+        playing_target(piece, mono, False, synth_obj)
+    if info.n_parts >= 2:  # the pieces Accompaniment draws
+        part_spectrogram(piece, [solo_part_index(piece.score, "top")], synth_obj)
 
 
 def prepare_pieces(ids: Sequence[str], variants: int = PERFORMANCES_PER_PIECE, expressiveness: float = 1.0,
@@ -78,8 +86,9 @@ def prepare_pieces(ids: Sequence[str], variants: int = PERFORMANCES_PER_PIECE, e
 
     ``workers`` > 1 uses local processes; ``ray_address`` runs one Ray task per piece instead (then
     ``cache_root``, default ``$LMM_ENVS_CACHE``, must be a directory every node can write, or each node keeps its
-    own). Already cached renderings are only checked. ``playing_targets`` also prepares what SightReading and
-    PlayByEar play each rendering against (their target's sound through the keyboard, about 10 ms a rendering).
+    own). Already cached renderings are only checked. ``playing_targets`` also prepares what the playing envs read
+    at a reset: what SightReading and PlayByEar play each rendering against (their target's sound through the
+    keyboard, about 10 ms a rendering) and the soloist's part Accompaniment hears (a piece of two or more parts).
     """
     from tqdm import tqdm
 

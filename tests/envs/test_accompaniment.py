@@ -120,3 +120,21 @@ def test_pieces_need_two_parts_and_options_are_checked():
 def test_ppo_on_one_piece_beats_random(ppo_vs_random):
     trained, random = ppo_vs_random(gym.make("lmm/Accompaniment-v0", pieces=CHORALES[:1], expressiveness=0.0))
     assert trained > random
+
+
+def test_a_prepared_rendering_gives_the_soloist_part_without_rendering_it_again(monkeypatch, tmp_path):
+    from lmm_envs import pieces
+    from lmm_envs.audio.synth import make_synth
+    from lmm_envs.prepare import prepare_pieces
+
+    monkeypatch.setenv("LMM_ENVS_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(pieces, "_MEMORY", type(pieces._MEMORY)())  # nothing from earlier tests in memory
+    prepare_pieces(CHORALES[:1], variants=1, playing_targets=True, progress=False)
+    monkeypatch.setattr(pieces, "_MEMORY", type(pieces._MEMORY)())  # a fresh process's memory
+
+    def no_rendering(*args, **kwargs):
+        raise AssertionError("a reset rendered audio that data prepare had prepared")
+
+    monkeypatch.setattr(type(make_synth("harmonic")), "render", no_rendering)
+    env = gym.make("lmm/Accompaniment-v0", pieces=CHORALES[:1], performances_per_piece=1)
+    assert run_episode(env, "oracle", seed=0)["metrics"]["missed"] == 0.0
