@@ -46,6 +46,7 @@ _KEYS: dict[tuple, str] = {}  # (piece id, expressiveness, seed, synth name, sty
 _SCORES: OrderedDict[str, Score] = OrderedDict()  # parsed scores are small: keep many
 _SCORES_SIZE = 2048
 _BUILDS = [0]  # renderings built in this process (cache misses), for envs to notice an unprepared split
+_EXTRAS_BUILT = [0]  # what the playing envs read besides a rendering (targets, soloist's part), built in this process
 
 
 @dataclass(frozen=True, eq=False)
@@ -137,6 +138,18 @@ def corpus_score(piece_id: str, cache: Cache | None = None) -> Score:
 def renderings_built() -> int:
     """How many renderings :func:`prepare_piece` has built (not found in the cache) in this process."""
     return _BUILDS[0]
+
+
+def extras_built() -> int:
+    """How many of what the playing envs read besides a rendering (a SightReading / PlayByEar target, the soloist's
+    part of an Accompaniment piece) were built in this process, not found in the cache
+    (``lmm-envs data prepare --playing-targets`` prepares them)."""
+    return _EXTRAS_BUILT[0]
+
+
+def count_extra_built() -> None:
+    """Records that one of :func:`extras_built`'s arrays was built (called by the code that builds it)."""
+    _EXTRAS_BUILT[0] += 1
 
 
 def performance_seed(piece_id: str, variant: int) -> int:
@@ -466,6 +479,7 @@ def part_spectrogram(piece: Piece, parts: list[int], synth: str | Synth = "harmo
                    synth=synth_obj.cache_key(), features=FEATURE_VERSION, frames=piece.n_frames)
 
     def build() -> dict[str, np.ndarray]:
+        count_extra_built()
         audio = synth_obj.render(piece.performance.select_parts(parts), duration=piece.duration)
         spec = spectrogram(audio, synth_obj.sample_rate)
         out = np.zeros((spec.shape[0], piece.n_frames), dtype=np.float32)

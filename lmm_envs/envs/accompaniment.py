@@ -165,6 +165,9 @@ class AccompanimentEnv(LMMEnv):
             return False
         return bool(np.any(score.part == solo)) and bool(np.any(score.part != solo))
 
+    def _extras_prepared(self) -> bool:
+        return self.solo_part == "top"  # the soloist's part data prepare --playing-targets renders
+
     def _why_unsuited(self, sources: list) -> str:
         parts = [corpus.piece_info(s).n_parts if isinstance(s, str) else
                  len(np.unique((s.score if isinstance(s, Piece) else s).part)) for s in sources]

@@ -22,6 +22,7 @@ from lmm_envs.pieces import (
     PERFORMANCES_PER_PIECE,
     SCORE_FILE_SUFFIXES,
     Piece,
+    extras_built,
     load_piece,
     load_piece_list,
     load_user_score,
@@ -234,18 +235,26 @@ class LMMEnv(gym.Env):
             raise ConfigError(f"reset option variant must be an integer in 0..{self.performances_per_piece - 1} "
                               f"(performances_per_piece), got {variant!r:.80}")
         source = self.sources[index]
+        self._drawn = None
         if isinstance(source, Piece):
             return source
         piece_id = source if isinstance(source, str) else (source.title or "score")
         built = renderings_built()
         piece = prepare_piece(source, self.expressiveness, performance_seed(piece_id, int(variant)), self.synth,
                               style=self.expressive_style)
-        if renderings_built() > built and isinstance(source, str):
-            self._tell_unprepared(piece_id, int(variant))
+        if isinstance(source, str):
+            self._drawn = (piece_id, int(variant))
+            if renderings_built() > built:
+                self._tell_unprepared(f"rendering {variant} of {piece_id}")
         return piece
 
-    def _tell_unprepared(self, piece_id: str, variant: int) -> None:
-        """Once per process: a bundled piece's rendering was built at reset (not found in the cache), with the one
+    def _extras_prepared(self) -> bool:
+        """Whether ``data prepare --playing-targets`` prepares what this env, with its options, reads at a reset
+        besides the rendering (the playing envs say yes for their default options)."""
+        return False
+
+    def _tell_unprepared(self, what: str) -> None:
+        """Once per process: something of a bundled piece was built at reset (not found in the cache), with the one
         command that prepares what this env draws."""
         if _UNPREPARED_TOLD[0]:
             return
@@ -259,18 +268,26 @@ class LMMEnv(gym.Env):
             options.append(f"--style {self.expressive_style}")
         if self.performances_per_piece != PERFORMANCES_PER_PIECE:
             options.append(f"--variants {self.performances_per_piece}")
-        where = f"--split {corpus.piece_info(piece_id).split}"  # the split that holds it, whatever chose it
+        if self._extras_prepared():
+            options.append("--playing-targets")
+        where = f"--split {corpus.piece_info(self._drawn[0]).split}"  # the split that holds it, whatever chose it
         warnings.warn(UnpreparedWarning(
-            f"rendering {variant} of {piece_id} was not prepared, so it was built at reset (tens of ms each, far more "
-            f"than a step); prepare every rendering this env draws once with: lmm-envs data prepare "
-            f"{' '.join([where, *options])}"), stacklevel=4)
+            f"{what} was not prepared, so it was built at reset (tens of ms each, far more than a step); prepare "
+            f"everything this env draws once with: lmm-envs data prepare {' '.join([where, *options])}"),
+            stacklevel=4)
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         super().reset(seed=seed)
         self.piece = self._choose_piece(options)
         self._done = False
         self._started = True
-        return self._start(self.piece)
+        built = extras_built()
+        out = self._start(self.piece)
+        if self._drawn is not None and extras_built() > built and self._extras_prepared():
+            piece_id, variant = self._drawn
+            self._tell_unprepared(f"what {type(self).__name__} reads of rendering {variant} of {piece_id} besides "
+                                  "its audio")
+        return out
 
     def step(self, action):
         if not self._started:

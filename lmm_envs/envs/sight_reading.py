@@ -27,7 +27,7 @@ from lmm_envs.errors import ConfigError
 from lmm_envs.metrics import key_notes, playing_metrics
 from lmm_envs.music import corpus
 from lmm_envs.music.score import Performance, Score
-from lmm_envs.pieces import Piece
+from lmm_envs.pieces import Piece, count_extra_built
 
 _TARGETS: OrderedDict[tuple, PlayingTarget] = OrderedDict()
 _TARGETS_SIZE = 32
@@ -126,10 +126,13 @@ def playing_target(piece: Piece, mono: bool, velocity: bool, synth) -> PlayingTa
     hit = _TARGETS.get(key)
     if hit is None:
         keys, velocities = performance_keys(piece.performance, mono, velocity)
+        def build() -> dict[str, np.ndarray]:
+            count_extra_built()
+            return {"spectrum": to_log(make_keyboard(synth).render_keys(keys, velocities))}
+
         stored = default_cache().get_or_create(
             make_key("playing-target", performance=key[3], mono=bool(mono), velocity=bool(velocity),
-                     keyboard=keyboard_key(synth)),
-            lambda: {"spectrum": to_log(make_keyboard(synth).render_keys(keys, velocities))}, required=("spectrum",))
+                     keyboard=keyboard_key(synth)), build, required=("spectrum",))
         hit = PlayingTarget(keys, velocities, stored["spectrum"])
         _TARGETS[key] = hit
         while len(_TARGETS) > _TARGETS_SIZE:
@@ -197,6 +200,9 @@ class PlayingEnv(LMMEnv):
             **self._extra_spaces(),
             "held": gym.spaces.MultiBinary(self.n_keys),
         })
+
+    def _extras_prepared(self) -> bool:
+        return not self.velocity  # data prepare --playing-targets makes the targets without velocity
 
     def _accepts(self, source) -> bool:
         if isinstance(source, Piece) and source.performance is None:
