@@ -6,9 +6,9 @@
    in memory; then over the **whole train split** as a training run meets it (``split="train"``: 1157 pieces x 8
    renderings, read from a warm disk cache, episodes ending and resetting onto new pieces), single env and native
    vector env, with the split's scores first on disk, then in memory. With the scores in memory each env's
-   whole-split and 8-piece figures are measured in turn, ``--rounds`` times on other episodes each round, and the
-   medians and the median of the rounds' ratios are printed: the two figures then meet the same load on the
-   machine, whose speed moves by tens of percent over a run. The train split is prepared first if it is not
+   whole-split, 8-piece and CartPole figures are measured in turn, ``--rounds`` times on other episodes each round,
+   and the medians and the medians of the rounds' ratios are printed: the figures compared then meet the same load
+   on the machine, whose speed moves by tens of percent over a run. The train split is prepared first if it is not
    (``lmm-envs data prepare --split train --playing-targets``: a few minutes once, then a check that reads every
    entry).
 2. ``num_envs`` envs through the native vector env (``vectorization_mode="vector_entry_point"``) next to
@@ -104,7 +104,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=20000)
     ap.add_argument("--num-envs", type=int, default=64)
     ap.add_argument("--rounds", type=int, default=3,
-                    help="whole-split and 8-piece figures measured in turn this many times (medians printed)")
+                    help="whole-split, 8-piece and CartPole figures measured in turn this many times (medians printed)")
     ap.add_argument("--no-full-split", action="store_true", help="skip the whole-train-split figures")
     args = ap.parse_args()
     pieces = benchmark_pieces()

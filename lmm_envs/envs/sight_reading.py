@@ -126,6 +126,7 @@ def playing_target(piece: Piece, mono: bool, velocity: bool, synth) -> PlayingTa
     hit = _TARGETS.get(key)
     if hit is None:
         keys, velocities = performance_keys(piece.performance, mono, velocity)
+
         def build() -> dict[str, np.ndarray]:
             count_extra_built()
             return {"spectrum": to_log(make_keyboard(synth).render_keys(keys, velocities))}
