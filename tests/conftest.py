@@ -15,6 +15,22 @@ def _isolated_cache(tmp_path_factory):
 
 
 @pytest.fixture
+def fresh_process(monkeypatch):
+    """``fresh_process(cache_dir)``: the cache at ``cache_dir`` and nothing in this process's memory yet (no piece,
+    no playing target, no unprepared-rendering hint given), as a new process would start."""
+    from lmm_envs import pieces
+    from lmm_envs.envs import base, sight_reading
+
+    def start(cache) -> None:
+        monkeypatch.setenv("LMM_ENVS_CACHE", str(cache))
+        monkeypatch.setattr(base, "_UNPREPARED_TOLD", [False])
+        monkeypatch.setattr(pieces, "_MEMORY", type(pieces._MEMORY)())
+        monkeypatch.setattr(sight_reading, "_TARGETS", type(sight_reading._TARGETS)())
+
+    return start
+
+
+@pytest.fixture
 def small_score():
     from lmm_envs.music.score import Score, TempoMap
 

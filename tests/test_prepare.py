@@ -68,34 +68,23 @@ def test_ray_prepares_into_the_cache_the_driver_names(local_ray, tmp_path, monke
     assert local.built == 0 and local.audio_seconds == report.audio_seconds
 
 
-def _fresh_process(monkeypatch, cache) -> None:
-    """A new cache directory and a process that has nothing in memory yet: no piece, no playing target."""
-    from lmm_envs import pieces
-    from lmm_envs.envs import sight_reading
-
-    monkeypatch.setenv("LMM_ENVS_CACHE", str(cache))
-    monkeypatch.setattr(base, "_UNPREPARED_TOLD", [False])
-    monkeypatch.setattr(pieces, "_MEMORY", type(pieces._MEMORY)())
-    monkeypatch.setattr(sight_reading, "_TARGETS", type(sight_reading._TARGETS)())
-
-
 @pytest.mark.parametrize("env_id", ["lmm/Accompaniment-v0", "lmm/SightReading-v0"])
 def test_a_playing_env_names_the_playing_targets_it_had_to_build_and_is_quiet_once_they_are_prepared(
-        env_id, monkeypatch, tmp_path):
+        env_id, fresh_process, tmp_path):
     options = {"pieces": [PIECE], "performances_per_piece": 1}
     if env_id == "lmm/SightReading-v0":
         options["polyphony"] = "poly"
-    _fresh_process(monkeypatch, tmp_path / "renderings")
+    fresh_process(tmp_path / "renderings")
     prepare_pieces([PIECE], variants=1, progress=False)  # the rendering only, not what a playing env reads besides
-    _fresh_process(monkeypatch, tmp_path / "renderings")
+    fresh_process(tmp_path / "renderings")
     with pytest.warns(UnpreparedWarning) as caught:
         gym.make(env_id, **options).reset(seed=0)
     (message,) = [str(w.message) for w in caught if w.category is UnpreparedWarning]
     assert "besides its audio" in message and "\n" not in message
     assert message.endswith("lmm-envs data prepare --split train --variants 1 --playing-targets")
-    _fresh_process(monkeypatch, tmp_path / "everything")
+    fresh_process(tmp_path / "everything")
     prepare_pieces([PIECE], variants=1, playing_targets=True, progress=False)
-    _fresh_process(monkeypatch, tmp_path / "everything")
+    fresh_process(tmp_path / "everything")
     with warnings.catch_warnings():
         warnings.simplefilter("error", UnpreparedWarning)
         gym.make(env_id, **options).reset(seed=0)

@@ -245,7 +245,7 @@ class LMMEnv(gym.Env):
         if isinstance(source, str):
             self._drawn = (piece_id, int(variant))
             if renderings_built() > built:
-                self._tell_unprepared(f"rendering {variant} of {piece_id}")
+                self._tell_unprepared(piece_id, f"rendering {variant} of {piece_id}")
         return piece
 
     def _extras_prepared(self) -> bool:
@@ -253,9 +253,9 @@ class LMMEnv(gym.Env):
         besides the rendering (the playing envs say yes for their default options)."""
         return False
 
-    def _tell_unprepared(self, what: str) -> None:
-        """Once per process: something of a bundled piece was built at reset (not found in the cache), with the one
-        command that prepares what this env draws."""
+    def _tell_unprepared(self, piece_id: str, what: str) -> None:
+        """Once per process: ``what`` of the bundled piece ``piece_id`` was built at reset (not found in the cache),
+        with the one command that prepares what this env draws."""
         if _UNPREPARED_TOLD[0]:
             return
         _UNPREPARED_TOLD[0] = True
@@ -270,7 +270,7 @@ class LMMEnv(gym.Env):
             options.append(f"--variants {self.performances_per_piece}")
         if self._extras_prepared():
             options.append("--playing-targets")
-        where = f"--split {corpus.piece_info(self._drawn[0]).split}"  # the split that holds it, whatever chose it
+        where = f"--split {corpus.piece_info(piece_id).split}"  # the split that holds it, whatever chose it
         warnings.warn(UnpreparedWarning(
             f"{what} was not prepared, so it was built at reset (tens of ms each, far more than a step); prepare "
             f"everything this env draws once with: lmm-envs data prepare {' '.join([where, *options])}"),
@@ -285,8 +285,8 @@ class LMMEnv(gym.Env):
         out = self._start(self.piece)
         if self._drawn is not None and extras_built() > built and self._extras_prepared():
             piece_id, variant = self._drawn
-            self._tell_unprepared(f"what {type(self).__name__} reads of rendering {variant} of {piece_id} besides "
-                                  "its audio")
+            self._tell_unprepared(piece_id, f"what {type(self).__name__} reads of rendering {variant} of {piece_id} "
+                                            "besides its audio")
         return out
 
     def step(self, action):

@@ -122,15 +122,14 @@ def test_ppo_on_one_piece_beats_random(ppo_vs_random):
     assert trained > random
 
 
-def test_a_prepared_rendering_gives_the_soloist_part_without_rendering_it_again(monkeypatch, tmp_path):
-    from lmm_envs import pieces
+def test_a_prepared_rendering_gives_the_soloist_part_without_rendering_it_again(monkeypatch, fresh_process,
+                                                                              tmp_path):
     from lmm_envs.audio.synth import make_synth
     from lmm_envs.prepare import prepare_pieces
 
-    monkeypatch.setenv("LMM_ENVS_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setattr(pieces, "_MEMORY", type(pieces._MEMORY)())  # nothing from earlier tests in memory
+    fresh_process(tmp_path / "cache")  # nothing from earlier tests in memory
     prepare_pieces(CHORALES[:1], variants=1, playing_targets=True, progress=False)
-    monkeypatch.setattr(pieces, "_MEMORY", type(pieces._MEMORY)())  # a fresh process's memory
+    fresh_process(tmp_path / "cache")  # the prepared cache, read by a new process
 
     def no_rendering(*args, **kwargs):
         raise AssertionError("a reset rendered audio that data prepare had prepared")
