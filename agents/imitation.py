@@ -20,7 +20,10 @@ and trains the rest of the policy on it; for ``lmm`` that part was about 97% of 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import json
+import sys
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
@@ -281,10 +284,15 @@ class WarmStart:
 
 def warm_start(policy: ActorCriticPolicy, method: str, make_env, steps: int, n_envs: int = 8, seed: int = 0,
                gamma: float = 0.9, rounds: int = 4, epochs: int = 10, progress: bool = False,
-               teacher: str = "oracle", on_round=None) -> WarmStart:
+               teacher: str = "oracle", on_round=None, keep: str | Path | None = None) -> WarmStart:
     """Behaviour cloning (``method="bc"``) or DAgger (``"dagger"``) of ``policy`` from the oracle, within ``steps``
     env steps in all; ``make_env()`` makes one single env of the run's pieces. ``on_round(env_steps)`` is called
-    after each round's fit."""
+    after each round's fit.
+
+    ``keep``: a folder where every finished round is kept (its demonstrations, the policy after it, the record so
+    far; :class:`KeptRounds`). A warm start given a folder that holds rounds of the same settings carries on after
+    the last of them, and ends with the policy an uninterrupted one would have: a long DAgger cut off by a time
+    limit loses at most the round it was in."""
     if method not in ("bc", "dagger"):
         raise ConfigError(f"--warm-start must be bc or dagger, got {method!r}")
     if steps < n_envs:
@@ -297,7 +305,17 @@ def warm_start(policy: ActorCriticPolicy, method: str, make_env, steps: int, n_e
     per_round = steps // n_rounds
     data = Demonstrations()
     encoded = None  # the frozen parts' output for ``data``, state by state: it does not change between rounds
-    for r in range(n_rounds):
+    kept = None if keep is None else KeptRounds(Path(keep), dict(method=method, steps=steps, n_envs=n_envs, seed=seed,
+                                                                 gamma=gamma, rounds=n_rounds, epochs=epochs,
+                                                                 teacher=teacher))
+    first = 0
+    if kept is not None and kept.done():
+        record, data, first = kept.load(policy)
+        for part in kept.parts(first):  # encoded a round at a time, as they were when collected
+            part_encoded = encode(policy, part)
+            encoded = part_encoded if encoded is None else encoded.extend(part_encoded)
+        bar.update(record.env_steps)
+    for r in range(first, n_rounds):
         beta = 1.0 if r == 0 else 0.5 ** r  # DAgger: the expert's share of the acting halves each round
         new = collect([make_env for _ in range(n_envs)], per_round, seed + 1000 * r, gamma,
                       policy if r else None, beta, bar, teacher)
@@ -307,10 +325,74 @@ def warm_start(policy: ActorCriticPolicy, method: str, make_env, steps: int, n_e
         encoded = new_encoded if encoded is None else encoded.extend(new_encoded)
         fit = behaviour_cloning(policy, data, epochs=epochs, seed=seed + r, encoded=encoded)
         record.rounds.append({"round": r, "beta": beta, "states": len(data), **fit})
+        if kept is not None:
+            kept.add(new, policy, record)
         if on_round is not None:  # e.g. a validation of the policy so far, at record.env_steps
             on_round(record.env_steps)
     bar.close()
     return record
+
+
+class KeptRounds:
+    """A warm start's finished rounds on disk, so that a cut-off one carries on (:func:`warm_start`'s ``keep``).
+
+    ``round_<r>.npz`` holds round r's new demonstrations, ``policy.pt`` the policy after the last round kept, and
+    ``record.json`` (written last, so it names only rounds whose files are complete) the settings and the record
+    so far. Each file is replaced atomically. The rounds' data takes about 10 kB a ScoreFollowing state; a run
+    removes the folder once its warm start is done and kept as its first checkpoint."""
+
+    def __init__(self, folder: Path, settings: dict):
+        self.folder, self.settings = folder, settings
+
+    def _record(self) -> dict | None:
+        path = self.folder / "record.json"
+        return json.loads(path.read_text()) if path.is_file() else None
+
+    def done(self) -> int:
+        """The rounds kept (0 for an empty or missing folder); a folder of other settings is an error."""
+        saved = self._record()
+        if saved is None:
+            return 0
+        if saved["settings"] != self.settings:
+            differ = sorted(k for k in self.settings if saved["settings"].get(k) != self.settings[k])
+            raise ConfigError(f"{self.folder} holds the rounds of a warm start with other settings ({', '.join(differ)} "
+                              "differ); remove the folder to start this one afresh, or resume with the same settings")
+        return len(saved["record"]["rounds"])
+
+    def load(self, policy: ActorCriticPolicy) -> tuple[WarmStart, Demonstrations, int]:
+        """The record, the demonstrations so far and the number of rounds done; ``policy`` gets its kept weights."""
+        saved = self._record()
+        done = len(saved["record"]["rounds"])
+        policy.load_state_dict(torch.load(self.folder / "policy.pt", map_location=policy.device, weights_only=True))
+        data = Demonstrations()
+        for part in self.parts(done):
+            data = data.extend(part)
+        print(f"warm start: carrying on after round {done} of {self.settings['rounds']} kept in {self.folder} "
+              f"({saved['record']['env_steps']} env steps done)", file=sys.stderr)
+        return WarmStart(**saved["record"]), data, done
+
+    def parts(self, rounds: int) -> list[Demonstrations]:
+        """The demonstrations of the first ``rounds`` rounds, one per round."""
+        out = []
+        for r in range(rounds):
+            with np.load(self.folder / f"round_{r}.npz") as f:
+                obs = {k[len("obs_"):]: f[k] for k in f.files if k.startswith("obs_")}
+                out.append(Demonstrations(obs, f["actions"], f["returns"]))
+        return out
+
+    def add(self, new: Demonstrations, policy: ActorCriticPolicy, record: WarmStart) -> None:
+        """Keep a finished round: its new demonstrations, the policy after it, then the record that names it."""
+        from lmm_envs.files import atomic_path
+
+        r = len(record.rounds) - 1
+        self.folder.mkdir(parents=True, exist_ok=True)
+        with atomic_path(self.folder / f"round_{r}.npz") as tmp, open(tmp, "wb") as f:
+            np.savez_compressed(f, actions=new.actions, returns=new.returns,
+                                **{f"obs_{k}": v for k, v in new.obs.items()})
+        with atomic_path(self.folder / "policy.pt") as tmp:
+            torch.save(policy.state_dict(), tmp)
+        with atomic_path(self.folder / "record.json") as tmp:
+            tmp.write_text(json.dumps({"settings": self.settings, "record": asdict(record)}, default=float))
 
 
 def single_env_factory(env_id: str, **env_kwargs):

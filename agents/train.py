@@ -9,13 +9,15 @@ with the episode metrics of the env), checkpoints (``checkpoints/``), the final 
 ``run.json`` (the settings, and the leaderboard track they fall in). ``--features lmm`` needs a folder from
 ``python -m agents.pretrain``; so does ``--reward lm`` (the motion tasks learning from LM^A's likelihood of
 what they play, :class:`agents.lm.reward.LMRewardWrapper`). ``--resume`` carries on a run that was cut off from its
-latest checkpoint (the warm start, once done, is kept as the checkpoint of step 0 and not repeated).
+latest checkpoint (the warm start, once done, is kept as the checkpoint of step 0 and not repeated; while it runs,
+each finished DAgger round is kept in ``warm_start_rounds/``, and a resumed run carries on after the last of them).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
 from pathlib import Path
 
@@ -141,6 +143,7 @@ def _resume(model, out: Path, device: str):
     return done, record
 
 
+WARM_START_ROUNDS = "warm_start_rounds"  # a warm start's finished rounds, while it runs (agents.imitation.KeptRounds)
 DEFAULT_H_MODEL = "runs/h/h_abs_K8_s0.pt"  # what --reward score hears with unless --h-model says (python -m agents.hear)
 
 
@@ -230,8 +233,9 @@ def train(env_id: str, algo: str = "ppo", features: str = "raw", paired_budget: 
 
     ``resume`` continues from the latest ``checkpoints/model_<N>_steps.zip`` in ``out`` (policy and optimiser;
     ``N`` RL steps done), skipping a warm start that finished there (its record is kept in
-    ``warm_start.json``), up to the same ``steps`` in all. With nothing to resume from it starts afresh. A resumed
-    run is not bit-identical to one that was never cut off (the envs restart), and a validation curve covers only
+    ``warm_start.json``), up to the same ``steps`` in all. A warm start cut off before its end carries on after its
+    last finished round (``warm_start_rounds/``), and clones the same policy an uninterrupted one would. With
+    nothing to resume from it starts afresh. A resumed run's PPO part is not bit-identical to one that was never cut off (the envs restart), and a validation curve covers only
     the part after the resume."""
     from agents.features import EXTRACTORS
 
@@ -292,10 +296,14 @@ def train(env_id: str, algo: str = "ppo", features: str = "raw", paired_budget: 
         from agents.imitation import single_env_factory
         from agents.imitation import warm_start as clone
 
+        rounds = out / WARM_START_ROUNDS  # each finished round kept, so that --resume carries on inside the warm start
+        if not resume:
+            shutil.rmtree(rounds, ignore_errors=True)
         imitation = clone(model.policy, warm_start, single_env_factory(env_id, **warm_kwargs), warm_steps,
                           seed=seed, gamma=float(config.get("gamma", 0.99)), progress=progress, teacher=teacher,
-                          on_round=validator)
+                          on_round=validator, keep=rounds)
         _keep_warm_start(model, imitation, out)
+        shutil.rmtree(rounds, ignore_errors=True)  # the warm start is now the checkpoint of step 0
     rl_steps = steps - (imitation.env_steps if imitation else 0)
     done = resumed_from or 0
     if rl_steps - done > 0:

@@ -109,3 +109,52 @@ def test_dagger_through_frozen_lms_encodes_each_state_once_across_rounds(lm_dir,
     monkeypatch.setattr(imitation, "encode", lambda policy, data: encoded.append(len(data)) or original(policy, data))
     record = warm_start(policy, "dagger", single_env_factory(SF, pieces=PIECES), 256, n_envs=4, rounds=2, epochs=2)
     assert encoded == [128, 128] and [r["states"] for r in record.rounds] == [128, 256]
+
+
+class _CutOff(Exception):
+    """A session's time limit, arriving after a round."""
+
+
+def _match_policy(seed: int = 0):
+    env = gym.make(SF, pieces=PIECES)
+    return PPO("MultiInputPolicy", env, n_steps=64, device="cpu", seed=seed,
+               policy_kwargs={"features_extractor_class": MatchExtractor}).policy
+
+
+def test_a_dagger_cut_off_after_a_round_carries_on_to_the_policy_an_uninterrupted_one_clones(tmp_path, monkeypatch):
+    """A long DAgger (hours through the frozen LMs on 2 cores) loses only the round it was in when it is cut off: run
+    again with the same folder it collects the missing rounds only, and ends bit for bit where one run would."""
+    from agents import imitation
+
+    make = single_env_factory(SF, pieces=PIECES)
+    settings = dict(n_envs=4, rounds=3, epochs=2, seed=5)
+    whole = _match_policy()
+    whole_record = warm_start(whole, "dagger", make, 384, **settings)
+
+    def cut_after_round_one(env_steps):
+        if env_steps >= 256:
+            raise _CutOff
+
+    cut = _match_policy()
+    with pytest.raises(_CutOff):
+        warm_start(cut, "dagger", make, 384, keep=tmp_path / "rounds", on_round=cut_after_round_one, **settings)
+    assert sorted(p.name for p in (tmp_path / "rounds").iterdir()) == ["policy.pt", "record.json", "round_0.npz",
+                                                                       "round_1.npz"]
+    collected = []
+    original = imitation.collect
+    monkeypatch.setattr(imitation, "collect", lambda *a, **k: collected.append(a[1]) or original(*a, **k))
+    resumed = _match_policy(seed=1)  # other initial weights: the kept ones replace them
+    record = warm_start(resumed, "dagger", make, 384, keep=tmp_path / "rounds", **settings)
+    assert collected == [128]  # round 2 only
+    assert record.env_steps == whole_record.env_steps == 384
+    assert [r["states"] for r in record.rounds] == [128, 256, 384]
+    assert record.rounds == pytest.approx(whole_record.rounds)
+    for (name, a), b in zip(resumed.state_dict().items(), whole.state_dict().values(), strict=True):
+        assert torch.equal(a, b), name
+
+
+def test_kept_rounds_of_other_settings_are_not_carried_on(tmp_path):
+    make = single_env_factory(SF, pieces=PIECES)
+    warm_start(_match_policy(), "dagger", make, 128, n_envs=4, rounds=2, epochs=1, keep=tmp_path)
+    with pytest.raises(ConfigError, match="other settings .*steps.*remove the folder"):
+        warm_start(_match_policy(), "dagger", make, 256, n_envs=4, rounds=2, epochs=1, keep=tmp_path)

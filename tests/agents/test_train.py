@@ -215,3 +215,48 @@ def test_a_resumed_warm_started_run_does_not_clone_again(tmp_path, monkeypatch):
     (out / "warm_start.json").unlink()
     with pytest.raises(ConfigError, match="warm_start.json"):
         train("lmm/ScoreFollowing-v0", "ppo", "raw", steps=192, resume=True, **settings)
+
+
+def test_a_run_cut_off_inside_its_dagger_carries_on_after_the_last_finished_round(tmp_path, monkeypatch):
+    import agents.imitation
+
+    out = tmp_path / "dagger"
+    settings = dict(paired_budget=2, out=out, n_envs=2, device="cpu", progress=False, warm_start="dagger",
+                    warm_start_steps=128)
+    fits = []
+    original_fit = agents.imitation.behaviour_cloning
+
+    def cut_in_round_two(*args, **kwargs):
+        fits.append(1)
+        if len(fits) == 2:
+            raise KeyboardInterrupt  # the session ends while round 1 is being fitted
+        return original_fit(*args, **kwargs)
+
+    monkeypatch.setattr(agents.imitation, "behaviour_cloning", cut_in_round_two)
+    with pytest.raises(KeyboardInterrupt):
+        train("lmm/ScoreFollowing-v0", "ppo", "raw", steps=192, **settings)
+    assert json.loads((out / "warm_start_rounds" / "record.json").read_text())["record"]["env_steps"] == 32
+    monkeypatch.setattr(agents.imitation, "behaviour_cloning", original_fit)
+    rounds_collected = []
+    original_collect = agents.imitation.collect
+    monkeypatch.setattr(agents.imitation, "collect",
+                        lambda *a, **k: rounds_collected.append(a[2]) or original_collect(*a, **k))
+    train("lmm/ScoreFollowing-v0", "ppo", "raw", steps=192, resume=True, **settings)
+    assert len(rounds_collected) == 3  # rounds 1 to 3 of DAgger's 4; round 0 came from the folder
+    run = json.loads((out / "run.json").read_text())
+    assert run["warm_start"]["env_steps"] == 128 and [r["states"] for r in run["warm_start"]["rounds"]] == [32, 64, 96, 128]
+    assert not (out / "warm_start_rounds").exists()  # removed once the warm start is the checkpoint of step 0
+
+
+def test_a_fresh_run_does_not_carry_on_the_rounds_an_earlier_run_left(tmp_path, monkeypatch):
+    import agents.imitation
+
+    out = tmp_path / "dagger"
+    settings = dict(paired_budget=2, out=out, n_envs=2, device="cpu", progress=False, warm_start="dagger",
+                    warm_start_steps=64)
+    monkeypatch.setattr(agents.imitation, "behaviour_cloning", lambda *a, **k: (_ for _ in ()).throw(KeyboardInterrupt))
+    (out / "warm_start_rounds").mkdir(parents=True)
+    (out / "warm_start_rounds" / "record.json").write_text("{}")  # what a cut-off run left, unreadable on purpose
+    with pytest.raises(KeyboardInterrupt):  # started afresh: it collects round 0 and fits it, not reading the folder
+        train("lmm/ScoreFollowing-v0", "ppo", "raw", steps=64, **settings)
+    assert not (out / "warm_start_rounds" / "record.json").exists()
