@@ -339,8 +339,8 @@ class KeptRounds:
     ``round_<r>.npz`` holds round r's new demonstrations, ``policy.pt`` the policy after the last round kept, and
     ``record.json`` (written last, so it names only rounds whose files are complete) the settings and the record
     so far. Each file is replaced atomically. The rounds' data takes about 230 bytes a ScoreFollowing state
-    compressed (10 kB in memory); a run
-    removes the folder once its warm start is done and kept as its first checkpoint."""
+    compressed (10 kB in memory); a run removes the folder once its warm start is done and kept as its first
+    checkpoint."""
 
     def __init__(self, folder: Path, settings: dict):
         self.folder, self.settings = folder, settings
