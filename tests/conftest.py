@@ -61,18 +61,26 @@ def midi_file(tmp_path, small_score):
 @pytest.fixture
 def ppo_vs_random():
     """``ppo_vs_random(env, steps)``: a small PPO (MLP over flattened observations) trained on ``env``, and the
-    mean returns over two seeded episodes of it (deterministic) and of the random agent."""
+    mean returns over two seeded episodes of it (deterministic) and of the random agent. PPO trains on one torch
+    thread whatever the process had set before (an earlier test in the same process may have set one): the
+    result then does not depend on which tests ran first."""
 
     def run(env, steps: int = 3072) -> tuple[float, float]:
         import gymnasium as gym
+        import torch
         from stable_baselines3 import PPO
 
         from lmm_envs.benchmark.evaluate import run_episode
 
         env = gym.wrappers.FlattenObservation(env)
-        model = PPO("MlpPolicy", env, n_steps=256, batch_size=64, learning_rate=1e-3,
-                    policy_kwargs={"net_arch": [64]}, seed=0, device="cpu")
-        model.learn(steps)
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            model = PPO("MlpPolicy", env, n_steps=256, batch_size=64, learning_rate=1e-3,
+                        policy_kwargs={"net_arch": [64]}, seed=0, device="cpu")
+            model.learn(steps)
+        finally:
+            torch.set_num_threads(threads)
         policy = lambda obs: model.predict(obs, deterministic=True)[0]  # noqa: E731
         trained = float(np.mean([run_episode(env, policy, seed=s)["return"] for s in range(2)]))
         random = float(np.mean([run_episode(env, "random", seed=s)["return"] for s in range(2)]))
