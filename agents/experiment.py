@@ -8,7 +8,8 @@ Trains every (features, reward, seed) with :func:`agents.train.train`, evaluates
 protocol (``--limit N``: only the first N protocol pieces, for a quicker, off-leaderboard measurement), writes
 the result files to ``out/results`` and prints, per arm (features, and the reward when more than the env's is
 asked), the mean over seeds of the normalised score and the main metric with a 95% t-interval across seeds.
-``--resume`` carries on an experiment that was cut off (a session's time limit): finished runs are read from their
+Each run says on stderr, one named and timed line at a time, when a warm-start round ends, every 25k RL steps
+and its score. ``--resume`` carries on an experiment that was cut off (a session's time limit): finished runs are read from their
 result files, the others continue from their latest checkpoint, or inside a warm start after its last finished
 round (:func:`agents.train.train`'s ``resume``).
 ``--ray`` runs each (features, reward, seed) as a Ray task instead of a local process (one CPU each, and
@@ -25,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -45,17 +47,24 @@ def _one(job: dict) -> dict:
 
     arm = job["arm"]
     run = Path(job["out"]) / f"{arm}_s{job['seed']}"
+
+    def say(line: str) -> None:  # one line at a time from each of the runs at once, named and timed
+        print(f"{time.strftime('%H:%M:%S')} {arm} seed {job['seed']}: {line}", file=sys.stderr, flush=True)
+
     device = "cuda" if job.get("use_gpu") and torch.cuda.is_available() else "cpu"  # a GPU Ray gave this task
     train(job["env"], "ppo", job["features"], job["paired_budget"], job["steps"], job["seed"], device, run,
           lm_dir=job["lm_dir"], mapping=job["mapping"], progress=False, reward=job["reward"],
           n_envs=job["n_envs"], warm_start=job["warm_start"], warm_start_steps=job["warm_start_steps"], teacher=job["teacher"],
           train_style=job.get("train_style"), warm_start_style=job.get("warm_start_style"), h_model=job.get("h_model"),
-          resume=job.get("resume", False), features_args=job.get("features_args"))
+          resume=job.get("resume", False), features_args=job.get("features_args"), log=say)
     name = f"{job['warm_start']}+ppo" if job["warm_start"] else "ppo"
+    say(f"evaluating {run / 'model.zip'}" + (f" on the first {job['limit']} protocol pieces" if job["limit"] else ""))
     result = evaluate(job["env"], str(run / "model.zip"), agent_name=f"{name}-{arm} seed {job['seed']}",
                       track=track_of(job["paired_budget"], job["steps"]), limit=job["limit"] or None, trust=True,
                       progress=False)
-    return {**_row(arm, job["seed"], result), "result": result}
+    row = _row(arm, job["seed"], result)
+    say(f"normalised score {row['score']:.3f}, {row['metric']} {row['main']:.3f}")
+    return {**row, "result": result}
 
 
 def _row(arm: str, seed: int, result: dict) -> dict:

@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import json
 import sys
+import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -284,7 +286,8 @@ class WarmStart:
 
 def warm_start(policy: ActorCriticPolicy, method: str, make_env, steps: int, n_envs: int = 8, seed: int = 0,
                gamma: float = 0.9, rounds: int = 4, epochs: int = 10, progress: bool = False,
-               teacher: str = "oracle", on_round=None, keep: str | Path | None = None) -> WarmStart:
+               teacher: str = "oracle", on_round=None, keep: str | Path | None = None,
+               log: Callable[[str], None] | None = None) -> WarmStart:
     """Behaviour cloning (``method="bc"``) or DAgger (``"dagger"``) of ``policy`` from the oracle, within ``steps``
     env steps in all; ``make_env()`` makes one single env of the run's pieces. ``on_round(env_steps)`` is called
     after each round's fit.
@@ -292,7 +295,8 @@ def warm_start(policy: ActorCriticPolicy, method: str, make_env, steps: int, n_e
     ``keep``: a folder where every finished round is kept (its demonstrations, the policy after it, the record so
     far; :class:`KeptRounds`). A warm start given a folder that holds rounds of the same settings carries on after
     the last of them, and ends with the policy an uninterrupted one would have: a long DAgger cut off by a time
-    limit loses at most the round it was in."""
+    limit loses at most the round it was in. ``log`` gets one line after each round (for runs without a progress
+    bar: several at once, or in the background)."""
     if method not in ("bc", "dagger"):
         raise ConfigError(f"--warm-start must be bc or dagger, got {method!r}")
     if steps < n_envs:
@@ -315,6 +319,7 @@ def warm_start(policy: ActorCriticPolicy, method: str, make_env, steps: int, n_e
             part_encoded = encode(policy, part)
             encoded = part_encoded if encoded is None else encoded.extend(part_encoded)
         bar.update(record.env_steps)
+    began = time.monotonic()
     for r in range(first, n_rounds):
         beta = 1.0 if r == 0 else 0.5 ** r  # DAgger: the expert's share of the acting halves each round
         new = collect([make_env for _ in range(n_envs)], per_round, seed + 1000 * r, gamma,
@@ -327,6 +332,9 @@ def warm_start(policy: ActorCriticPolicy, method: str, make_env, steps: int, n_e
         record.rounds.append({"round": r, "beta": beta, "states": len(data), **fit})
         if kept is not None:
             kept.add(new, policy, record)
+        if log is not None:
+            log(f"{method} round {r + 1} of {n_rounds}: {record.env_steps} of {steps} env steps, {len(data)} states, "
+                f"agreement with the {teacher} {fit['agreement']:.2f} ({(time.monotonic() - began) / 60:.1f} min)")
         if on_round is not None:  # e.g. a validation of the policy so far, at record.env_steps
             on_round(record.env_steps)
     bar.close()

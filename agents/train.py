@@ -19,6 +19,8 @@ import argparse
 import json
 import shutil
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import gymnasium as gym
@@ -74,19 +76,27 @@ def _algorithm(algo: str, recurrent: bool):
     return getattr(sb3, algo.upper()), "MultiInputPolicy"
 
 
-def make_callbacks(out: Path, steps: int, checkpoint_every: int, progress: bool, n_envs: int = 1):
+def make_callbacks(out: Path, steps: int, checkpoint_every: int, progress: bool, n_envs: int = 1,
+                   log: Callable[[str], None] | None = None, done: int = 0):
+    """A progress bar (``progress``) or one ``log`` line per ``checkpoint_every`` steps, the env's episode metrics
+    into TensorBoard, and the checkpoints; ``steps`` RL steps to go after ``done``."""
     from stable_baselines3.common.callbacks import BaseCallback, CallbackList, CheckpointCallback
 
     class Progress(BaseCallback):
-        """A progress bar, and the env's episode metrics into the logger (TensorBoard)."""
+        """A progress bar or log lines, and the env's episode metrics into the logger (TensorBoard)."""
 
         def _on_training_start(self) -> None:
             from tqdm import tqdm
 
             self.bar = tqdm(total=steps, desc="training", disable=not progress)
+            self.seen, self.began = 0, time.monotonic()
 
         def _on_step(self) -> bool:
             self.bar.update(self.training_env.num_envs)
+            before, self.seen = self.seen, self.seen + self.training_env.num_envs
+            if log is not None and self.seen // checkpoint_every > before // checkpoint_every:
+                rate = self.seen / max(time.monotonic() - self.began, 1e-9)
+                log(f"PPO: {done + self.seen} of {done + steps} RL steps ({rate:.0f} steps/s)")
             for info in self.locals.get("infos", []):
                 for key, value in (info.get("episode_metrics") or {}).items():
                     self.logger.record_mean(f"episode/{key}", float(value))
@@ -220,7 +230,8 @@ def train(env_id: str, algo: str = "ppo", features: str = "raw", paired_budget: 
           progress: bool = True, reward: str = "env", n_envs: int = 16, warm_start: str | None = None,
           warm_start_steps: int | None = None, teacher: str = "oracle", eval_every: int = 0,
           eval_pieces: int = 8, train_style: str | None = None, warm_start_style: str | None = None,
-          resume: bool = False, h_model: str | None = None, features_args: dict | None = None):
+          resume: bool = False, h_model: str | None = None, features_args: dict | None = None,
+          log: Callable[[str], None] | None = None):
     """Train and save an agent (see the module docstring); returns the SB3 model.
 
     ``n_envs`` episodes step together (the native batched env); ``warm_start`` (``"bc"`` or ``"dagger"``) first
@@ -235,8 +246,11 @@ def train(env_id: str, algo: str = "ppo", features: str = "raw", paired_budget: 
     ``N`` RL steps done), skipping a warm start that finished there (its record is kept in
     ``warm_start.json``), up to the same ``steps`` in all. A warm start cut off before its end carries on after its
     last finished round (``warm_start_rounds/``), and clones the same policy an uninterrupted one would. With
-    nothing to resume from it starts afresh. A resumed run's PPO part is not bit-identical to one that was never cut off (the envs restart), and a validation curve covers only
-    the part after the resume."""
+    nothing to resume from it starts afresh. A resumed run's PPO part is not bit-identical to one that was never
+    cut off (the envs restart), and a validation curve covers only the part after the resume.
+
+    ``log`` (for runs without a progress bar) gets a line after each warm-start round and every
+    ``checkpoint_every`` RL steps."""
     from agents.features import EXTRACTORS
 
     if algo not in ALGOS:
@@ -301,13 +315,13 @@ def train(env_id: str, algo: str = "ppo", features: str = "raw", paired_budget: 
             shutil.rmtree(rounds, ignore_errors=True)
         imitation = clone(model.policy, warm_start, single_env_factory(env_id, **warm_kwargs), warm_steps,
                           seed=seed, gamma=float(config.get("gamma", 0.99)), progress=progress, teacher=teacher,
-                          on_round=validator, keep=rounds)
+                          on_round=validator, keep=rounds, log=log)
         _keep_warm_start(model, imitation, out)
         shutil.rmtree(rounds, ignore_errors=True)  # the warm start is now the checkpoint of step 0
     rl_steps = steps - (imitation.env_steps if imitation else 0)
     done = resumed_from or 0
     if rl_steps - done > 0:
-        callbacks = make_callbacks(out, rl_steps - done, checkpoint_every, progress, env.num_envs)
+        callbacks = make_callbacks(out, rl_steps - done, checkpoint_every, progress, env.num_envs, log, done)
         if validator is not None:
             from agents.validation import ValidationCallback
 

@@ -53,13 +53,15 @@ def test_ray_runs_each_seed_as_a_task_into_the_same_tables(local_ray, tmp_path):
     assert on_ray["episodes"] == local["episodes"]  # the same training and evaluation, wherever it ran
 
 
-def test_resume_reads_finished_runs_and_carries_on_the_others(tmp_path, monkeypatch):
+def test_resume_reads_finished_runs_and_carries_on_the_others(tmp_path, monkeypatch, capsys):
     import agents.train
 
     out = tmp_path / "exp"
     common = ["--env", "lmm/ScoreFollowing-v0", "--paired-budget", "2", "--steps", "64", "--n-envs", "2",
               "--features", "raw", "--limit", "1", "--parallel", "1", "--out", str(out)]
     assert main([*common, "--seeds", "0"]) == 0
+    said = capsys.readouterr().err  # each run says what it does, named: several run at once, for hours
+    assert "raw seed 0: evaluating" in said and "raw seed 0: normalised score" in said
     first = json.loads((out / "summary.json").read_text())
     resumed: list[bool] = []
     original = agents.train.train

@@ -260,3 +260,15 @@ def test_a_fresh_run_does_not_carry_on_the_rounds_an_earlier_run_left(tmp_path, 
     with pytest.raises(KeyboardInterrupt):  # started afresh: it collects round 0 and fits it, not reading the folder
         train("lmm/ScoreFollowing-v0", "ppo", "raw", steps=64, **settings)
     assert not (out / "warm_start_rounds" / "record.json").exists()
+
+
+def test_a_run_without_a_progress_bar_logs_each_round_and_checkpoint(tmp_path):
+    lines: list[str] = []
+    train("lmm/ScoreFollowing-v0", "ppo", "raw", paired_budget=2, steps=64 + 1024, out=tmp_path / "run", n_envs=2,
+          device="cpu", progress=False, warm_start="dagger", warm_start_steps=64, checkpoint_every=512,
+          log=lines.append)  # 1024 RL steps: one PPO rollout
+    rounds = [line for line in lines if line.startswith("dagger round")]
+    assert [line.split(":")[0] for line in rounds] == [f"dagger round {r} of 4" for r in (1, 2, 3, 4)]
+    assert "64 of 64 env steps" in rounds[-1] and "agreement with the oracle" in rounds[-1]
+    ppo = [line for line in lines if line.startswith("PPO:")]
+    assert [line.split(" (")[0] for line in ppo] == ["PPO: 512 of 1024 RL steps", "PPO: 1024 of 1024 RL steps"]
