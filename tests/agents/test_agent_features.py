@@ -163,10 +163,11 @@ def test_cached_frozen_outputs_give_the_same_features_and_encode_only_states_not
         obs = {k: np.stack([env.observation_space[k].sample() for _ in range(n)]) for k in env.observation_space}
         return preprocess_obs(cached.obs_to_tensor(obs)[0], cached.observation_space)
 
-    encoded = []
-    original = LMMExtractor.encode_frozen
-    monkeypatch.setattr(LMMExtractor, "encode_frozen",
-                        lambda self, obs: encoded.append(len(next(iter(obs.values())))) or original(self, obs))
+    encoded = []  # the states the frozen LMs ran on (the score half's, for the match readout: here every sampled
+    part = "encode_frozen" if readout == "pooled" else "_score_read"  # state has its own audio and score windows)
+    original = getattr(LMMExtractor, part)
+    monkeypatch.setattr(LMMExtractor, part, lambda self, obs: encoded.append(
+        len(next(iter(obs.values()))) if isinstance(obs, dict) else len(obs)) or original(self, obs))
     first = batch(10)
     first_twice = {k: torch.cat([v, v]) for k, v in first.items()}  # a state twice in one batch: encoded once
     extractor = cached.features_extractor
@@ -178,11 +179,11 @@ def test_cached_frozen_outputs_give_the_same_features_and_encode_only_states_not
         assert torch.allclose(again, features[:10], atol=1e-6) and encoded == [10, 10]
         mixed = {k: torch.cat([v[:5], w]) for (k, v), w in zip(first.items(), batch(6).values(), strict=True)}
         extractor(mixed)
-        assert encoded[-1] == 6 and len(extractor._cache) == 16
+        assert encoded[-1] == 6 and set(extractor.cached_states) == {16}
         extractor(batch(20))
-        assert len(extractor._cache) == 24  # the oldest evicted
+        assert set(extractor.cached_states) == {24}  # the oldest evicted
         extractor.to("cpu")
-        assert len(extractor._cache) == 0
+        assert set(extractor.cached_states) == {0}
     PPO("MultiInputPolicy", env, n_steps=32, batch_size=16, n_epochs=2, device="cpu", seed=0,
         policy_kwargs={"features_extractor_class": LMMExtractor,
                        "features_extractor_kwargs": {**common, "cache_states": 64}}).learn(32)
@@ -347,3 +348,36 @@ def test_raw_extractor_in_channels_last_layout_is_the_same_network(tmp_path):
         a, _ = fast.predict(obs, deterministic=True)
         assert np.array_equal(a, again.predict(obs, deterministic=True)[0])
         obs, *_ = env.step(a)
+
+
+def test_the_match_readout_caches_its_audio_and_score_halves_apart(lm_dir, monkeypatch):
+    """A follower stays on the same score columns for several frames and comes back to them in later episodes:
+    a new state whose score window was seen runs only LM^A, and its features are those computed afresh."""
+    from stable_baselines3 import PPO
+    from stable_baselines3.common.preprocessing import preprocess_obs
+
+    env = gym.make("lmm/ScoreFollowing-v0", pieces=PIECES)
+    env.observation_space.seed(1)
+    common = {"lm_dir": str(lm_dir), "paired_budget": 2, "features_dim": 32, "readout": "match"}
+    cached, plain = (PPO("MultiInputPolicy", env, n_steps=32, device="cpu", seed=0,
+                         policy_kwargs={"features_extractor_class": LMMExtractor,
+                                        "features_extractor_kwargs": {**common, "cache_states": size}}).policy
+                     for size in (64, 0))
+    obs = {k: np.stack([env.observation_space[k].sample() for _ in range(8)]) for k in env.observation_space}
+    later = {k: np.stack([env.observation_space[k].sample() for _ in range(8)]) for k in env.observation_space}
+    later["score"] = obs["score"][[0, 0, 1, 1, 2, 2, 3, 3]]  # new sounds and tempi over score windows seen before
+    ran = {"_heard_mapped": [], "_score_read": []}
+    for name, calls in ran.items():
+        original = getattr(LMMExtractor, name)
+        monkeypatch.setattr(LMMExtractor, name, lambda self, x, calls=calls, original=original:
+                            calls.append(len(x)) or original(self, x))
+
+    def tensors(batch):
+        return preprocess_obs(cached.obs_to_tensor(batch)[0], cached.observation_space)
+
+    with torch.no_grad():
+        cached.features_extractor(tensors(obs))
+        features = cached.features_extractor(tensors(later))
+        assert ran == {"_heard_mapped": [8, 8], "_score_read": [8]}
+        assert cached.features_extractor.cached_states == [16, 8]
+        assert torch.allclose(features, plain.features_extractor(tensors(later)), atol=1e-5)
