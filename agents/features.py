@@ -115,6 +115,7 @@ class PretrainedParts:
         self.cache_states = int(cache_states)
         self._caches: list[OrderedDict[bytes, tuple[torch.Tensor, ...]]] = []
         self._cache_single = True
+        self.cache_counts: list[list[int]] = []  # per part: [states looked up, states encoded]
 
     def _clear_cache(self) -> None:
         for cache in getattr(self, "_caches", []):
@@ -159,16 +160,21 @@ class PretrainedParts:
         parts = self.cached_parts()
         if len(self._caches) != len(parts):
             self._caches = [OrderedDict() for _ in parts]
+            self.cache_counts = [[0, 0] for _ in parts]
         if len(parts) == 1:
-            encoded = self._through(self._caches[0], observations, parts[0][1])
+            encoded = self._through(0, observations, parts[0][1])
             return encoded[0] if self._cache_single else encoded
-        return tuple(self._through(cache, {k: observations[k] for k in keys}, encode)[0]
-                     for cache, (keys, encode) in zip(self._caches, parts, strict=True))
+        return tuple(self._through(p, {k: observations[k] for k in keys}, encode)[0]
+                     for p, (keys, encode) in enumerate(parts))
 
-    def _through(self, cache: OrderedDict, observations: dict[str, torch.Tensor], encode: Callable):
-        """``encode(observations)`` as a tuple of tensors, computed for the states not in ``cache`` only."""
+    def _through(self, part: int, observations: dict[str, torch.Tensor], encode: Callable):
+        """``encode(observations)`` as a tuple of tensors, computed for the states not in part ``part``'s cache
+        only."""
+        cache = self._caches[part]
         keys = _state_keys(observations)
         missing = list({key: i for i, key in enumerate(keys) if key not in cache}.values())
+        self.cache_counts[part][0] += len(keys)
+        self.cache_counts[part][1] += len(missing)
         if missing:
             rows = torch.as_tensor(missing, device=next(iter(observations.values())).device)
             out = encode({k: v[rows] for k, v in observations.items()})

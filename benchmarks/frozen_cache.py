@@ -63,13 +63,17 @@ def ppo_seconds(lm_dir: str, mapping: str, budget: int, readout: str, steps: int
         try:
             with tempfile.TemporaryDirectory() as folder:
                 start = time.perf_counter()
-                train("lmm/ScoreFollowing-v0", features="lmm", paired_budget=budget, steps=steps, seed=0,
-                      device="cpu", out=folder, lm_dir=lm_dir, mapping=mapping, progress=False,
-                      checkpoint_every=10**9, features_args={"readout": readout, "cache_states": cache})
+                model = train("lmm/ScoreFollowing-v0", features="lmm", paired_budget=budget, steps=steps, seed=0,
+                              device="cpu", out=folder, lm_dir=lm_dir, mapping=mapping, progress=False,
+                              checkpoint_every=10**9, features_args={"readout": readout, "cache_states": cache})
                 out[name] = time.perf_counter() - start
         finally:
             LMMExtractor.cached_parts = parts
-        print(f"PPO {steps} steps, cache_states={cache} ({name}): {out[name]:.1f} s")
+        counts = model.policy.features_extractor.cache_counts  # rollouts and PPO's epochs over them alike
+        ran = "; ".join(f"{label} encoded {encoded} of {looked} states looked up ({encoded / max(looked, 1):.0%})"
+                        for label, (looked, encoded) in zip(("audio", "score") if len(counts) == 2 else ("whole",),
+                                                            counts, strict=False))
+        print(f"PPO {steps} steps, cache_states={cache} ({name}): {out[name]:.1f} s" + (f"; {ran}" if ran else ""))
     return out
 
 

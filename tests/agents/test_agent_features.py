@@ -380,4 +380,5 @@ def test_the_match_readout_caches_its_audio_and_score_halves_apart(lm_dir, monke
         features = cached.features_extractor(tensors(later))
         assert ran == {"_heard_mapped": [8, 8], "_score_read": [8]}
         assert cached.features_extractor.cached_states == [16, 8]
+        assert cached.features_extractor.cache_counts == [[16, 16], [16, 8]]  # [looked up, encoded] per half
         assert torch.allclose(features, plain.features_extractor(tensors(later)), atol=1e-5)
