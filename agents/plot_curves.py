@@ -4,6 +4,13 @@
 
 Each run folder's ``run.json`` must hold a validation curve (``python -m agents.train --eval-every N``). Runs of the
 same setting (env, features, warm start, paired budget) are one line: the mean over seeds, with their range shaded.
+
+``--from-checkpoints EVERY`` draws the curve after the fact from a run's kept checkpoints instead (the first, the
+first past every EVERY RL steps, and the last, each scored on val pieces as during training; see
+:func:`agents.validation.checkpoint_curve`): for runs made without ``--eval-every``, or still training. Scores are
+kept beside the checkpoints, so drawing again evaluates only new checkpoints.
+
+    python -m agents.plot_curves runs/sf_8_1M_lmm/lmm_s* --from-checkpoints 100000 --out curves_1M.png
 """
 
 from __future__ import annotations
@@ -40,6 +47,26 @@ def load_curves(folders: list[Path]) -> dict[str, list[np.ndarray]]:
     return curves
 
 
+def load_checkpoint_curves(folders: list[Path], every: int, env_id: str, pieces: int) -> dict[str, list[np.ndarray]]:
+    """:func:`load_curves` from the runs' checkpoints (:func:`agents.validation.checkpoint_curve`); a run still
+    training (no ``run.json`` yet) is labelled by its experiment folder and arm."""
+    import re
+
+    from agents.validation import checkpoint_curve
+
+    curves: dict[str, list[np.ndarray]] = {}
+    for folder in folders:
+        path = Path(folder) / "run.json"
+        if path.is_file():
+            run = json.loads(path.read_text())
+            label, env = setting(run), run["env_id"]
+        else:
+            label, env = f"{Path(folder).resolve().parent.name}: {re.sub(r'_s[0-9]+$', '', Path(folder).name)}", env_id
+        points = checkpoint_curve(Path(folder), env, every, pieces, log=lambda line: print(line, file=sys.stderr))
+        curves.setdefault(label, []).append(np.array(points, dtype=float))
+    return curves
+
+
 def plot(curves: dict[str, list[np.ndarray]], out: Path, title: str) -> Path:
     import matplotlib
 
@@ -73,9 +100,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("runs", nargs="+", help="run folders (each with a run.json)")
     ap.add_argument("--out", default="learning_curves.png")
     ap.add_argument("--title", default="learning curves")
+    ap.add_argument("--from-checkpoints", type=int, metavar="EVERY",
+                    help="score the runs' kept checkpoints on val pieces, one point per EVERY RL steps")
+    ap.add_argument("--env", default="lmm/ScoreFollowing-v0",
+                    help="with --from-checkpoints: the env of runs without a run.json yet")
+    ap.add_argument("--pieces", type=int, default=8, help="with --from-checkpoints: the val pieces to score on")
     args = ap.parse_args(argv)
     try:
-        path = plot(load_curves([Path(r) for r in args.runs]), Path(args.out), args.title)
+        folders = [Path(r) for r in args.runs]
+        curves = (load_curves(folders) if args.from_checkpoints is None
+                  else load_checkpoint_curves(folders, args.from_checkpoints, args.env, args.pieces))
+        path = plot(curves, Path(args.out), args.title)
     except LMMError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -110,7 +110,7 @@ def make_callbacks(out: Path, steps: int, checkpoint_every: int, progress: bool,
                                                         str(out / "checkpoints"), name_prefix="model")])
 
 
-def _checkpoints(out: Path) -> list[tuple[int, Path]]:
+def checkpoints(out: Path) -> list[tuple[int, Path]]:
     """The run's checkpoints as (RL steps done, path), oldest first."""
     found = []
     for path in (out / "checkpoints").glob("model_*_steps.zip"):
@@ -140,7 +140,7 @@ def _resume(model, out: Path, device: str):
     when there is none."""
     from agents.imitation import WarmStart
 
-    found = _checkpoints(out)
+    found = checkpoints(out)
     if not found:
         print(f"nothing to resume in {out / 'checkpoints'}: starting afresh", file=sys.stderr)
         return None, None

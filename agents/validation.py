@@ -74,3 +74,52 @@ class ValidationCallback(BaseCallback):
         done = self.offset + self.num_timesteps
         if not self.validator.curve or self.validator.curve[-1][0] != done:
             self.validator(done)
+
+
+CHECKPOINT_CURVE = "checkpoint_curve.json"
+
+
+def checkpoint_curve(run: Path, env_id: str, every: int, pieces: int = 8, log=None) -> list[tuple[int, float]]:
+    """A learning curve after the fact, for a run that did not validate while it trained (or is still training):
+    the normalised score on the first ``pieces`` val pieces (as :class:`Validator`) of the run's kept checkpoints,
+    the first one and the first past every ``every`` RL steps, and the last, against env steps (the warm start's
+    included). Each point is kept in ``run/checkpoint_curve.json`` as it is made, so a later call evaluates only
+    checkpoints it has not seen: one can follow a run that spans sessions. ``log`` gets a line per evaluation."""
+    import json
+
+    from agents.train import checkpoints
+    from lmm_envs.benchmark.evaluate import evaluate
+    from lmm_envs.errors import ConfigError
+    from lmm_envs.files import atomic_path
+    from lmm_envs.music.corpus import piece_ids
+
+    if every < 1:
+        raise ConfigError(f"--from-checkpoints needs a positive number of RL steps between points, got {every}")
+    run = Path(run)
+    found = checkpoints(run)
+    if not found:
+        raise ConfigError(f"{run / 'checkpoints'} holds no model_<N>_steps.zip; train with checkpoints first")
+    chosen, next_mark = [], 0
+    for steps, path in found:
+        if steps >= next_mark or (steps, path) == found[-1]:
+            chosen.append((steps, path))
+            next_mark = (steps // every + 1) * every
+    warm = run / "warm_start.json"
+    offset = int(json.loads(warm.read_text())["env_steps"]) if warm.is_file() else 0
+    val = piece_ids(split="val")[:pieces]
+    kept_path = run / CHECKPOINT_CURVE
+    kept = json.loads(kept_path.read_text()) if kept_path.is_file() else {}
+    if kept.get("pieces") != val or kept.get("env_id") != env_id:
+        kept = {"env_id": env_id, "split": "val", "pieces": val, "points": {}}
+    for steps, path in chosen:
+        if path.name in kept["points"]:
+            continue
+        result = evaluate(env_id, str(path), pieces=val, progress=False)
+        score = result["normalised_score"]["mean"]
+        kept["points"][path.name] = [offset + steps, float("nan") if score is None else float(score)]
+        with atomic_path(kept_path) as tmp:
+            tmp.write_text(json.dumps(kept, indent=1))
+        if log is not None:
+            log(f"{run}: {path.name} ({offset + steps} env steps) scores {kept['points'][path.name][1]:.3f} on "
+                f"{len(val)} val pieces")
+    return sorted(tuple(kept["points"][path.name]) for _, path in chosen)

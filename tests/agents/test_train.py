@@ -272,3 +272,29 @@ def test_a_run_without_a_progress_bar_logs_each_round_and_checkpoint(tmp_path):
     assert "64 of 64 env steps" in rounds[-1] and "agreement with the oracle" in rounds[-1]
     ppo = [line for line in lines if line.startswith("PPO:")]
     assert [line.split(" (")[0] for line in ppo] == ["PPO: 512 of 1024 RL steps", "PPO: 1024 of 1024 RL steps"]
+
+
+def test_a_curve_after_the_fact_scores_the_kept_checkpoints_once_each(tmp_path, monkeypatch):
+    """Runs made without --eval-every (or still training, across sessions) get their learning curve from the
+    checkpoints they keep; a point once scored is not scored again."""
+    from agents.plot_curves import load_checkpoint_curves
+    from agents.plot_curves import main as plot_main
+    from lmm_envs.benchmark import evaluate as evaluation
+
+    out = tmp_path / "exp" / "match_s0"
+    train("lmm/ScoreFollowing-v0", "ppo", "match", paired_budget=2, steps=64 + 1024, out=out, n_envs=4,
+          device="cpu", progress=False, warm_start="bc", warm_start_steps=64, checkpoint_every=256)
+    assert plot_main([str(out), "--from-checkpoints", "500", "--pieces", "1", "--out", str(tmp_path / "c.png")]) == 0
+    assert (tmp_path / "c.png").read_bytes()[:4] == b"\x89PNG"
+    kept = json.loads((out / "checkpoint_curve.json").read_text())
+    assert sorted(kept["points"]) == ["model_0_steps.zip", "model_1024_steps.zip", "model_512_steps.zip"]
+    assert [steps for steps, _ in sorted(kept["points"].values())] == [64, 64 + 512, 64 + 1024]  # warm start's too
+
+    def no_second_scoring(*args, **kwargs):
+        raise AssertionError("a kept point was scored again")
+
+    monkeypatch.setattr(evaluation, "evaluate", no_second_scoring)
+    (out / "run.json").unlink()  # as if still training: labelled by its experiment and arm
+    curves = load_checkpoint_curves([out], 500, "lmm/ScoreFollowing-v0", 1)
+    assert list(curves) == ["exp: match"] and curves["exp: match"][0][:, 0].tolist() == [64, 576, 1088]
+    assert plot_main([str(out), "--from-checkpoints", "0", "--out", str(tmp_path / "d.png")]) == 2
