@@ -315,8 +315,8 @@ class LMMExtractor(PretrainedParts, BaseFeaturesExtractor):
                                   self.score_pool)
 
     def cached_parts(self) -> list[tuple[tuple[str, ...] | None, Callable]]:
-        """``readout="match"``: the audio and the score halves apart (over a PPO run on 8 pieces, a score window
-        has been seen before 94% of the time, a whole state 1%); ``"pooled"``: one part."""
+        """``readout="match"``: the audio and the score halves apart (in PPO's first 4096 steps on 8 pieces LM^V
+        ran on 1268 states, LM^A on 3315, both on 4082 with one entry per state); ``"pooled"``: one part."""
         if self.readout != "match":
             return super().cached_parts()
         return [(("audio",), lambda obs: self._heard_mapped(obs["audio"].float())),
