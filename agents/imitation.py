@@ -314,8 +314,10 @@ def warm_start(policy: ActorCriticPolicy, method: str, make_env, steps: int, n_e
                                                                  teacher=teacher))
     first = 0
     if kept is not None and kept.done():
-        record, data, first = kept.load(policy)
-        for part in kept.parts(first):  # encoded a round at a time, as they were when collected
+        record, parts = kept.load(policy)
+        first = len(parts)
+        for part in parts:  # extended and encoded a round at a time, as they were when collected
+            data = data.extend(part)
             part_encoded = encode(policy, part)
             encoded = part_encoded if encoded is None else encoded.extend(part_encoded)
         bar.update(record.env_steps)
@@ -344,9 +346,9 @@ def warm_start(policy: ActorCriticPolicy, method: str, make_env, steps: int, n_e
 class KeptRounds:
     """A warm start's finished rounds on disk, so that a cut-off one carries on (:func:`warm_start`'s ``keep``).
 
-    ``round_<r>.npz`` holds round r's new demonstrations, ``policy.pt`` the policy after the last round kept, and
+    ``round_<r>.npz`` holds round r's new demonstrations, ``policy_<r>.pt`` the policy after it, and
     ``record.json`` (written last, so it names only rounds whose files are complete) the settings and the record
-    so far. Each file is replaced atomically. The rounds' data takes about 230 bytes a ScoreFollowing state
+    so far; the policies of earlier rounds are then removed. Each file is replaced atomically. The rounds' data takes about 230 bytes a ScoreFollowing state
     compressed (10 kB in memory); a run removes the folder once its warm start is done and kept as its first
     checkpoint."""
 
@@ -368,26 +370,20 @@ class KeptRounds:
                               "differ); remove the folder to start this one afresh, or resume with the same settings")
         return len(saved["record"]["rounds"])
 
-    def load(self, policy: ActorCriticPolicy) -> tuple[WarmStart, Demonstrations, int]:
-        """The record, the demonstrations so far and the number of rounds done; ``policy`` gets its kept weights."""
+    def load(self, policy: ActorCriticPolicy) -> tuple[WarmStart, list[Demonstrations]]:
+        """The record and each kept round's demonstrations; ``policy`` gets the weights it had after the last."""
         saved = self._record()
         done = len(saved["record"]["rounds"])
-        policy.load_state_dict(torch.load(self.folder / "policy.pt", map_location=policy.device, weights_only=True))
-        data = Demonstrations()
-        for part in self.parts(done):
-            data = data.extend(part)
-        print(f"warm start: carrying on after round {done} of {self.settings['rounds']} kept in {self.folder} "
-              f"({saved['record']['env_steps']} env steps done)", file=sys.stderr)
-        return WarmStart(**saved["record"]), data, done
-
-    def parts(self, rounds: int) -> list[Demonstrations]:
-        """The demonstrations of the first ``rounds`` rounds, one per round."""
-        out = []
-        for r in range(rounds):
+        policy.load_state_dict(torch.load(self.folder / f"policy_{done - 1}.pt", map_location=policy.device,
+                                          weights_only=True))
+        parts = []
+        for r in range(done):
             with np.load(self.folder / f"round_{r}.npz") as f:
                 obs = {k[len("obs_"):]: f[k] for k in f.files if k.startswith("obs_")}
-                out.append(Demonstrations(obs, f["actions"], f["returns"]))
-        return out
+                parts.append(Demonstrations(obs, f["actions"], f["returns"]))
+        print(f"warm start: carrying on after round {done} of {self.settings['rounds']} kept in {self.folder} "
+              f"({saved['record']['env_steps']} env steps done)", file=sys.stderr)
+        return WarmStart(**saved["record"]), parts
 
     def add(self, new: Demonstrations, policy: ActorCriticPolicy, record: WarmStart) -> None:
         """Keep a finished round: its new demonstrations, the policy after it, then the record that names it."""
@@ -398,10 +394,12 @@ class KeptRounds:
         with atomic_path(self.folder / f"round_{r}.npz") as tmp, open(tmp, "wb") as f:
             np.savez_compressed(f, actions=new.actions, returns=new.returns,
                                 **{f"obs_{k}": v for k, v in new.obs.items()})
-        with atomic_path(self.folder / "policy.pt") as tmp:
+        with atomic_path(self.folder / f"policy_{r}.pt") as tmp:
             torch.save(policy.state_dict(), tmp)
         with atomic_path(self.folder / "record.json") as tmp:
             tmp.write_text(json.dumps({"settings": self.settings, "record": asdict(record)}, default=float))
+        for earlier in range(r):
+            (self.folder / f"policy_{earlier}.pt").unlink(missing_ok=True)
 
 
 def single_env_factory(env_id: str, **env_kwargs):

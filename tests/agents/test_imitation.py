@@ -138,7 +138,7 @@ def test_a_dagger_cut_off_after_a_round_carries_on_to_the_policy_an_uninterrupte
     cut = _match_policy()
     with pytest.raises(_CutOff):
         warm_start(cut, "dagger", make, 384, keep=tmp_path / "rounds", on_round=cut_after_round_one, **settings)
-    assert sorted(p.name for p in (tmp_path / "rounds").iterdir()) == ["policy.pt", "record.json", "round_0.npz",
+    assert sorted(p.name for p in (tmp_path / "rounds").iterdir()) == ["policy_1.pt", "record.json", "round_0.npz",
                                                                        "round_1.npz"]
     collected = []
     original = imitation.collect
