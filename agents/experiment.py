@@ -9,9 +9,9 @@ protocol (``--limit N``: only the first N protocol pieces, for a quicker, off-le
 the result files to ``out/results`` and prints, per arm (features, and the reward when more than the env's is
 asked), the mean over seeds of the normalised score and the main metric with a 95% t-interval across seeds.
 Each run says on stderr, one named and timed line at a time, when a warm-start round ends, every 25k RL steps
-and its score. ``--resume`` carries on an experiment that was cut off (a session's time limit): finished runs are read from their
-result files, the others continue from their latest checkpoint, or inside a warm start after its last finished
-round (:func:`agents.train.train`'s ``resume``).
+and its score. ``--resume`` carries on an experiment that was cut off (a session's time limit): finished runs are
+read from their result files, the others continue from their latest checkpoint, or inside a warm start after its
+last finished round (:func:`agents.train.train`'s ``resume``).
 ``--ray`` runs each (features, reward, seed) as a Ray task instead of a local process (one CPU each, and
 ``--gpus-per-run`` of a GPU where the cluster has GPUs): the result files come back to this machine; the run
 folders (models, logs) are written under ``--out`` on the node that ran them, so give a path every node shares.

@@ -32,14 +32,18 @@ def setting(run: dict) -> str:
     return f"{start}, {run['features']} features, K={run['paired_budget'] or 'all'}"
 
 
+def _read_run(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise ConfigError(f"{path}: cannot read a run ({e})") from None
+
+
 def load_curves(folders: list[Path]) -> dict[str, list[np.ndarray]]:
     curves: dict[str, list[np.ndarray]] = {}
     for folder in folders:
         path = Path(folder) / "run.json"
-        try:
-            run = json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError) as e:
-            raise ConfigError(f"{path}: cannot read a run ({e})") from None
+        run = _read_run(path)
         points = (run.get("validation") or {}).get("curve")
         if not points:
             raise ConfigError(f"{path} has no validation curve; train with --eval-every N")
@@ -58,7 +62,7 @@ def load_checkpoint_curves(folders: list[Path], every: int, env_id: str, pieces:
     for folder in folders:
         path = Path(folder) / "run.json"
         if path.is_file():
-            run = json.loads(path.read_text())
+            run = _read_run(path)
             label, env = setting(run), run["env_id"]
         else:
             label, env = f"{Path(folder).resolve().parent.name}: {re.sub(r'_s[0-9]+$', '', Path(folder).name)}", env_id

@@ -14,6 +14,14 @@ from pathlib import Path
 from stable_baselines3.common.callbacks import BaseCallback
 
 
+def val_score(env_id: str, model: Path, pieces: list[str]) -> float:
+    """The normalised score of the saved ``model`` on ``pieces`` of the val split (NaN where it is undefined)."""
+    from lmm_envs.benchmark.evaluate import evaluate
+
+    score = evaluate(env_id, str(model), pieces=pieces, progress=False)["normalised_score"]["mean"]
+    return float("nan") if score is None else float(score)
+
+
 class Validator:
     """Validate ``model`` on val pieces; keeps the curve and ``out/best_model.zip`` (see the module docstring)."""
 
@@ -28,18 +36,15 @@ class Validator:
         self.best: tuple[int, float] | None = None
 
     def __call__(self, env_steps: int) -> float:
-        from lmm_envs.benchmark.evaluate import evaluate
         from lmm_envs.files import atomic_path
 
         self.out.mkdir(parents=True, exist_ok=True)
         probe = self.out / "validating.zip"
         self.model.save(probe)
         try:
-            result = evaluate(self.env_id, str(probe), pieces=self.pieces, progress=False)
+            score = val_score(self.env_id, probe, self.pieces)
         finally:
             probe.unlink(missing_ok=True)
-        score = result["normalised_score"]["mean"]
-        score = float("nan") if score is None else float(score)
         self.curve.append((int(env_steps), score))
         if math.isfinite(score) and (self.best is None or score > self.best[1]):
             self.best = (int(env_steps), score)
@@ -88,7 +93,6 @@ def checkpoint_curve(run: Path, env_id: str, every: int, pieces: int = 8, log=No
     import json
 
     from agents.train import checkpoints
-    from lmm_envs.benchmark.evaluate import evaluate
     from lmm_envs.errors import ConfigError
     from lmm_envs.files import atomic_path
     from lmm_envs.music.corpus import piece_ids
@@ -114,9 +118,7 @@ def checkpoint_curve(run: Path, env_id: str, every: int, pieces: int = 8, log=No
     for steps, path in chosen:
         if path.name in kept["points"]:
             continue
-        result = evaluate(env_id, str(path), pieces=val, progress=False)
-        score = result["normalised_score"]["mean"]
-        kept["points"][path.name] = [offset + steps, float("nan") if score is None else float(score)]
+        kept["points"][path.name] = [offset + steps, val_score(env_id, path, val)]
         with atomic_path(kept_path) as tmp:
             tmp.write_text(json.dumps(kept, indent=1))
         if log is not None:
