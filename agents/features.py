@@ -32,6 +32,7 @@ from lmm_envs.audio.features import N_BINS
 from lmm_envs.errors import ConfigError
 
 N_PITCHES = 88
+FINGERPRINT = "frozen_fingerprint"  # the state-dict key that stands for frozen networks left out of a checkpoint
 
 
 def _is_window(space: gym.Space) -> bool:
@@ -101,6 +102,8 @@ class PretrainedParts:
 
     frozen: tuple[str, ...] = ()
     cache_states: int = 0
+    save_frozen: bool = True  # False: the frozen networks are left out of the saved state (see ``state_dict``)
+    frozen_source: str = ""  # where the constructor loads the frozen networks from, for error messages
 
     def _start_cache(self, cache_states: int) -> None:
         """Keep the frozen parts' output for the last ``cache_states`` distinct states seen (0: none): PPO runs the
@@ -136,9 +139,45 @@ class PretrainedParts:
         self._clear_cache()
         return super()._apply(fn, *args, **kwargs)
 
-    def _load_from_state_dict(self, *args, **kwargs):  # new weights, perhaps new frozen networks
+    def frozen_fingerprint(self) -> torch.Tensor:
+        """A 128-bit hash of the frozen networks' weights (names and bytes), as 16 uint8 values."""
+        if getattr(self, "_fingerprint", None) is None:
+            digest = hashlib.blake2b(digest_size=16)
+            for name in self.frozen:
+                for key, value in sorted(getattr(self, name).state_dict().items()):
+                    digest.update(key.encode())
+                    digest.update(value.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+            self._fingerprint = torch.tensor(list(digest.digest()), dtype=torch.uint8)
+        return self._fingerprint
+
+    def state_dict(self, *args, destination=None, prefix: str = "", keep_vars: bool = False):
+        """The module's state; with ``save_frozen = False`` the frozen networks are replaced by their fingerprint
+        (``frozen_fingerprint``). The constructor loads them from their folder anyway, so a checkpoint then holds
+        the trained parts alone (an ``lmm`` checkpoint: under 1 MB against about 10 MB with both LMs), and loading
+        it checks that the folder holds the networks it was trained with."""
+        out = super().state_dict(*args, destination=destination, prefix=prefix, keep_vars=keep_vars)
+        if not self.save_frozen:
+            for name in self.frozen:
+                for key in [k for k in out if k.startswith(f"{prefix}{name}.")]:
+                    del out[key]
+            out[prefix + FINGERPRINT] = self.frozen_fingerprint().clone()
+        return out
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):  # new weights, perhaps new frozen networks
         self._clear_cache()
-        return super()._load_from_state_dict(*args, **kwargs)
+        saved = state_dict.pop(prefix + FINGERPRINT, None)
+        frozen_keys = {f"{prefix}{name}.{key}": value for name in self.frozen
+                       for key, value in getattr(self, name).state_dict(keep_vars=True).items()}
+        if saved is not None:
+            if not torch.equal(saved.to(torch.uint8).cpu(), self.frozen_fingerprint()):
+                raise ConfigError(f"this checkpoint was trained with other frozen networks ({', '.join(self.frozen)}) "
+                                  f"than those loaded from {self.frozen_source or 'their folder'}; load it with the "
+                                  "folder it was trained with")
+            for key, value in frozen_keys.items():  # left out when saved: the networks already loaded
+                state_dict.setdefault(key, value)
+        elif any(key in state_dict for key in frozen_keys):
+            self._fingerprint = None  # a checkpoint that carries its own frozen weights replaces them
+        return super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def encode_frozen(self, observations: dict[str, torch.Tensor]):
         """What the frozen networks make of a batch (a tensor or a tuple of tensors, batch first), computed without
@@ -236,6 +275,7 @@ class LMMExtractor(PretrainedParts, BaseFeaturesExtractor):
     """
 
     frozen = ("lm_a", "lm_v")
+    save_frozen = False  # both LMs are loaded from ``lm_dir``; a checkpoint keeps their fingerprint
 
     def __init__(self, observation_space: gym.spaces.Dict, lm_dir: str = "runs/lm", method: str = "regression",
                  paired_budget: int = 8, features_dim: int = 128, readout: str = "pooled", frames: int = 8,
@@ -250,6 +290,7 @@ class LMMExtractor(PretrainedParts, BaseFeaturesExtractor):
         self._start_cache(cache_states)
         self.readout = readout
         folder = Path(lm_dir)
+        self.frozen_source = str(folder)
         mapping_path = folder / mapping_name(method, paired_budget)
         for path in (folder / "lm_a.pt", folder / "lm_v.pt", mapping_path):
             if not path.is_file():

@@ -269,6 +269,45 @@ def test_saved_agent_reloads_and_gives_the_same_actions(lm_dir, tmp_path):
         obs, *_ = env.step(a)
 
 
+def test_an_lmm_checkpoint_leaves_its_lms_in_their_folder_and_checks_it_was_given_the_same(lm_dir, tmp_path):
+    """A saved ``lmm`` agent holds its trained parts and the LMs' fingerprint, not the LMs (which the constructor
+    loads from ``lm_dir`` anyway: about 10 MB a checkpoint with base LMs); it reloads into the same actions, and
+    against another LM folder it refuses with one clear error rather than acting through networks it never saw."""
+    import shutil
+
+    from stable_baselines3 import PPO
+
+    env = gym.make("lmm/ScoreFollowing-v0", pieces=PIECES)
+    kwargs = {"features_extractor_class": LMMExtractor,
+              "features_extractor_kwargs": {"lm_dir": str(lm_dir), "paired_budget": 2, "features_dim": 32}}
+    model = PPO("MultiInputPolicy", env, n_steps=32, batch_size=16, n_epochs=1, policy_kwargs=kwargs, device="cpu")
+    model.learn(32)
+    state = model.policy.state_dict()
+    assert not any(".lm_a." in k or ".lm_v." in k for k in state)
+    assert "features_extractor.frozen_fingerprint" in state
+    lm_bytes = sum(v.numel() * v.element_size() for v in model.policy.features_extractor.lm_a.state_dict().values())
+    model.save(tmp_path / "agent.zip")
+    model.policy.features_extractor.save_frozen = True  # as the checkpoints made before: the LMs inside
+    model.save(tmp_path / "full.zip")
+    del model.policy.features_extractor.save_frozen
+    assert (tmp_path / "full.zip").stat().st_size - (tmp_path / "agent.zip").stat().st_size > lm_bytes / 2
+    obs, _ = env.reset(seed=0)
+    for path in ("agent.zip", "full.zip"):  # the slim checkpoint, and one that carries its LMs, act the same
+        again = PPO.load(tmp_path / path, device="cpu")
+        assert np.array_equal(model.predict(obs, deterministic=True)[0], again.predict(obs, deterministic=True)[0])
+
+    other = tmp_path / "other_lms"
+    shutil.copytree(lm_dir, other)
+    lm = FrameLM.load(other / "lm_a.pt")
+    with torch.no_grad():
+        next(lm.parameters()).add_(0.01)
+    lm.save(other / "lm_a.pt")
+    with pytest.raises(ConfigError, match="other frozen networks"):
+        PPO.load(tmp_path / "agent.zip", device="cpu",
+                 custom_objects={"policy_kwargs": {**kwargs, "features_extractor_kwargs": {
+                     **kwargs["features_extractor_kwargs"], "lm_dir": str(other)}}})
+
+
 def test_raw_extractor_handles_every_observation_space():
     for env_id in ENV_IDS:
         env = gym.make(env_id, pieces=PIECES)
