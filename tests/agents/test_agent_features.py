@@ -302,10 +302,14 @@ def test_an_lmm_checkpoint_leaves_its_lms_in_their_folder_and_checks_it_was_give
     with torch.no_grad():
         next(lm.parameters()).add_(0.01)
     lm.save(other / "lm_a.pt")
+    elsewhere = {"policy_kwargs": {**kwargs, "features_extractor_kwargs": {
+        **kwargs["features_extractor_kwargs"], "lm_dir": str(other)}}}
     with pytest.raises(ConfigError, match="other frozen networks"):
-        PPO.load(tmp_path / "agent.zip", device="cpu",
-                 custom_objects={"policy_kwargs": {**kwargs, "features_extractor_kwargs": {
-                     **kwargs["features_extractor_kwargs"], "lm_dir": str(other)}}})
+        PPO.load(tmp_path / "agent.zip", device="cpu", custom_objects=elsewhere)
+    carried = PPO.load(tmp_path / "full.zip", device="cpu", custom_objects=elsewhere)  # its own LMs replace the folder's
+    assert torch.equal(next(carried.policy.features_extractor.lm_a.parameters()),
+                       next(model.policy.features_extractor.lm_a.parameters()))
+    assert np.array_equal(model.predict(obs, deterministic=True)[0], carried.predict(obs, deterministic=True)[0])
 
 
 def test_raw_extractor_handles_every_observation_space():
