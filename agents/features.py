@@ -104,6 +104,7 @@ class PretrainedParts:
     cache_states: int = 0
     save_frozen: bool = True  # False: the frozen networks are left out of the saved state (see ``state_dict``)
     frozen_source: str = ""  # where the constructor loads the frozen networks from, for error messages
+    _fingerprint: torch.Tensor | None = None  # frozen_fingerprint's, until the frozen networks may have changed
 
     def _start_cache(self, cache_states: int) -> None:
         """Keep the frozen parts' output for the last ``cache_states`` distinct states seen (0: none): PPO runs the
@@ -121,8 +122,10 @@ class PretrainedParts:
         self.cache_counts: list[list[int]] = []  # per part: [states looked up, states encoded]
 
     def _clear_cache(self) -> None:
+        """Forget what was computed from the frozen networks (their outputs, their fingerprint): they may change."""
         for cache in getattr(self, "_caches", []):
             cache.clear()
+        self._fingerprint = None
 
     @property
     def cached_states(self) -> list[int]:
@@ -141,7 +144,7 @@ class PretrainedParts:
 
     def frozen_fingerprint(self) -> torch.Tensor:
         """A 128-bit hash of the frozen networks' weights (names and bytes), as 16 uint8 values."""
-        if getattr(self, "_fingerprint", None) is None:
+        if self._fingerprint is None:
             digest = hashlib.blake2b(digest_size=16)
             for name in self.frozen:
                 for key, value in sorted(getattr(self, name).state_dict().items()):
@@ -166,17 +169,14 @@ class PretrainedParts:
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):  # new weights, perhaps new frozen networks
         self._clear_cache()
         saved = state_dict.pop(prefix + FINGERPRINT, None)
-        frozen_keys = {f"{prefix}{name}.{key}": value for name in self.frozen
-                       for key, value in getattr(self, name).state_dict(keep_vars=True).items()}
-        if saved is not None:
+        if saved is not None:  # the frozen networks were left out when saved: those already loaded stand for them
             if not torch.equal(saved.to(torch.uint8).cpu(), self.frozen_fingerprint()):
                 raise ConfigError(f"this checkpoint was trained with other frozen networks ({', '.join(self.frozen)}) "
                                   f"than those loaded from {self.frozen_source or 'their folder'}; load it with the "
                                   "folder it was trained with")
-            for key, value in frozen_keys.items():  # left out when saved: the networks already loaded
-                state_dict.setdefault(key, value)
-        elif any(key in state_dict for key in frozen_keys):
-            self._fingerprint = None  # a checkpoint that carries its own frozen weights replaces them
+            for name in self.frozen:
+                for key, value in getattr(self, name).state_dict(keep_vars=True).items():
+                    state_dict.setdefault(f"{prefix}{name}.{key}", value)
         return super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def encode_frozen(self, observations: dict[str, torch.Tensor]):
