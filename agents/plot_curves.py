@@ -8,9 +8,10 @@ same setting (env, features, warm start, paired budget) are one line: the mean o
 ``--from-checkpoints EVERY`` draws the curve after the fact from a run's kept checkpoints instead (the first, the
 first past every EVERY RL steps, and the last, each scored on val pieces as during training; see
 :func:`agents.validation.checkpoint_curve`): for runs made without ``--eval-every``, or still training. Scores are
-kept beside the checkpoints, so drawing again evaluates only new checkpoints.
+kept beside the checkpoints, so drawing again evaluates only new checkpoints. ``--workers N`` scores N runs at a
+time, one process each (the same points as one after the other).
 
-    python -m agents.plot_curves runs/sf_8_1M_lmm/lmm_s* --from-checkpoints 100000 --out curves_1M.png
+    python -m agents.plot_curves runs/sf_8_1M_lmm/lmm_s* --from-checkpoints 100000 --workers 2 --out curves_1M.png
 """
 
 from __future__ import annotations
@@ -51,14 +52,24 @@ def load_curves(folders: list[Path]) -> dict[str, list[np.ndarray]]:
     return curves
 
 
-def load_checkpoint_curves(folders: list[Path], every: int, env_id: str, pieces: int) -> dict[str, list[np.ndarray]]:
-    """:func:`load_curves` from the runs' checkpoints (:func:`agents.validation.checkpoint_curve`); a run still
-    training (no ``run.json`` yet) is labelled by its experiment folder and arm."""
-    import re
-
+def _score_checkpoints(task: tuple[str, str, int, int]) -> list[tuple[int, float]]:
+    """One run's checkpoint curve (a task for :func:`lmm_envs.parallel.run_tasks`), logging each point."""
     from agents.validation import checkpoint_curve
 
-    curves: dict[str, list[np.ndarray]] = {}
+    folder, env_id, every, pieces = task
+    return checkpoint_curve(Path(folder), env_id, every, pieces,
+                            log=lambda line: print(line, file=sys.stderr, flush=True))
+
+
+def load_checkpoint_curves(folders: list[Path], every: int, env_id: str, pieces: int,
+                           workers: int = 1) -> dict[str, list[np.ndarray]]:
+    """:func:`load_curves` from the runs' checkpoints (:func:`agents.validation.checkpoint_curve`), ``workers``
+    runs at a time; a run still training (no ``run.json`` yet) is labelled by its experiment folder and arm."""
+    import re
+
+    from lmm_envs.parallel import run_tasks
+
+    labels, tasks = [], []
     for folder in folders:
         path = Path(folder) / "run.json"
         if path.is_file():
@@ -66,7 +77,10 @@ def load_checkpoint_curves(folders: list[Path], every: int, env_id: str, pieces:
             label, env = setting(run), run["env_id"]
         else:
             label, env = f"{Path(folder).resolve().parent.name}: {re.sub(r'_s[0-9]+$', '', Path(folder).name)}", env_id
-        points = checkpoint_curve(Path(folder), env, every, pieces, log=lambda line: print(line, file=sys.stderr))
+        labels.append(label)
+        tasks.append((str(folder), env, every, pieces))
+    curves: dict[str, list[np.ndarray]] = {}
+    for label, points in zip(labels, run_tasks(_score_checkpoints, tasks, workers=workers), strict=True):
         curves.setdefault(label, []).append(np.array(points, dtype=float))
     return curves
 
@@ -109,11 +123,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--env", default="lmm/ScoreFollowing-v0",
                     help="with --from-checkpoints: the env of runs without a run.json yet")
     ap.add_argument("--pieces", type=int, default=8, help="with --from-checkpoints: the val pieces to score on")
+    ap.add_argument("--workers", type=int, default=1,
+                    help="with --from-checkpoints: runs scored at a time, one process each")
     args = ap.parse_args(argv)
     try:
+        if args.workers < 1:
+            raise ConfigError(f"--workers needs at least 1 process, got {args.workers}")
         folders = [Path(r) for r in args.runs]
         curves = (load_curves(folders) if args.from_checkpoints is None
-                  else load_checkpoint_curves(folders, args.from_checkpoints, args.env, args.pieces))
+                  else load_checkpoint_curves(folders, args.from_checkpoints, args.env, args.pieces, args.workers))
         path = plot(curves, Path(args.out), args.title)
     except LMMError as e:
         print(f"error: {e}", file=sys.stderr)

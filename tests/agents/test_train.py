@@ -1,5 +1,6 @@
 import json
 
+import numpy as np
 import pytest
 
 from agents.train import load_config, main, track_of, train
@@ -298,3 +299,24 @@ def test_a_curve_after_the_fact_scores_the_kept_checkpoints_once_each(tmp_path, 
     curves = load_checkpoint_curves([out], 500, "lmm/ScoreFollowing-v0", 1)
     assert list(curves) == ["exp: match"] and curves["exp: match"][0][:, 0].tolist() == [64, 576, 1088]
     assert plot_main([str(out), "--from-checkpoints", "0", "--out", str(tmp_path / "d.png")]) == 2
+
+
+def test_checkpoint_curves_scored_in_parallel_processes_are_the_ones_scored_in_turn(tmp_path):
+    """--workers N scores N runs at a time (one process each): the same points, in the same order of runs."""
+    from agents.plot_curves import load_checkpoint_curves
+    from agents.plot_curves import main as plot_main
+
+    first = tmp_path / "exp" / "match_s0"
+    train("lmm/ScoreFollowing-v0", "ppo", "match", paired_budget=2, steps=512, out=first, n_envs=4, device="cpu",
+          progress=False, checkpoint_every=256)
+    second = tmp_path / "exp" / "match_s1"
+    train("lmm/ScoreFollowing-v0", "ppo", "match", paired_budget=2, steps=512, seed=1, out=second, n_envs=4,
+          device="cpu", progress=False, checkpoint_every=256)
+    in_parallel = load_checkpoint_curves([first, second], 256, "lmm/ScoreFollowing-v0", 1, workers=2)
+    for run in (first, second):
+        (run / "checkpoint_curve.json").unlink()
+    in_turn = load_checkpoint_curves([first, second], 256, "lmm/ScoreFollowing-v0", 1)
+    assert list(in_parallel) == list(in_turn) and len(in_turn[next(iter(in_turn))]) == 2
+    for a, b in zip(next(iter(in_parallel.values())), next(iter(in_turn.values())), strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert plot_main([str(first), "--from-checkpoints", "256", "--workers", "0", "--out", str(tmp_path / "e.png")]) == 2
