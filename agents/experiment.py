@@ -5,7 +5,8 @@
         [--warm-start dagger --teacher oracle] [--n-envs 16] [--ray [ADDRESS]] [--resume]
 
 Trains every (features, reward, seed) with :func:`agents.train.train`, evaluates each model under the env's
-protocol (``--limit N``: only the first N protocol pieces, for a quicker, off-leaderboard measurement), writes
+protocol (``--limit N``: only N protocol pieces, spread over the list or the first N with ``--subset first``,
+for a quicker, off-leaderboard measurement), writes
 the result files to ``out/results`` and prints, per arm (features, and the reward when more than the env's is
 asked), the mean over seeds of the normalised score and the main metric with a 95% t-interval across seeds.
 Each run says on stderr, one named and timed line at a time, when a warm-start round ends, every 25k RL steps
@@ -32,6 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from agents.lm import MAPPING_METHODS
+from lmm_envs.benchmark.protocol import SUBSETS
 from lmm_envs.errors import LMMError
 from lmm_envs.music.expressive import EXPRESSIVE_STYLES
 from lmm_envs.parallel import add_ray_option
@@ -58,10 +60,11 @@ def _one(job: dict) -> dict:
           train_style=job.get("train_style"), warm_start_style=job.get("warm_start_style"), h_model=job.get("h_model"),
           resume=job.get("resume", False), features_args=job.get("features_args"), log=say)
     name = f"{job['warm_start']}+ppo" if job["warm_start"] else "ppo"
-    say(f"evaluating {run / 'model.zip'}" + (f" on the first {job['limit']} protocol pieces" if job["limit"] else ""))
+    subset = job.get("subset", "spread")
+    say(f"evaluating {run / 'model.zip'}" + (f" on {job['limit']} protocol pieces ({subset})" if job["limit"] else ""))
     result = evaluate(job["env"], str(run / "model.zip"), agent_name=f"{name}-{arm} seed {job['seed']}",
                       track=track_of(job["paired_budget"], job["steps"]), limit=job["limit"] or None, trust=True,
-                      progress=False)
+                      progress=False, subset=subset)
     row = _row(arm, job["seed"], result)
     say(f"normalised score {row['score']:.3f}, {row['metric']} {row['main']:.3f}")
     return {**row, "result": result}
@@ -102,7 +105,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--lm-dir", default="runs/lm")
     ap.add_argument("--mapping", default="regression", choices=MAPPING_METHODS,
                     help="the few-pair mapping the lmm features hear through")
-    ap.add_argument("--limit", type=int, default=0, help="evaluate on the first N protocol pieces only")
+    ap.add_argument("--limit", type=int, default=0, help="evaluate on N protocol pieces only (see --subset)")
+    ap.add_argument("--subset", choices=SUBSETS, default="spread",
+                    help="with --limit: N pieces spread over the protocol's list (the default; it keeps the mix of "
+                         "collections) or the first N (all Bach chorales on the test split)")
     ap.add_argument("--parallel", type=int, default=2, help="runs at a time (one CPU thread each)")
     add_ray_option(ap, "each run a Ray task")
     ap.add_argument("--gpus-per-run", type=float, default=1.0,
@@ -136,7 +142,7 @@ def _experiment(args: argparse.Namespace) -> int:
         checked_features_args(f, features_args)
     arms = [(f, r, f if args.reward == ["env"] else f"{f}-{r}") for f in args.features for r in args.reward]
     jobs = [dict(env=args.env, paired_budget=args.paired_budget, steps=args.steps, seed=s, features=f, reward=r,
-                 arm=arm, lm_dir=args.lm_dir, mapping=args.mapping, limit=args.limit, out=args.out, n_envs=args.n_envs,
+                 arm=arm, lm_dir=args.lm_dir, mapping=args.mapping, limit=args.limit, subset=args.subset, out=args.out, n_envs=args.n_envs,
                  warm_start=args.warm_start, warm_start_steps=args.warm_start_steps, teacher=args.teacher,
                  use_gpu=args.ray is not None and args.gpus_per_run > 0, train_style=args.train_style,
                  warm_start_style=args.warm_start_style, h_model=args.h_model, resume=args.resume,

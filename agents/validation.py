@@ -1,6 +1,7 @@
 """Validation during training: the normalised score on val pieces against env steps, and the best model kept.
 
-:class:`Validator` evaluates a model on the first ``pieces`` pieces of the val split under the env's protocol
+:class:`Validator` evaluates a model on ``pieces`` pieces spread over the val split (:func:`val_pieces`: its
+Bach chorales and folk tunes alike) under the env's protocol
 settings (both renderings, random and oracle on the same episodes), records ``(env steps, normalised score)``
 and saves the best model so far as ``best_model.zip``. :class:`ValidationCallback` calls it every ``every``
 env steps of SB3 training; a warm start calls it after each of its rounds. The test split is never looked at.
@@ -22,16 +23,24 @@ def val_score(env_id: str, model: Path, pieces: list[str]) -> float:
     return float("nan") if score is None else float(score)
 
 
+def val_pieces(count: int) -> list[str]:
+    """The ``count`` val pieces a validation runs on: spread evenly over the split, so that both of its collections
+    are in it (the split lists its 38 Bach chorales first; its first 8 pieces are all chorales)."""
+    from lmm_envs.benchmark.protocol import subset_indices
+    from lmm_envs.music.corpus import piece_ids
+
+    every = piece_ids(split="val")
+    return [every[i] for i in subset_indices(len(every), count)]
+
+
 class Validator:
     """Validate ``model`` on val pieces; keeps the curve and ``out/best_model.zip`` (see the module docstring)."""
 
     def __init__(self, model, env_id: str, out: Path, pieces: int = 8):
-        from lmm_envs.music.corpus import piece_ids
-
         self.model = model
         self.env_id = env_id
         self.out = Path(out)
-        self.pieces = piece_ids(split="val")[:pieces]
+        self.pieces = val_pieces(pieces)
         self.curve: list[tuple[int, float]] = []
         self.best: tuple[int, float] | None = None
 
@@ -86,7 +95,7 @@ CHECKPOINT_CURVE = "checkpoint_curve.json"
 
 def checkpoint_curve(run: Path, env_id: str, every: int, pieces: int = 8, log=None) -> list[tuple[int, float]]:
     """A learning curve after the fact, for a run that did not validate while it trained (or is still training):
-    the normalised score on the first ``pieces`` val pieces (as :class:`Validator`) of the run's kept checkpoints,
+    the normalised score on ``pieces`` val pieces (:func:`val_pieces`, as :class:`Validator`) of the run's kept checkpoints,
     the first one and the first past every ``every`` RL steps, and the last, against env steps (the warm start's
     included). Each point is kept in ``run/checkpoint_curve.json`` as it is made, so a later call evaluates only
     checkpoints it has not seen: one can follow a run that spans sessions. ``log`` gets a line per evaluation."""
@@ -95,8 +104,6 @@ def checkpoint_curve(run: Path, env_id: str, every: int, pieces: int = 8, log=No
     from agents.train import checkpoints
     from lmm_envs.errors import ConfigError
     from lmm_envs.files import atomic_path
-    from lmm_envs.music.corpus import piece_ids
-
     if every < 1:
         raise ConfigError(f"--from-checkpoints needs a positive number of RL steps between points, got {every}")
     run = Path(run)
@@ -110,7 +117,7 @@ def checkpoint_curve(run: Path, env_id: str, every: int, pieces: int = 8, log=No
             next_mark = (steps // every + 1) * every
     warm = run / "warm_start.json"
     offset = int(json.loads(warm.read_text())["env_steps"]) if warm.is_file() else 0
-    val = piece_ids(split="val")[:pieces]
+    val = val_pieces(pieces)
     kept_path = run / CHECKPOINT_CURVE
     kept = json.loads(kept_path.read_text()) if kept_path.is_file() else {}
     if kept.get("pieces") != val or kept.get("env_id") != env_id:

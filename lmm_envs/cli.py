@@ -71,11 +71,13 @@ def cmd_data_show(args) -> int:
 
 
 def cmd_data_prepare(args) -> int:
+    from lmm_envs.benchmark.protocol import subset_indices
     from lmm_envs.music import corpus
     from lmm_envs.parallel import default_workers
     from lmm_envs.prepare import prepare_pieces
 
-    ids = corpus.piece_ids(split=args.split)[: args.limit or None]
+    every = corpus.piece_ids(split=args.split)
+    ids = [every[i] for i in subset_indices(len(every), args.limit, args.subset)]
     report = prepare_pieces(ids, variants=args.variants, expressiveness=args.expressiveness, synth=args.synth,
                             style=args.style, workers=args.workers or default_workers(), ray_address=args.ray,
                             progress=_progress(args), playing_targets=args.playing_targets)
@@ -139,7 +141,7 @@ def cmd_evaluate(args) -> int:
                       nominal_tempo=args.nominal_tempo,
                       limit=args.limit or None, synth=args.synth, workers=args.workers, trust=args.trust_checkpoint,
                       progress=_progress(args), env_kwargs=_env_args(args.env_arg or []) or None,
-                      ray_address=args.ray)
+                      ray_address=args.ray, subset=args.subset)
 
     def rounded(value):
         return None if value is None else round(value, 4)
@@ -322,12 +324,12 @@ def cmd_quickstart(args) -> int:
             prepare_piece(pid, 1.0, performance_seed(pid, variant))
     scored = {}
     for agent in ("random", "oracle", "oltw", "keep_tempo"):
-        scored[agent] = evaluate(env_id, agent, limit=args.pieces, progress=progress)
+        scored[agent] = evaluate(env_id, agent, limit=args.pieces, progress=progress, subset="first")
         write_result(scored[agent], results / f"{agent}.json")
     model_path = out / "dagger_ppo_scorefollowing.zip"
     curve = train(env_id, model_path, args.steps, progress)
     scored["learned"] = evaluate(env_id, str(model_path), agent_name=QUICK_AGENT, limit=args.pieces,
-                                 progress=progress, learning_curve=curve)
+                                 progress=progress, learning_curve=curve, subset="first")
     write_result(scored["learned"], results / "learned.json")
     loaded = load_results(results)
     text = markdown(loaded)
@@ -364,6 +366,7 @@ def _quickstart_verdict(scored: dict, steps: int) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from lmm_envs.benchmark.protocol import SUBSETS
     from lmm_envs.music.expressive import DEFAULT_STYLE, EXPRESSIVE_STYLES
     from lmm_envs.parallel import add_ray_option
     from lmm_envs.pieces import PERFORMANCES_PER_PIECE
@@ -399,7 +402,10 @@ def build_parser() -> argparse.ArgumentParser:
     dp.add_argument("--variants", type=_count(1), default=PERFORMANCES_PER_PIECE,
                     help=f"renderings per piece, as the envs' performances_per_piece (default {PERFORMANCES_PER_PIECE}: "
                          "every rendering an env draws)")
-    dp.add_argument("--limit", type=_count(0), default=0, help="only the first N pieces (0: all)")
+    dp.add_argument("--limit", type=_count(0), default=0, help="only N pieces (0: all), chosen as --subset says")
+    dp.add_argument("--subset", choices=SUBSETS, default="spread",
+                    help="with --limit: N pieces spread evenly over the split (the default; what evaluate --limit "
+                         "N runs on the test split) or the first N")
     dp.add_argument("--workers", type=_count(0), default=0, help="local processes (default 0: one per core)")
     dp.add_argument("--playing-targets", action="store_true",
                     help="also what the playing envs read at a reset: the SightReading / PlayByEar targets and "
@@ -420,7 +426,10 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--nominal-tempo", choices=["score", "performance"],
                    help="with --pieces: the score's tempo marks (default) or each performance's own mean tempo")
     e.add_argument("--limit", type=_count(0), default=0,
-                   help="only the first N protocol pieces (off the tracks; 0: all)")
+                   help="only N protocol pieces (off the tracks; 0: all), chosen as --subset says")
+    e.add_argument("--subset", choices=SUBSETS, default="spread",
+                   help="with --limit: N pieces spread evenly over the protocol's list, keeping its mix of "
+                        "collections (the default), or the first N")
     e.add_argument("--synth", default="harmonic", choices=["harmonic", "fluidsynth"])
     e.add_argument("--workers", type=_count(1), default=1, help="episodes in parallel processes (same numbers)")
     add_ray_option(e, "episodes as Ray tasks; the same result file as a local run")

@@ -27,6 +27,17 @@ def test_data_prepare_shows_what_it_did(capsys):
     assert "(0 built, 4 already cached)" in capsys.readouterr().out
 
 
+def test_data_prepare_with_a_limit_prepares_the_pieces_evaluate_with_that_limit_runs(capsys, tmp_path, fresh_process):
+    """Both spread N pieces over the test split the same way, so a quick measurement builds no rendering."""
+    from lmm_envs.pieces import renderings_built
+
+    fresh_process(tmp_path / "cache")
+    assert main(["data", "prepare", "--split", "test", "--limit", "2", "--variants", "2", "--quiet"]) == 0
+    built = renderings_built()
+    assert main(["evaluate", "--agent", "keep_tempo", "--limit", "2", "--quiet"]) == 0
+    assert renderings_built() == built
+
+
 @pytest.mark.parametrize(
     "args,message",
     [(["data", "show", "bach/nope"], "unknown piece id"),

@@ -149,9 +149,10 @@ def _run_episodes(task: dict, on_episode: Callable[[], None] | None) -> list[tup
 
 
 def protocol_episodes(env_id: str, pieces=None, limit: int | None = None, synth: str = "harmonic",
-                      env_kwargs: dict | None = None) -> list[dict]:
-    """The episodes of the protocol of ``env_id`` (or of a user's pieces under the same settings)."""
-    from lmm_envs.benchmark.protocol import get_protocol
+                      env_kwargs: dict | None = None, subset: str = "spread") -> list[dict]:
+    """The episodes of the protocol of ``env_id`` (or of a user's pieces under the same settings); ``limit``
+    pieces of them chosen as ``subset`` says (:func:`lmm_envs.benchmark.protocol.subset_indices`)."""
+    from lmm_envs.benchmark.protocol import get_protocol, subset_indices
 
     proto = get_protocol(env_id)
     episodes = []
@@ -160,8 +161,9 @@ def protocol_episodes(env_id: str, pieces=None, limit: int | None = None, synth:
         levels = (float(env_kwargs["expressiveness"]),)
     for e in levels:
         env = _make_eval_env(env_id, {**proto.env_kwargs, **(env_kwargs or {})}, pieces, e, synth, proto.split)
-        sources = env.unwrapped.sources[: limit or None]
-        for i, source in enumerate(sources):
+        sources = env.unwrapped.sources
+        for i in subset_indices(len(sources), limit, subset):
+            source = sources[i]
             recorded = hasattr(source, "alignment")  # a Piece with its own performance: one episode, no renderings
             for v in ((0,) if recorded else proto.variants):
                 episodes.append({"piece_index": i, "variant": v, "expressiveness": e})
@@ -255,15 +257,17 @@ def result_digest(result: dict) -> str:
 
 
 def check_evaluation(env_id: str, agent, agent_name: str | None, track: str, limit, workers,
-                     env_kwargs: dict | None, ray_address: str | None = None) -> None:
+                     env_kwargs: dict | None, ray_address: str | None = None, subset: str = "spread") -> None:
     """Refuse, before anything runs, what would make a wrong or misleading result (one :class:`ConfigError`)."""
-    from lmm_envs.benchmark.protocol import check_track, get_protocol
+    from lmm_envs.benchmark.protocol import SUBSETS, check_track, get_protocol
     from lmm_envs.envs.options import check_env_options
 
     proto = get_protocol(env_id)
     check_track(track)
     if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool) or limit < 0):
         raise ConfigError(f"limit must be a positive number of pieces (0 or None for all), got {limit!r}")
+    if subset not in SUBSETS:
+        raise ConfigError(f"subset must be one of {', '.join(SUBSETS)} (how --limit picks its pieces), got {subset!r}")
     if not isinstance(workers, int) or isinstance(workers, bool) or workers < 1:
         raise ConfigError(f"workers must be a positive integer, got {workers!r}")
     if (workers > 1 or ray_address is not None) and not isinstance(agent, str):
@@ -290,14 +294,15 @@ def check_evaluation(env_id: str, agent, agent_name: str | None, track: str, lim
 def evaluate(env_id: str, agent, agent_name: str | None = None, track: str = "baseline", pieces=None,
              limit: int | None = None, synth: str = "harmonic", workers: int = 1, trust: bool = False,
              progress: bool = True, learning_curve: list | None = None, env_kwargs: dict | None = None,
-             nominal_tempo: str | None = None, ray_address: str | None = None) -> dict:
+             nominal_tempo: str | None = None, ray_address: str | None = None, subset: str = "spread") -> dict:
     """Evaluate ``agent`` (a baseline name, an SB3 ``.zip`` path, an agent object or a plain function) under the
     protocol of ``env_id``; returns the result (see DESIGN section 6), ready for :func:`write_result`.
 
     The random agent and the oracle are run on the same episodes, so the normalised score is measured in the
     same run; each episode keeps their main-metric values (``reference``) so that the summary can be recomputed
     from the episodes. ``pieces`` (a piece list CSV or list) evaluates a user's own pieces: the result is then
-    marked as outside the leaderboard tracks, as it is with ``limit``, ``env_kwargs`` (options beyond the
+    marked as outside the leaderboard tracks, as it is with ``limit`` (that many pieces, spread over the list or
+    the first ones: ``subset``, see :func:`lmm_envs.benchmark.protocol.subset_indices`), ``env_kwargs`` (options beyond the
     protocol's) or a synth other than the protocol's. ``workers`` > 1 runs episodes in parallel processes,
     ``ray_address`` as Ray tasks (``"local"``, ``"auto"`` or a cluster's address; see :mod:`lmm_envs.parallel`):
     the same numbers either way. Bad arguments are refused before any episode runs.
@@ -307,7 +312,7 @@ def evaluate(env_id: str, agent, agent_name: str | None = None, track: str = "ba
     from lmm_envs.music.corpus import manifest_hash
 
     limit = limit or None
-    check_evaluation(env_id, agent, agent_name, track, limit, workers, env_kwargs, ray_address)
+    check_evaluation(env_id, agent, agent_name, track, limit, workers, env_kwargs, ray_address, subset)
     proto = get_protocol(env_id)
     if pieces is not None and not isinstance(pieces, (str, list, tuple)):
         pieces = str(pieces)
@@ -315,7 +320,7 @@ def evaluate(env_id: str, agent, agent_name: str | None = None, track: str = "ba
     if nominal_tempo is not None:
         pieces = _with_nominal_tempo(pieces, nominal_tempo)
     kwargs = {**proto.env_kwargs, **(env_kwargs or {})}
-    episodes = protocol_episodes(env_id, pieces, limit, synth, env_kwargs)
+    episodes = protocol_episodes(env_id, pieces, limit, synth, env_kwargs, subset)
     if not episodes:
         raise ConfigError(f"this selection gives {env_id} no episode to evaluate; choose other pieces")
     on_leaderboard = pieces is None and not limit and synth == "harmonic" and not env_kwargs
@@ -353,7 +358,7 @@ def evaluate(env_id: str, agent, agent_name: str | None = None, track: str = "ba
         "on_leaderboard": on_leaderboard,
         "agent": agent_info,
         "settings": {"synth": synth, "pieces": None if named is None else str(named), "limit": limit,
-                     "env_kwargs": kwargs, **({"nominal_tempo": nominal_tempo} if nominal_tempo else {})},
+                     **({"subset": subset} if limit else {}), "env_kwargs": kwargs, **({"nominal_tempo": nominal_tempo} if nominal_tempo else {})},
         "main_metric": main,
         "episodes": rows,
         **summarise(rows, main, proto.metrics),

@@ -28,6 +28,24 @@ BASELINE_TRACK = "baseline"  # no paired data, no training: shown with every tra
 CUSTOM_TRACK = "custom"  # a user's own pieces: outside the leaderboard tracks
 
 
+SUBSETS = ("spread", "first")  # how a quicker, off-leaderboard evaluation picks its N pieces
+
+
+def subset_indices(count: int, limit: int | None, how: str = "spread") -> list[int]:
+    """Which of ``count`` pieces (in the split's order) an evaluation of ``limit`` pieces runs. ``"spread"`` (the
+    default) takes them evenly over the whole list, first and last included, so that a subset keeps the split's
+    mix of collections (the splits list the Bach chorales first: the test split's first 41 pieces are all chorales,
+    the rest folk tunes); ``"first"`` takes the first ``limit`` (how subsets were chosen before, kept to reproduce
+    earlier figures). ``limit`` None or 0, or at least ``count``: every piece."""
+    if how not in SUBSETS:
+        raise ConfigError(f"subset must be one of {', '.join(SUBSETS)}, got {how!r}")
+    if not limit or limit >= count:
+        return list(range(count))
+    if how == "first":
+        return list(range(limit))
+    return [int(i) for i in np.round(np.linspace(0, count - 1, limit))]  # steps >= 1 apart: all distinct
+
+
 def within(track: str, bound: str) -> bool:
     """Whether an agent of ``track`` also keeps within the bounds of track ``bound`` (tracks are upper bounds: an
     agent that used 8 paired pieces and 100k steps used at most 64 pieces and at most 1M steps)."""

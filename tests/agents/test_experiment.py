@@ -58,10 +58,12 @@ def test_resume_reads_finished_runs_and_carries_on_the_others(tmp_path, monkeypa
 
     out = tmp_path / "exp"
     common = ["--env", "lmm/ScoreFollowing-v0", "--paired-budget", "2", "--steps", "64", "--n-envs", "2",
-              "--features", "raw", "--limit", "1", "--parallel", "1", "--out", str(out)]
+              "--features", "raw", "--limit", "1", "--subset", "first", "--parallel", "1", "--out", str(out)]
     assert main([*common, "--seeds", "0"]) == 0
     said = capsys.readouterr().err  # each run says what it does, named: several run at once, for hours
     assert "raw seed 0: evaluating" in said and "raw seed 0: normalised score" in said
+    assert "on 1 protocol pieces (first)" in said
+    assert json.loads((out / "results" / "raw_s0.json").read_text())["settings"]["subset"] == "first"
     first = json.loads((out / "summary.json").read_text())
     resumed: list[bool] = []
     original = agents.train.train

@@ -320,3 +320,12 @@ def test_checkpoint_curves_scored_in_parallel_processes_are_the_ones_scored_in_t
     for a, b in zip(next(iter(in_parallel.values())), next(iter(in_turn.values())), strict=True):
         np.testing.assert_array_equal(a, b)
     assert plot_main([str(first), "--from-checkpoints", "256", "--workers", "0", "--out", str(tmp_path / "e.png")]) == 2
+
+
+def test_validation_scores_on_val_pieces_of_both_collections():
+    """The val split lists its Bach chorales first: a validation on its first pieces would see chorales only."""
+    from agents.validation import val_pieces
+
+    pieces = val_pieces(8)
+    assert len(set(pieces)) == 8 and {p.split("/")[0] for p in pieces} == {"bach", "ryans"}
+    assert val_pieces(1) == val_pieces(8)[:1]

@@ -104,3 +104,36 @@ def test_tracks_are_upper_bounds_on_pairs_and_steps():
     assert within("8/100k", "8/100k") and within("8/100k", "all/1M") and within("64/100k", "64/1M")
     assert not within("64/100k", "8/1M") and not within("8/1M", "all/100k")
     assert not within("baseline", "8/100k") and not within("custom", "all/1M")
+
+
+def test_a_subset_of_the_protocol_keeps_the_splits_mix_of_collections():
+    """--limit N takes N pieces spread over the protocol's list, so a quick measurement is not all Bach chorales
+    (the test split lists its chorales first); --subset first keeps the first N, to reproduce earlier figures."""
+    from lmm_envs.benchmark.protocol import subset_indices
+    from lmm_envs.music.corpus import piece_ids
+
+    assert subset_indices(153, 40) == sorted(set(subset_indices(153, 40))) and len(subset_indices(153, 40)) == 40
+    assert subset_indices(153, 40)[0] == 0 and subset_indices(153, 40)[-1] == 152
+    assert subset_indices(153, 40, "first") == list(range(40))
+    assert subset_indices(5, 0) == subset_indices(5, 9) == list(range(5))
+    with pytest.raises(ConfigError, match="subset must be one of spread, first"):
+        subset_indices(5, 2, "random")
+    test = piece_ids(split="test")
+    spread = {test[i].split("/")[0] for i in subset_indices(len(test), 40)}
+    first = {test[i].split("/")[0] for i in subset_indices(len(test), 40, "first")}
+    assert spread == {"bach", "ryans"} and first == {"bach"}
+
+    episodes = protocol_episodes(ENV, limit=3)
+    assert [e["piece_index"] for e in episodes[::2]] == [0, 76, 152]
+    assert [e["piece_index"] for e in protocol_episodes(ENV, limit=3, subset="first")[::2]] == [0, 1, 2]
+
+
+def test_a_result_file_says_how_its_subset_was_chosen():
+    spread = evaluate(ENV, "keep_tempo", limit=2, progress=False)
+    first = evaluate(ENV, "keep_tempo", limit=2, progress=False, subset="first")
+    assert spread["settings"]["subset"] == "spread" and first["settings"]["subset"] == "first"
+    assert [e["piece_index"] for e in spread["episodes"]] == [0, 0, 152, 152]
+    assert spread["episodes"][-1]["piece_id"].startswith("ryans/")
+    assert first["episodes"][-1]["piece_id"].startswith("bach/")
+    with pytest.raises(ConfigError, match="subset must be one of"):
+        evaluate(ENV, "keep_tempo", limit=2, progress=False, subset="last")

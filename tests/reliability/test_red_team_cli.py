@@ -64,6 +64,8 @@ def test_env_args_that_would_crash_or_be_silently_dropped_are_refused(capsys, no
     (["evaluate", "--workers", "0"], "--workers"),
     (["evaluate", "--name", "two\nlines"], "one printable line"),
     (["evaluate", "--track", "8/10M"], "unknown track"),
+    (["evaluate", "--limit", "2", "--subset", "last"], "--subset"),
+    (["data", "prepare", "--split", "test", "--limit", "2", "--subset", "middle"], "--subset"),
     (["render", "--seed", "-1", "--out", "x.png"], "--seed"),
     (["render", "--out", "x.txt"], "use .png"),
     (["data", "prepare", "--split", "test", "--variants", "-5"], "--variants"),
