@@ -265,7 +265,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--calibration-steps", type=int, default=2000)
     ap.add_argument("--pairs-only-steps", type=int, default=5000)
     ap.add_argument("--pool-limit", type=int, default=0, help="only the first N pieces of the unpaired audio pool")
-    ap.add_argument("--limit", type=int, default=0, help="evaluate on the first N test pieces only (a quick look)")
+    ap.add_argument("--limit", type=int, default=0, help="evaluate on N test pieces spread over the split only (a quick look)")
     ap.add_argument("--merge", nargs="+", type=Path, metavar="RUN",
                     help="only merge the reports of finished runs (e.g. one per seed) into --out")
     ap.add_argument("--quiet", action="store_true")
