@@ -104,6 +104,7 @@ def checkpoint_curve(run: Path, env_id: str, every: int, pieces: int = 8, log=No
     from agents.train import checkpoints
     from lmm_envs.errors import ConfigError
     from lmm_envs.files import atomic_path
+
     if every < 1:
         raise ConfigError(f"--from-checkpoints needs a positive number of RL steps between points, got {every}")
     run = Path(run)
