@@ -60,7 +60,7 @@ def _one(job: dict) -> dict:
           train_style=job.get("train_style"), warm_start_style=job.get("warm_start_style"), h_model=job.get("h_model"),
           resume=job.get("resume", False), features_args=job.get("features_args"), log=say)
     name = f"{job['warm_start']}+ppo" if job["warm_start"] else "ppo"
-    subset = job.get("subset", "spread")
+    subset = job["subset"]
     say(f"evaluating {run / 'model.zip'}" + (f" on {job['limit']} protocol pieces ({subset})" if job["limit"] else ""))
     result = evaluate(job["env"], str(run / "model.zip"), agent_name=f"{name}-{arm} seed {job['seed']}",
                       track=track_of(job["paired_budget"], job["steps"]), limit=job["limit"] or None, trust=True,

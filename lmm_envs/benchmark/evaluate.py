@@ -259,15 +259,14 @@ def result_digest(result: dict) -> str:
 def check_evaluation(env_id: str, agent, agent_name: str | None, track: str, limit, workers,
                      env_kwargs: dict | None, ray_address: str | None = None, subset: str = "spread") -> None:
     """Refuse, before anything runs, what would make a wrong or misleading result (one :class:`ConfigError`)."""
-    from lmm_envs.benchmark.protocol import SUBSETS, check_track, get_protocol
+    from lmm_envs.benchmark.protocol import check_subset, check_track, get_protocol
     from lmm_envs.envs.options import check_env_options
 
     proto = get_protocol(env_id)
     check_track(track)
     if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool) or limit < 0):
         raise ConfigError(f"limit must be a positive number of pieces (0 or None for all), got {limit!r}")
-    if subset not in SUBSETS:
-        raise ConfigError(f"subset must be one of {', '.join(SUBSETS)} (how --limit picks its pieces), got {subset!r}")
+    check_subset(subset)
     if not isinstance(workers, int) or isinstance(workers, bool) or workers < 1:
         raise ConfigError(f"workers must be a positive integer, got {workers!r}")
     if (workers > 1 or ray_address is not None) and not isinstance(agent, str):

@@ -31,14 +31,19 @@ CUSTOM_TRACK = "custom"  # a user's own pieces: outside the leaderboard tracks
 SUBSETS = ("spread", "first")  # how a quicker, off-leaderboard evaluation picks its N pieces
 
 
+def check_subset(how: str) -> None:
+    """Refuse a way of choosing a subset that :func:`subset_indices` does not know (one :class:`ConfigError`)."""
+    if how not in SUBSETS:
+        raise ConfigError(f"subset must be one of {', '.join(SUBSETS)} (how --limit picks its pieces), got {how!r}")
+
+
 def subset_indices(count: int, limit: int | None, how: str = "spread") -> list[int]:
     """Which of ``count`` pieces (in the split's order) an evaluation of ``limit`` pieces runs. ``"spread"`` (the
     default) takes them evenly over the whole list, first and last included, so that a subset keeps the split's
     mix of collections (the splits list the Bach chorales first: the test split's first 41 pieces are all chorales,
     the rest folk tunes); ``"first"`` takes the first ``limit`` (how subsets were chosen before, kept to reproduce
     earlier figures). ``limit`` None or 0, or at least ``count``: every piece."""
-    if how not in SUBSETS:
-        raise ConfigError(f"subset must be one of {', '.join(SUBSETS)}, got {how!r}")
+    check_subset(how)
     if not limit or limit >= count:
         return list(range(count))
     if how == "first":
