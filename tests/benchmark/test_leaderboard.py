@@ -148,3 +148,25 @@ def test_a_kept_lmm_result_replays_through_the_kept_lms():
     result = load_result(folder / "ScoreFollowing-v0__dagger_ppo_lmm_s1__8-1M.json")
     assert result["track"] == "8/1M" and result["normalised_score"]["mean"] > 0.3
     assert verify_result(result, folder, episodes=1) == "yes (1/1)"
+
+
+def test_the_kept_8_1m_results_compare_raw_and_lmm_and_raw_replays_from_its_slim_checkpoint():
+    """The central claim's pair stands on the leaderboard: the same recipe with `raw` and with `lmm` features at 8/1M,
+    three seeds each; a `raw` follower kept without the optimiser's moments (agents.keep) replays its result."""
+    import io
+    import zipfile
+    from pathlib import Path
+
+    import torch
+
+    from lmm_envs.benchmark.leaderboard import verify_result
+
+    folder = Path(__file__).parents[2] / "leaderboard" / "results"
+    by_features = {f: [load_result(folder / f"ScoreFollowing-v0__dagger_ppo_{f}_s{s}__8-1M.json") for s in range(3)]
+                   for f in ("raw", "lmm")}
+    assert all(r["track"] == "8/1M" for rows in by_features.values() for r in rows)
+    result = by_features["raw"][0]
+    with zipfile.ZipFile(Path(__file__).parents[2] / result["agent"]["spec"]) as kept:
+        optimizer = torch.load(io.BytesIO(kept.read("policy.optimizer.pth")), weights_only=True)
+    assert optimizer["state"] == {}  # kept small: the policy only
+    assert verify_result(result, folder, episodes=1) == "yes (1/1)"
