@@ -68,14 +68,14 @@ def keep(run_dir: str | Path, out: str | Path, at: int | None = None) -> dict:
     run = json.loads(settings_path.read_text())
     if at is None:
         source, name = run_dir / "model.zip", "model.zip"
+        if not source.is_file():
+            raise ConfigError(f"{source} not found: the run has no final model")
     else:
         found = dict(checkpoints(run_dir))
         if at not in found:
             listed = ", ".join(str(n) for n in sorted(found)) or "none"
             raise ConfigError(f"{run_dir} has no checkpoint after {at} RL steps; it has: {listed}")
         source, name = found[at], f"checkpoints/{found[at].name}"
-    if not source.is_file():
-        raise ConfigError(f"{source} not found: the run has no final model")
     check_output_file(out)
     settings_out = check_output_file(out.with_suffix(".run.json"))
     settings = kept_settings(run, at, name)

@@ -159,6 +159,7 @@ def test_the_kept_8_1m_results_compare_raw_and_lmm_and_raw_replays_from_its_slim
 
     import torch
 
+    from agents.keep import OPTIMIZER_ENTRY
     from lmm_envs.benchmark.leaderboard import verify_result
 
     folder = Path(__file__).parents[2] / "leaderboard" / "results"
@@ -167,6 +168,6 @@ def test_the_kept_8_1m_results_compare_raw_and_lmm_and_raw_replays_from_its_slim
     assert all(r["track"] == "8/1M" for rows in by_features.values() for r in rows)
     result = by_features["raw"][0]
     with zipfile.ZipFile(Path(__file__).parents[2] / result["agent"]["spec"]) as kept:
-        optimizer = torch.load(io.BytesIO(kept.read("policy.optimizer.pth")), weights_only=True)
+        optimizer = torch.load(io.BytesIO(kept.read(OPTIMIZER_ENTRY)), weights_only=True)
     assert optimizer["state"] == {}  # kept small: the policy only
     assert verify_result(result, folder, episodes=1) == "yes (1/1)"
