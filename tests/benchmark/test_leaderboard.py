@@ -118,7 +118,7 @@ def test_the_kept_baseline_results_load_and_match_the_kept_leaderboard():
     baselines = {(r["env_id"], r["agent"]["name"]) for r in results if r["track"] == "baseline"}
     assert ("lmm/ScoreFollowing-v0", "keep_tempo") in baselines and len(baselines) == 13
     learned = [r for r in results if r["agent"]["kind"] == "sb3"]
-    assert {r["track"] for r in learned} == {"8/100k", "8/1M", "64/100k", "all/100k", "all/1M"}
+    assert {r["track"] for r in learned} == {"8/100k", "8/1M", "64/100k", "64/1M", "all/100k", "all/1M"}
     assert all(Path(r["agent"]["spec"]).parent == Path("leaderboard/checkpoints") for r in learned)
     from lmm_envs.benchmark.real_table import real_performance_markdown
 
@@ -138,15 +138,16 @@ def test_a_kept_learned_result_replays_from_its_kept_checkpoint():
     assert verify_result(result, folder, episodes=1) == "yes (1/1)"
 
 
-def test_a_kept_lmm_result_replays_through_the_kept_lms():
-    """The 8/1M lmm followers keep their LMs out of the checkpoint (in leaderboard/lms/base): the result replays."""
+@pytest.mark.parametrize("track", ["8/1M", "64/1M"])
+def test_a_kept_lmm_result_replays_through_the_kept_lms(track):
+    """The 1M lmm followers keep their LMs out of the checkpoint (in leaderboard/lms/base): the result replays."""
     from pathlib import Path
 
     from lmm_envs.benchmark.leaderboard import verify_result
 
     folder = Path(__file__).parents[2] / "leaderboard" / "results"
-    result = load_result(folder / "ScoreFollowing-v0__dagger_ppo_lmm_s1__8-1M.json")
-    assert result["track"] == "8/1M" and result["normalised_score"]["mean"] > 0.3
+    result = load_result(folder / f"ScoreFollowing-v0__dagger_ppo_lmm_s1__{track.replace('/', '-')}.json")
+    assert result["track"] == track and result["normalised_score"]["mean"] > 0.3
     assert verify_result(result, folder, episodes=1) == "yes (1/1)"
 
 
