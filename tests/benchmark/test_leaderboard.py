@@ -143,10 +143,10 @@ def test_a_kept_lmm_result_replays_through_the_kept_lms(track):
     """The 1M lmm followers keep their LMs out of the checkpoint (in leaderboard/lms/base): the result replays."""
     from pathlib import Path
 
-    from lmm_envs.benchmark.leaderboard import verify_result
+    from lmm_envs.benchmark.leaderboard import result_filename, verify_result
 
     folder = Path(__file__).parents[2] / "leaderboard" / "results"
-    result = load_result(folder / f"ScoreFollowing-v0__dagger_ppo_lmm_s1__{track.replace('/', '-')}.json")
+    result = load_result(folder / result_filename("lmm/ScoreFollowing-v0", "dagger_ppo_lmm_s1", track))
     assert result["track"] == track and result["normalised_score"]["mean"] > 0.3
     assert verify_result(result, folder, episodes=1) == "yes (1/1)"
 
@@ -161,11 +161,11 @@ def test_the_kept_8_1m_results_compare_raw_and_lmm_and_raw_replays_from_its_slim
     import torch
 
     from agents.keep import OPTIMIZER_ENTRY
-    from lmm_envs.benchmark.leaderboard import verify_result
+    from lmm_envs.benchmark.leaderboard import result_filename, verify_result
 
     folder = Path(__file__).parents[2] / "leaderboard" / "results"
-    by_features = {f: [load_result(folder / f"ScoreFollowing-v0__dagger_ppo_{f}_s{s}__8-1M.json") for s in range(3)]
-                   for f in ("raw", "lmm")}
+    by_features = {f: [load_result(folder / result_filename("lmm/ScoreFollowing-v0", f"dagger_ppo_{f}_s{s}", "8/1M"))
+                       for s in range(3)] for f in ("raw", "lmm")}
     assert all(r["track"] == "8/1M" for rows in by_features.values() for r in rows)
     result = by_features["raw"][0]
     with zipfile.ZipFile(Path(__file__).parents[2] / result["agent"]["spec"]) as kept:
