@@ -514,7 +514,7 @@ class HearExtractor(PretrainedParts, MatchExtractor):
     With ``onsets`` each heard frame also carries the rise of every key's probability since the frame before, and
     each score column which of its keys start there (pixel 255) beside which sound (any pixel): h says which keys
     are down, and a follower places itself by where they went down. Off by default: at 8 pairs and 100k steps it
-    followed no better (0.382 [0.318, 0.446] normalised against 0.387 [0.337, 0.438] without, README).
+    followed no better (0.382 [0.318, 0.446] normalised against 0.387 [0.337, 0.438] without, docs/learning.md).
     """
 
     frozen = ("h",)

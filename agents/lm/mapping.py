@@ -58,7 +58,7 @@ POOL_SCORE = 5
 LEGACY_POOL_AUDIO, LEGACY_POOL_SCORE = 10, 20  # what a mapping saved without its pools was fitted with
 # The blocks whose states a mapping maps (``FrameLM.hidden``'s ``layer``; None: the LM's output), chosen on the val
 # pieces (affine contrastive, K = 8, base LMs, spans 5 / 5, three draws of moments): LM^A's last block before its
-# final norm and LM^V's first block 0.538, both LMs' outputs (before) 0.405; the README's "Which blocks to map".
+# final norm and LM^V's first block 0.538, both LMs' outputs (before) 0.405; "Which blocks to map" in docs/language_models.md.
 AUDIO_LAYER = -1
 SCORE_LAYER = 1
 ONSET_EVENT = 0.3  # the summed rise in key-down probability that makes a frame a chord of a heard sequence
