@@ -17,6 +17,12 @@ last finished round (:func:`agents.train.train`'s ``resume``).
 ``--gpus-per-run`` of a GPU where the cluster has GPUs): the result files come back to this machine; the run
 folders (models, logs) are written under ``--out`` on the node that ran them, so give a path every node shares.
 
+``--leaderboard DIR`` puts each trained model on the leaderboard in the same command: the model is kept small
+(:func:`agents.keep.keep`) as ``DIR/checkpoints/<env>__<recipe>_<arm>_s<seed>__<track>.zip``, and that kept file,
+not the run's, is what is evaluated under the full protocol, its result also written as
+``DIR/results/<the same name>.json`` (then ``lmm-envs leaderboard DIR/results``). ``--resume`` on a run that has
+finished training (its ``run.json`` says so) evaluates it without training again.
+
 ``--reward env lm score`` on lmm/SightReading-v0 is the closed-loop comparison: the env's own audio reward against
 LM^A's likelihood of what the agent plays (:class:`agents.lm.reward.LMRewardWrapper`) and h's hearing of it
 against the score (:class:`agents.lm.reward.ScoreRewardWrapper`, ``--h-model``), scored on note F1.
@@ -34,7 +40,7 @@ import numpy as np
 
 from agents.lm import MAPPING_METHODS
 from lmm_envs.benchmark.protocol import SUBSETS
-from lmm_envs.errors import LMMError
+from lmm_envs.errors import ConfigError, LMMError
 from lmm_envs.music.expressive import EXPRESSIVE_STYLES
 from lmm_envs.parallel import add_ray_option
 
@@ -44,7 +50,7 @@ def _one(job: dict) -> dict:
     import torch
 
     torch.set_num_threads(1)
-    from agents.train import track_of, train
+    from agents.train import track_of
     from lmm_envs.benchmark.evaluate import evaluate
 
     arm = job["arm"]
@@ -54,20 +60,57 @@ def _one(job: dict) -> dict:
         print(f"{time.strftime('%H:%M:%S')} {arm} seed {job['seed']}: {line}", file=sys.stderr, flush=True)
 
     device = "cuda" if job.get("use_gpu") and torch.cuda.is_available() else "cpu"  # a GPU Ray gave this task
-    train(job["env"], "ppo", job["features"], job["paired_budget"], job["steps"], job["seed"], device, run,
-          lm_dir=job["lm_dir"], mapping=job["mapping"], progress=False, reward=job["reward"],
-          n_envs=job["n_envs"], warm_start=job["warm_start"], warm_start_steps=job["warm_start_steps"], teacher=job["teacher"],
-          train_style=job.get("train_style"), warm_start_style=job.get("warm_start_style"), h_model=job.get("h_model"),
-          resume=job.get("resume", False), features_args=job.get("features_args"), log=say)
+    if job.get("resume") and trained_already(run, job):
+        say(f"trained already ({run / 'run.json'})")
+    else:
+        _train(job, run, device, say)
     name = f"{job['warm_start']}+ppo" if job["warm_start"] else "ppo"
     subset = job["subset"]
-    say(f"evaluating {run / 'model.zip'}" + (f" on {job['limit']} protocol pieces ({subset})" if job["limit"] else ""))
-    result = evaluate(job["env"], str(run / "model.zip"), agent_name=f"{name}-{arm} seed {job['seed']}",
+    model = run / "model.zip"
+    if job.get("leaderboard"):  # the kept file is what the leaderboard replays, so it is what gets scored
+        from agents.keep import keep
+
+        model = Path(job["leaderboard"]) / "checkpoints" / leaderboard_name(job, ".zip")
+        model.parent.mkdir(parents=True, exist_ok=True)
+        keep(run, model)
+        say(f"kept as {model}")
+    say(f"evaluating {model}" + (f" on {job['limit']} protocol pieces ({subset})" if job["limit"] else ""))
+    result = evaluate(job["env"], str(model), agent_name=f"{name}-{arm} seed {job['seed']}",
                       track=track_of(job["paired_budget"], job["steps"]), limit=job["limit"] or None, trust=True,
                       progress=False, subset=subset)
     row = _row(arm, job["seed"], result)
     say(f"normalised score {row['score']:.3f}, {row['metric']} {row['main']:.3f}")
     return {**row, "result": result}
+
+
+def _train(job: dict, run: Path, device: str, say) -> None:
+    from agents.train import train
+
+    train(job["env"], "ppo", job["features"], job["paired_budget"], job["steps"], job["seed"], device, run,
+          lm_dir=job["lm_dir"], mapping=job["mapping"], progress=False, reward=job["reward"],
+          n_envs=job["n_envs"], warm_start=job["warm_start"], warm_start_steps=job["warm_start_steps"], teacher=job["teacher"],
+          train_style=job.get("train_style"), warm_start_style=job.get("warm_start_style"), h_model=job.get("h_model"),
+          resume=job.get("resume", False), features_args=job.get("features_args"), log=say)
+
+
+def trained_already(run: Path, job: dict) -> bool:
+    """Whether ``run`` holds a finished training of ``job`` (its ``run.json`` and ``model.zip``, with the same
+    features, reward, seed and steps), so that a resumed experiment only evaluates it."""
+    settings, model = run / "run.json", run / "model.zip"
+    if not (settings.is_file() and model.is_file()):
+        return False
+    done = json.loads(settings.read_text())
+    return all(done.get(key) == job[key] for key in ("features", "reward", "seed", "steps", "paired_budget"))
+
+
+def leaderboard_name(job: dict, suffix: str) -> str:
+    """The leaderboard's file name of a run: ``ScoreFollowing-v0__dagger_ppo_lmm_s0__8-1M`` + ``suffix``."""
+    from agents.train import track_of
+    from lmm_envs.benchmark.leaderboard import result_filename
+
+    recipe = f"{job['warm_start']}_ppo" if job["warm_start"] else "ppo"
+    track = track_of(job["paired_budget"], job["steps"])
+    return str(Path(result_filename(job["env"], f"{recipe}_{job['arm']}_s{job['seed']}", track)).with_suffix(suffix))
 
 
 def _row(arm: str, seed: int, result: dict) -> dict:
@@ -120,6 +163,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--features-arg", action="append", metavar="KEY=VALUE",
                     help="an option of the features extractor for every run, repeatable (e.g. --features hear "
                          "--features-arg onsets=true)")
+    ap.add_argument("--leaderboard", metavar="DIR",
+                    help="keep each trained model small in DIR/checkpoints, evaluate the kept file under the full "
+                         "protocol and write its result to DIR/results too, under the leaderboard's file names")
     ap.add_argument("--out", default="runs/experiment")
     ap.add_argument("--resume", action="store_true",
                     help="carry on an experiment that was cut off: runs with a result file in <out>/results are "
@@ -137,6 +183,9 @@ def _experiment(args: argparse.Namespace) -> int:
     from agents.train import checked_features_args
     from lmm_envs.cli import key_values
 
+    if args.leaderboard and args.limit:
+        raise ConfigError(f"--leaderboard scores on every protocol piece, --limit {args.limit} on a few: drop one of "
+                          "them (a --limit result is custom, off the leaderboard's tracks)")
     features_args = key_values(args.features_arg or [], "--features-arg", "frames=16")
     for f in args.features:  # a bad option stops here, before any run starts
         checked_features_args(f, features_args)
@@ -146,7 +195,7 @@ def _experiment(args: argparse.Namespace) -> int:
                  warm_start=args.warm_start, warm_start_steps=args.warm_start_steps, teacher=args.teacher,
                  use_gpu=args.ray is not None and args.gpus_per_run > 0, train_style=args.train_style,
                  warm_start_style=args.warm_start_style, h_model=args.h_model, resume=args.resume,
-                 features_args=features_args)
+                 features_args=features_args, leaderboard=args.leaderboard)
             for f, r, arm in arms for s in args.seeds]
     from lmm_envs.benchmark.evaluate import write_result
     from lmm_envs.parallel import run_tasks
@@ -159,7 +208,11 @@ def _experiment(args: argparse.Namespace) -> int:
     todo = [j for j in jobs if (j["arm"], j["seed"]) not in done]
 
     def keep(row: dict) -> None:  # each result written as its run ends, on the machine that asked: a cut-off
-        write_result(row.pop("result"), result_path(row["arm"], row["seed"]))  # experiment keeps what finished
+        result = row.pop("result")  # experiment keeps what finished
+        write_result(result, result_path(row["arm"], row["seed"]))
+        if args.leaderboard:
+            job = next(j for j in jobs if (j["arm"], j["seed"]) == (row["arm"], row["seed"]))
+            write_result(result, Path(args.leaderboard) / "results" / leaderboard_name(job, ".json"))
 
     ran = run_tasks(_one, todo, workers=args.parallel, ray_address=args.ray, num_gpus=args.gpus_per_run,
                     on_result=keep) if todo else []

@@ -92,3 +92,54 @@ def test_an_experiment_cut_off_keeps_the_results_of_the_runs_that_finished(tmp_p
               "--features", "raw", "--limit", "1", "--parallel", "1", "--out", str(out), "--seeds", "0", "1"])
     assert [p.name for p in (out / "results").iterdir()] == ["raw_s0.json"]  # seed 0's result, whole
     assert json.loads((out / "results" / "raw_s0.json").read_text())["agent"]["name"] == "ppo-raw seed 0"
+
+
+def test_leaderboard_keeps_each_model_and_scores_the_kept_file_under_its_leaderboard_name(tmp_path, monkeypatch):
+    import lmm_envs.benchmark.evaluate as evaluation
+    from lmm_envs.benchmark.leaderboard import load_result, verify_result
+
+    real_evaluate, scored = evaluation.evaluate, []
+
+    def on_one_piece(env_id, agent, **kwargs):  # the full protocol's 306 episodes are too long for a test
+        scored.append(agent)
+        return real_evaluate(env_id, agent, **{**kwargs, "limit": 1})
+
+    monkeypatch.setattr(evaluation, "evaluate", on_one_piece)
+    board, out = tmp_path / "board", tmp_path / "exp"
+    assert main(["--env", "lmm/ScoreFollowing-v0", "--paired-budget", "2", "--steps", "64", "--n-envs", "2",
+                 "--features", "raw", "--seeds", "0", "--parallel", "1", "--out", str(out),
+                 "--leaderboard", str(board)]) == 0
+    kept = board / "checkpoints" / "ScoreFollowing-v0__ppo_raw_s0__8-100k.zip"
+    assert scored == [str(kept)]  # the kept file is what was scored, not the run's model
+    assert kept.is_file() and kept.with_suffix(".run.json").is_file()
+    assert kept.stat().st_size < (out / "raw_s0" / "model.zip").stat().st_size  # kept without Adam's moments
+    on_board = load_result(board / "results" / "ScoreFollowing-v0__ppo_raw_s0__8-100k.json")
+    assert on_board == json.loads((out / "results" / "raw_s0.json").read_text())
+    assert on_board["agent"]["spec"] == str(kept)  # (its track reads custom here: one piece, not the protocol)
+    assert json.loads(kept.with_suffix(".run.json").read_text())["track"] == "8/100k"
+    assert verify_result(on_board, board / "results", episodes=1).startswith("yes")  # it replays from the kept file
+
+
+def test_resume_scores_a_trained_run_without_training_it_again(tmp_path, monkeypatch, capsys):
+    import agents.train
+
+    out = tmp_path / "exp"
+    common = ["--env", "lmm/ScoreFollowing-v0", "--paired-budget", "2", "--steps", "64", "--n-envs", "2",
+              "--features", "raw", "--seeds", "0", "--limit", "1", "--parallel", "1", "--out", str(out)]
+    assert main(common) == 0
+    model = (out / "raw_s0" / "model.zip").read_bytes()
+    (out / "results" / "raw_s0.json").unlink()  # trained, but its evaluation was cut off
+    monkeypatch.setattr(agents.train, "train", lambda *a, **k: pytest.fail("a finished run was trained again"))
+    capsys.readouterr()
+    assert main([*common, "--resume"]) == 0
+    assert "raw seed 0: trained already" in capsys.readouterr().err
+    assert (out / "results" / "raw_s0.json").is_file() and (out / "raw_s0" / "model.zip").read_bytes() == model
+
+
+def test_leaderboard_with_limit_is_refused_before_any_run(tmp_path, capsys):
+    out, board = tmp_path / "exp", tmp_path / "board"
+    assert main(["--features", "raw", "--steps", "64", "--limit", "2", "--leaderboard", str(board),
+                 "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: --leaderboard scores on every protocol piece") and len(err.strip().splitlines()) == 1
+    assert not out.exists() and not board.exists()
