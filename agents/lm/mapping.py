@@ -332,11 +332,28 @@ def _own_share(similarity: torch.Tensor) -> float:
     return float((torch.diagonal(nearest).double() / nearest.sum(dim=1)).sum())
 
 
-def _hits(queries: torch.Tensor, keys: torch.Tensor) -> float:
-    """How many queries (rows) find their own key (same row) nearest by cosine (:func:`_own_share`)."""
+def _cosine(queries: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
+    """(queries, keys) cosine similarities, in float64."""
     queries = torch.nn.functional.normalize(queries.double(), dim=1)
     keys = torch.nn.functional.normalize(keys.double(), dim=1)
-    return _own_share(queries @ keys.T)
+    return queries @ keys.T
+
+
+def _hits(queries: torch.Tensor, keys: torch.Tensor) -> float:
+    """How many queries (rows) find their own key (same row) nearest by cosine (:func:`_own_share`)."""
+    return _own_share(_cosine(queries, keys))
+
+
+@torch.no_grad()
+def mapped_similarity(lm_a: FrameLM, lm_v: FrameLM, mapping: Mapping, piece: dict, times: np.ndarray) -> torch.Tensor:
+    """The ``pooled`` comparison of :func:`retrieval_accuracy` on one piece: (queries, keys) cosine similarities of
+    the mapped, pooled LM^A states of the audio moments ending at ``times`` with LM^V's pooled states of the score
+    moments at the places the alignment gives them."""
+    audio = np.stack([window_ending_at(piece["audio"], int(t), AUDIO_CONTEXT) for t in times])
+    score = np.stack([score_window_at(piece["score"], int(piece["position"][t])) for t in times])
+    heard = audio_states(lm_a, audio, pool=mapping.audio_pool, layer=mapping.audio_layer)
+    read = score_states(lm_v, score, pool=mapping.score_pool, layer=mapping.score_layer)
+    return _cosine(mapping(heard) - mapping.center, read - mapping.center)
 
 
 @torch.no_grad()
@@ -357,13 +374,11 @@ def retrieval_accuracy(lm_a: FrameLM, lm_v: FrameLM, mapping: Mapping, piece_ids
     hits, total = 0.0, 0
     for pid in piece_ids or held_out_ids():
         p, times = _moments(pid, rng, candidates)
-        audio = np.stack([window_ending_at(p["audio"], int(t), AUDIO_CONTEXT) for t in times])
-        score = np.stack([score_window_at(p["score"], int(p["position"][t])) for t in times])
         if compare == "pooled":
-            heard = audio_states(lm_a, audio, pool=mapping.audio_pool, layer=mapping.audio_layer)
-            read = score_states(lm_v, score, pool=mapping.score_pool, layer=mapping.score_layer)
-            hits += _hits(mapping(heard) - mapping.center, read - mapping.center)
+            hits += _own_share(mapped_similarity(lm_a, lm_v, mapping, p, times))
         else:
+            audio = np.stack([window_ending_at(p["audio"], int(t), AUDIO_CONTEXT) for t in times])
+            score = np.stack([score_window_at(p["score"], int(p["position"][t])) for t in times])
             heard = (mapping(_states(lm_a, audio, mapping.audio_layer)) - mapping.center).cpu().numpy()
             read = (_states(lm_v, score[:, :SCORE_POSITION + 1], mapping.score_layer) - mapping.center).cpu().numpy()
             hits += _sequence_hits(list(heard), list(read))
@@ -416,10 +431,26 @@ def _score_moments(score: np.ndarray, places: list[int], span: int) -> tuple[np.
     return bags, chords
 
 
+def _sequence_similarity(queries: list[np.ndarray], keys: list[np.ndarray]) -> torch.Tensor:
+    """(queries, keys) similarities of event sequences: minus :func:`end_aligned_distance`."""
+    return torch.tensor([[-end_aligned_distance(q, k) for k in keys] for q in queries], dtype=torch.float64)
+
+
 def _sequence_hits(queries: list[np.ndarray], keys: list[np.ndarray]) -> float:
     """:func:`_hits` for event sequences compared by :func:`end_aligned_distance`."""
-    return _own_share(torch.tensor([[-end_aligned_distance(q, k) for k in keys] for q in queries],
-                                   dtype=torch.float64))
+    return _own_share(_sequence_similarity(queries, keys))
+
+
+@torch.no_grad()
+def motion_similarity(h, piece: dict, times: np.ndarray) -> torch.Tensor:
+    """The ``sequence`` comparison of :func:`motion_retrieval_accuracy` on one piece: (queries, keys) similarities
+    of the chords ``h`` hears start in the audio windows ending at ``times`` with the chords of the score windows
+    up to their places."""
+    _, down = h.transcribe(np.rint(piece["audio"] * 255.0).astype(np.uint8))  # back to the env's pixels
+    _, chords = _score_moments(piece["score"], [int(piece["position"][t]) for t in times], POOL_SCORE)
+    onsets = key_onsets(down)
+    return _sequence_similarity([events(onsets[max(0, int(t) - AUDIO_CONTEXT + 1):int(t) + 1]) for t in times],
+                                chords)
 
 
 @torch.no_grad()
@@ -442,15 +473,13 @@ def motion_retrieval_accuracy(h, piece_ids: list[str] | None = None, candidates:
     hits, total = 0.0, 0
     for pid in piece_ids or held_out_ids():
         p, times = _moments(pid, rng, candidates)
-        _, down = h.transcribe(np.rint(p["audio"] * 255.0).astype(np.uint8))  # back to the env's pixels
-        bags, chords = _score_moments(p["score"], [int(p["position"][t]) for t in times], span)
         if compare == "bag":
+            _, down = h.transcribe(np.rint(p["audio"] * 255.0).astype(np.uint8))  # back to the env's pixels
+            bags, _ = _score_moments(p["score"], [int(p["position"][t]) for t in times], span)
             queries = np.stack([down[max(0, int(t) - span + 1):int(t) + 1].sum(0) for t in times])
             hits += _hits(torch.from_numpy(queries), torch.from_numpy(bags))
         else:
-            onsets = key_onsets(down)
-            hits += _sequence_hits([events(onsets[max(0, int(t) - AUDIO_CONTEXT + 1):int(t) + 1]) for t in times],
-                                   chords)
+            hits += _own_share(motion_similarity(h, p, times))
         total += len(times)
     return {"accuracy": hits / total, "chance": 1.0 / candidates, "queries": total}
 

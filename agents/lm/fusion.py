@@ -1,0 +1,193 @@
+"""Retrieval through both bridges at once: the few-pair LM mapping and h: A -> M.
+
+An audio moment can be placed against the score's moments two ways: through the LMs (LM^A's state, mapped onto
+LM^V's space with K pairs: :func:`agents.lm.mapping.mapped_similarity`) and through motion (the chords h hears,
+against the score's chords, tempo dropped: :func:`agents.lm.mapping.motion_similarity`). They err differently: the
+LM states keep a moment's sound and context, h keeps which keys start. Fusing them is one more mapping that uses
+the unpaired pools (both LMs, and h's training by synthesis) and the pairs (the map's fit, h's calibration).
+
+Each query's similarities to the piece's moments are standardised per comparison (zero mean, unit spread over
+the keys) and mixed, ``(1 - weight) * LM + weight * h``; ``weight`` is chosen on the val pieces
+(:func:`agents.lm.mapping.validation_ids`), never on the held-out ones it is then scored on.
+
+    python -m agents.lm.fusion --lm-dir leaderboard/lms/base --paired-budget 8 64 208 \\
+        --h 'runs/h/h_abs_K{K}_s0.pt' 'runs/h/h_abs_K{K}_s1.pt' --plot retrieval.png
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+WEIGHTS = tuple(np.round(np.linspace(0.0, 1.0, 11), 2).tolist())
+
+
+def standardised(similarity: torch.Tensor) -> torch.Tensor:
+    """Each row (a query against every key) shifted to mean 0 and scaled to unit standard deviation; a row whose
+    keys all look alike stays a row of zeros (it then leaves the choice to the other comparison)."""
+    centred = similarity - similarity.mean(dim=1, keepdim=True)
+    spread = centred.std(dim=1, keepdim=True)
+    return torch.where(spread > 1e-12, centred / spread.clamp_min(1e-12), torch.zeros_like(centred))
+
+
+def fused(lm_similarity: torch.Tensor, motion_similarity: torch.Tensor, weight: float) -> torch.Tensor:
+    """``(1 - weight)`` of the LM mapping's standardised similarities plus ``weight`` of h's."""
+    if not 0.0 <= weight <= 1.0:
+        raise ValueError(f"weight must lie in [0, 1], got {weight}")
+    return (1.0 - weight) * standardised(lm_similarity) + weight * standardised(motion_similarity)
+
+
+@torch.no_grad()
+def fused_retrieval(lm_a, lm_v, mapping, h, weights: tuple[float, ...] = WEIGHTS, piece_ids: list[str] | None = None,
+                    candidates: int = 16, seed: int = 0) -> dict:
+    """Top-1 retrieval among ``candidates`` moments of each piece (the same pieces and moments as
+    :func:`agents.lm.mapping.retrieval_accuracy` for the same ``seed``), for every mixing weight at once: weight 0
+    is the LM mapping's ``pooled`` retrieval, 1 h's ``sequence`` retrieval. Returns ``{"accuracy": {weight:
+    share}, "queries": n, "chance": 1 / candidates}``."""
+    from agents.lm.mapping import _moments, _own_share, held_out_ids, mapped_similarity, motion_similarity
+
+    rng = np.random.default_rng(seed)
+    hits = dict.fromkeys(weights, 0.0)
+    total = 0
+    for pid in piece_ids or held_out_ids():
+        piece, times = _moments(pid, rng, candidates)
+        by_lm = mapped_similarity(lm_a, lm_v, mapping, piece, times)
+        by_motion = motion_similarity(h, piece, times)
+        for w in weights:
+            hits[w] += _own_share(fused(by_lm, by_motion, w))
+        total += len(times)
+    return {"accuracy": {w: hits[w] / total for w in weights}, "queries": total, "chance": 1.0 / candidates}
+
+
+def best_weight(accuracy: dict[float, float]) -> float:
+    """The weight of the highest accuracy; among equals, the one nearest 0.5 (an even mix)."""
+    top = max(accuracy.values())
+    return min((w for w, a in accuracy.items() if a >= top - 1e-12), key=lambda w: (abs(w - 0.5), w))
+
+
+def evaluate_fusion(lm_dir: Path, paired_budgets: list[int], h_templates: list[str], method: str = "contrastive",
+                    candidates: int = 16, seed: int = 0) -> dict:
+    """For each K and each h (``h_templates`` with ``{K}`` filled in): the weight chosen on the val pieces, and
+    held-out retrieval by the LM mapping alone, by h alone and by both at that weight; then, per K, the mean and
+    95% t-interval over the h networks (their training seeds; the LMs and each K's mapping are fixed)."""
+    from agents.lm.mapping import Mapping, mapping_name, validation_ids
+    from agents.lm.model import FrameLM
+    from agents.lm.transcription import KeyNet
+    from lmm_envs.errors import ConfigError
+
+    def h_path(template: str, k: int) -> Path:
+        return Path(template.replace("{K}", str(k)))
+
+    files = [lm_dir / "lm_a.pt", lm_dir / "lm_v.pt", *(lm_dir / mapping_name(method, k) for k in paired_budgets),
+             *(h_path(t, k) for k in paired_budgets for t in h_templates)]
+    missing = [str(f) for f in files if not f.is_file()]
+    if missing:
+        raise ConfigError(f"not found: {', '.join(missing)} (LMs and mappings come from python -m agents.pretrain, "
+                          "h from python -m agents.hear)")
+    lm_a, lm_v = FrameLM.load(files[0]), FrameLM.load(files[1])
+    rows = []
+    for k in paired_budgets:
+        mapping = Mapping.load(lm_dir / mapping_name(method, k))
+        for template in h_templates:
+            h = KeyNet.load(h_path(template, k))
+            on_val = fused_retrieval(lm_a, lm_v, mapping, h, piece_ids=validation_ids(), candidates=candidates,
+                                     seed=seed)
+            weight = best_weight(on_val["accuracy"])
+            held_out = fused_retrieval(lm_a, lm_v, mapping, h, weights=tuple(sorted({0.0, weight, 1.0})),
+                                       candidates=candidates, seed=seed)
+            rows.append({"paired_budget": k, "h": str(h_path(template, k)), "weight": weight, "val": on_val["accuracy"],
+                         "lm_alone": held_out["accuracy"][0.0], "h_alone": held_out["accuracy"][1.0],
+                         "fused": held_out["accuracy"][weight], "queries": held_out["queries"]})
+    return {"lm_dir": str(lm_dir), "method": method, "candidates": candidates, "seed": seed, "rows": rows,
+            "summary": summarise(rows)}
+
+
+def summarise(rows: list[dict]) -> list[dict]:
+    """Per K: each comparison's mean over the rows (the h networks) with a 95% t-interval (None from one row)."""
+    from agents.experiment import t_interval
+
+    out = []
+    for k in sorted({r["paired_budget"] for r in rows}):
+        mine = [r for r in rows if r["paired_budget"] == k]
+        entry: dict = {"paired_budget": k, "n": len(mine)}
+        for key in ("lm_alone", "h_alone", "fused"):
+            values = [r[key] for r in mine]
+            low, high = t_interval(values)
+            entry[key] = {"mean": float(np.mean(values)), "low": None if low != low else low,
+                          "high": None if high != high else high}
+        out.append(entry)
+    return out
+
+
+def plot(report: dict, path: Path) -> None:
+    """Held-out retrieval against K: the LM mapping, h and both, with their intervals and chance."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    summary = report["summary"]
+    ks = [s["paired_budget"] for s in summary]
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for key, label in (("fused", "LM mapping + h (weight chosen on val)"), ("h_alone", "h: A -> M (chord sequences)"),
+                       ("lm_alone", f"LM mapping ({report['method']})")):
+        means = [s[key]["mean"] for s in summary]
+        ax.plot(ks, means, marker="o", label=label)
+        if all(s[key]["low"] is not None for s in summary):
+            ax.fill_between(ks, [s[key]["low"] for s in summary], [s[key]["high"] for s in summary], alpha=0.2)
+    ax.axhline(1.0 / report["candidates"], color="grey", linestyle=":", label="chance")
+    ax.set_xscale("log")
+    ax.set_xticks(ks, [str(k) for k in ks])
+    ax.set_xlabel("K (paired pieces)")
+    ax.set_ylabel(f"held-out retrieval among {report['candidates']}")
+    ax.set_ylim(0, 1)
+    ax.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from lmm_envs.errors import LMMError
+
+    ap = argparse.ArgumentParser(prog="python -m agents.lm.fusion", description=__doc__.splitlines()[0])
+    ap.add_argument("--lm-dir", type=Path, required=True, help="LM^A, LM^V and their mappings (agents.pretrain)")
+    ap.add_argument("--paired-budget", type=int, nargs="+", required=True, help="K: which of the folder's mappings")
+    ap.add_argument("--method", default="contrastive", help="the mappings' method (their file names)")
+    ap.add_argument("--h", nargs="+", required=True, metavar="PATH",
+                    help="h networks (agents.hear), {K} standing for the paired budget; several (seeds) give intervals")
+    ap.add_argument("--seed", type=int, default=0, help="which draw of moments (the retrieval task's seed)")
+    ap.add_argument("--out", type=Path, help="write the report as JSON here too")
+    ap.add_argument("--plot", type=Path, help="draw retrieval against K here (PNG)")
+    args = ap.parse_args(argv)
+    try:
+        report = evaluate_fusion(args.lm_dir, args.paired_budget, args.h, args.method, seed=args.seed)
+    except LMMError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    for row in report["rows"]:
+        print(f"K={row['paired_budget']} {row['h']}: weight {row['weight']} (chosen on val); held-out retrieval: "
+              f"LM mapping {row['lm_alone']:.3f}, h {row['h_alone']:.3f}, both {row['fused']:.3f} "
+              f"({row['queries']} queries)")
+    for s in report["summary"]:
+        f = s["fused"]
+        print(f"K={s['paired_budget']}: both {f['mean']:.3f}" + (f" [{f['low']:.3f}, {f['high']:.3f}]" if f["low"] is not None else "")
+              + f" over {s['n']} h")
+    from lmm_envs.files import atomic_path
+
+    if args.out:
+        with atomic_path(args.out) as tmp:
+            tmp.write_text(json.dumps(report, indent=1))
+    if args.plot:
+        with atomic_path(args.plot) as tmp:
+            plot(report, tmp)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,83 @@
+import json
+
+import pytest
+import torch
+
+from agents.lm import fusion
+from agents.lm.audio import train_audio_lm
+from agents.lm.fusion import best_weight, fused, fused_retrieval, standardised
+from agents.lm.mapping import fit_mapping, held_out_ids, motion_retrieval_accuracy, retrieval_accuracy
+from agents.lm.symbolic import train_symbolic_lm
+from agents.lm.transcription import KeyNet, KeyNetConfig
+
+
+@pytest.fixture(scope="module")
+def bridges():
+    """Tiny LMs with a 2-pair mapping, and an untrained h (its refinement alone hears the keys)."""
+    lm_v = train_symbolic_lm(size="tiny", steps=40, limit=4, progress=False).model
+    lm_a = train_audio_lm(size="tiny", steps=40, limit=4, progress=False).model
+    torch.manual_seed(0)
+    return lm_a, lm_v, fit_mapping(lm_a, lm_v, paired_budget=2, per_piece=20), KeyNet(KeyNetConfig(refine_steps=50))
+
+
+def test_standardised_rows_have_zero_mean_and_unit_spread_and_flat_rows_stay_zero():
+    rows = standardised(torch.tensor([[1.0, 2.0, 6.0], [3.0, 3.0, 3.0]], dtype=torch.float64))
+    assert torch.allclose(rows[0].mean(), torch.tensor(0.0, dtype=torch.float64))
+    assert torch.allclose(rows[0].std(), torch.tensor(1.0, dtype=torch.float64))
+    assert torch.equal(rows[1], torch.zeros(3, dtype=torch.float64))  # no preference: the other comparison decides
+
+
+def test_the_mix_leans_on_the_comparison_its_weight_favours():
+    by_lm = torch.tensor([[0.9, 0.1], [0.8, 0.7]], dtype=torch.float64)  # query 1 finds key 0
+    by_motion = torch.tensor([[0.2, 0.3], [0.1, 0.9]], dtype=torch.float64)  # query 1 finds key 1
+    assert fused(by_lm, by_motion, 0.0)[1].argmax() == 0 and fused(by_lm, by_motion, 1.0)[1].argmax() == 1
+    with pytest.raises(ValueError, match="weight"):
+        fused(by_lm, by_motion, 1.5)
+
+
+def test_best_weight_takes_the_top_and_breaks_ties_towards_an_even_mix():
+    assert best_weight({0.0: 0.5, 0.3: 0.7, 0.6: 0.7, 1.0: 0.6}) == 0.6
+    assert best_weight({0.0: 0.9, 0.5: 0.2, 1.0: 0.1}) == 0.0
+
+
+def test_the_ends_of_the_mix_are_each_bridge_alone_on_the_same_moments(bridges):
+    lm_a, lm_v, mapping, h = bridges
+    pieces = held_out_ids()[:2]
+    result = fused_retrieval(lm_a, lm_v, mapping, h, weights=(0.0, 0.5, 1.0), piece_ids=pieces, candidates=8)
+    assert result["queries"] == 16 and result["chance"] == 1 / 8
+    lm_alone = retrieval_accuracy(lm_a, lm_v, mapping, piece_ids=pieces, candidates=8)["accuracy"]
+    h_alone = motion_retrieval_accuracy(h, piece_ids=pieces, candidates=8, compare="sequence")["accuracy"]
+    assert result["accuracy"][0.0] == pytest.approx(lm_alone, abs=1e-12)
+    assert result["accuracy"][1.0] == pytest.approx(h_alone, abs=1e-12)
+
+
+def test_the_cli_chooses_the_weight_on_val_and_reports_held_out_retrieval(bridges, tmp_path, monkeypatch, capsys):
+    lm_a, lm_v, mapping, h = bridges
+    lm_a.save(tmp_path / "lm_a.pt")
+    lm_v.save(tmp_path / "lm_v.pt")
+    mapping.save(tmp_path / "mapping_contrastive_K2.pt")
+    for seed in (0, 1):  # two h networks for K = 2, found through the {K} in their paths
+        torch.manual_seed(seed)
+        KeyNet(KeyNetConfig(refine_steps=50)).save(tmp_path / f"h_K2_s{seed}.pt", {"paired_budget": 2, "seed": seed})
+    monkeypatch.setattr("agents.lm.mapping.held_out_ids", lambda: held_out_ids()[:1])
+    monkeypatch.setattr("agents.lm.mapping.validation_ids", lambda: held_out_ids()[1:2])
+    out, figure = tmp_path / "fusion.json", tmp_path / "fusion.png"
+    assert fusion.main(["--lm-dir", str(tmp_path), "--paired-budget", "2", "--h", str(tmp_path / "h_K{K}_s0.pt"),
+                        str(tmp_path / "h_K{K}_s1.pt"), "--out", str(out), "--plot", str(figure)]) == 0
+    report = json.loads(out.read_text())
+    assert [r["h"] for r in report["rows"]] == [str(tmp_path / "h_K2_s0.pt"), str(tmp_path / "h_K2_s1.pt")]
+    for row in report["rows"]:
+        assert row["weight"] == best_weight({float(w): a for w, a in row["val"].items()})
+        assert row["queries"] == 16 and 0.0 <= row["fused"] <= 1.0
+    (summary,) = report["summary"]
+    fused_values = [r["fused"] for r in report["rows"]]
+    assert summary["n"] == 2 and summary["fused"]["mean"] == pytest.approx(sum(fused_values) / 2)
+    assert summary["fused"]["low"] <= summary["fused"]["mean"] <= summary["fused"]["high"]
+    assert figure.stat().st_size > 1000
+    assert "(chosen on val)" in capsys.readouterr().out
+
+
+def test_the_cli_names_what_is_missing(tmp_path, capsys):
+    assert fusion.main(["--lm-dir", str(tmp_path), "--paired-budget", "8", "--h", str(tmp_path / "h.pt")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: not found:") and "mapping_contrastive_K8.pt" in err and len(err.splitlines()) == 1
