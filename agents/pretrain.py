@@ -124,7 +124,8 @@ def pretrain(out: str | Path, size: str = "small", lm_steps: int = 1500, budgets
     Each mapping is fitted once per seed of ``seeds`` (which pairs of frames it draws, and the MLP's start); the
     first seed's is saved as ``mapping_<method>_K<k>.pt``, the one the
     ``lmm`` features read, the others as ``mapping_<method>_K<k>_s<seed>.pt``. The pairs-only LMs are checkpointed
-    as ``checkpoints/pairs_only_K<k>_lm_v.pt`` / ``_lm_a.pt``, so a second call reuses them."""
+    as ``checkpoints/pairs_only_K<k>_lm_v.pt`` / ``_lm_a.pt``, so a second call reuses them, and saved with their
+    mappings in ``pairs_only_K<k>/``, a folder laid out as ``out`` is (``--lm-dir out/pairs_only_K8``)."""
     check_pools(audio_pool, score_pool)  # before hours of LM training, not at the first mapping
     if size in SIZES:
         check_layer(audio_layer, SIZES[size]["n_layers"], "audio_layer")
@@ -161,7 +162,11 @@ def pretrain(out: str | Path, size: str = "small", lm_steps: int = 1500, budgets
             ref_a = train_audio_lm(size, lm_steps, None, device, progress=progress, ids=ids,
                                    checkpoint=checkpoints / f"pairs_only_K{k}_lm_a.pt").model
             ref_methods = tuple(m for m in methods if m in PAIRS_ONLY_METHODS)
-            report["mappings"] += _fit_rows(ref_a, ref_v, k, ref_methods, seeds, settings, "pairs only")
+            reference = out / f"pairs_only_K{k}"  # laid out as ``out`` is, for any --lm-dir reader
+            reference.mkdir(exist_ok=True)
+            ref_v.save(reference / "lm_v.pt")
+            ref_a.save(reference / "lm_a.pt")
+            report["mappings"] += _fit_rows(ref_a, ref_v, k, ref_methods, seeds, settings, "pairs only", reference)
     report["summary"] = summarise(report["mappings"])
     report["seconds"] = time.perf_counter() - start
     _write_report(out, report)

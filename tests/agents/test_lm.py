@@ -262,6 +262,12 @@ def test_the_pairs_only_reference_trains_its_lms_on_the_k_paired_pieces_alone(tm
     # the reference's LMs are checkpointed beside the pools' LMs, so that a second call resumes them
     assert [Path(c).name for c in checkpoints[2:]] == ["pairs_only_K2_lm_v.pt", "pairs_only_K2_lm_a.pt"]
     assert all(Path(c).is_file() for c in checkpoints)
+    # and saved with their mappings in a folder laid out as the pools' one, which any --lm-dir reader takes
+    reference = tmp_path / "pairs_only_K2"
+    assert sorted(f.name for f in reference.iterdir()) == ["lm_a.pt", "lm_v.pt", "mapping_contrastive_K2.pt",
+                                                           "mapping_regression_K2.pt"]
+    pairs_only_v = FrameLM.load(reference / "lm_v.pt")
+    assert not torch.equal(next(pairs_only_v.parameters()), next(FrameLM.load(tmp_path / "lm_v.pt").parameters()))
 
 
 def test_no_paired_budget_contains_a_retrieval_piece():
