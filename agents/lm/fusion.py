@@ -49,17 +49,23 @@ def fused_retrieval(lm_a, lm_v, mapping, h, weights: tuple[float, ...] = WEIGHTS
     :func:`agents.lm.mapping.retrieval_accuracy` for the same ``seed``), for every mixing weight at once: weight 0
     is the LM mapping's ``pooled`` retrieval, 1 h's ``sequence`` retrieval. Returns ``{"accuracy": {weight:
     share}, "queries": n, "chance": 1 / candidates}``."""
-    from agents.lm.mapping import _moments, _own_share, held_out_ids, mapped_similarity, motion_similarity
+    from agents.lm.mapping import (
+        held_out_ids,
+        mapped_similarity,
+        motion_similarity,
+        own_share,
+        retrieval_moments,
+    )
 
     rng = np.random.default_rng(seed)
     hits = dict.fromkeys(weights, 0.0)
     total = 0
     for pid in piece_ids or held_out_ids():
-        piece, times = _moments(pid, rng, candidates)
+        piece, times = retrieval_moments(pid, rng, candidates)
         by_lm = mapped_similarity(lm_a, lm_v, mapping, piece, times)
         by_motion = motion_similarity(h, piece, times)
         for w in weights:
-            hits[w] += _own_share(fused(by_lm, by_motion, w))
+            hits[w] += own_share(fused(by_lm, by_motion, w))
         total += len(times)
     return {"accuracy": {w: hits[w] / total for w in weights}, "queries": total, "chance": 1.0 / candidates}
 

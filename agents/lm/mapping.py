@@ -317,14 +317,14 @@ def validation_ids() -> list[str]:
     return sorted(np.random.default_rng(1).choice(corpus.piece_ids(split="val"), HELD_OUT, replace=False).tolist())
 
 
-def _moments(pid: str, rng: np.random.Generator, candidates: int) -> tuple[dict, np.ndarray]:
+def retrieval_moments(pid: str, rng: np.random.Generator, candidates: int) -> tuple[dict, np.ndarray]:
     """A held-out paired piece and the audio frames of its ``candidates`` retrieval moments (sorted)."""
     p = load_paired(pid)
     times = np.sort(rng.choice(len(p["audio"]), size=min(candidates, len(p["audio"])), replace=False))
     return p, times
 
 
-def _own_share(similarity: torch.Tensor) -> float:
+def own_share(similarity: torch.Tensor) -> float:
     """Retrieval hits from a (queries, keys) similarity whose diagonal pairs each query with its own key: each query
     counts the share of its nearest keys that is its own (identical moments, a repeated bar, tie, and are told
     apart by chance only)."""
@@ -340,8 +340,8 @@ def _cosine(queries: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
 
 
 def _hits(queries: torch.Tensor, keys: torch.Tensor) -> float:
-    """How many queries (rows) find their own key (same row) nearest by cosine (:func:`_own_share`)."""
-    return _own_share(_cosine(queries, keys))
+    """How many queries (rows) find their own key (same row) nearest by cosine (:func:`own_share`)."""
+    return own_share(_cosine(queries, keys))
 
 
 @torch.no_grad()
@@ -373,9 +373,9 @@ def retrieval_accuracy(lm_a: FrameLM, lm_v: FrameLM, mapping: Mapping, piece_ids
     rng = np.random.default_rng(seed)
     hits, total = 0.0, 0
     for pid in piece_ids or held_out_ids():
-        p, times = _moments(pid, rng, candidates)
+        p, times = retrieval_moments(pid, rng, candidates)
         if compare == "pooled":
-            hits += _own_share(mapped_similarity(lm_a, lm_v, mapping, p, times))
+            hits += own_share(mapped_similarity(lm_a, lm_v, mapping, p, times))
         else:
             audio = np.stack([window_ending_at(p["audio"], int(t), AUDIO_CONTEXT) for t in times])
             score = np.stack([score_window_at(p["score"], int(p["position"][t])) for t in times])
@@ -438,7 +438,7 @@ def _sequence_similarity(queries: list[np.ndarray], keys: list[np.ndarray]) -> t
 
 def _sequence_hits(queries: list[np.ndarray], keys: list[np.ndarray]) -> float:
     """:func:`_hits` for event sequences compared by :func:`end_aligned_distance`."""
-    return _own_share(_sequence_similarity(queries, keys))
+    return own_share(_sequence_similarity(queries, keys))
 
 
 @torch.no_grad()
@@ -472,14 +472,14 @@ def motion_retrieval_accuracy(h, piece_ids: list[str] | None = None, candidates:
     rng = np.random.default_rng(seed)
     hits, total = 0.0, 0
     for pid in piece_ids or held_out_ids():
-        p, times = _moments(pid, rng, candidates)
+        p, times = retrieval_moments(pid, rng, candidates)
         if compare == "bag":
             _, down = h.transcribe(np.rint(p["audio"] * 255.0).astype(np.uint8))  # back to the env's pixels
             bags, _ = _score_moments(p["score"], [int(p["position"][t]) for t in times], span)
             queries = np.stack([down[max(0, int(t) - span + 1):int(t) + 1].sum(0) for t in times])
             hits += _hits(torch.from_numpy(queries), torch.from_numpy(bags))
         else:
-            hits += _own_share(motion_similarity(h, p, times))
+            hits += own_share(motion_similarity(h, p, times))
         total += len(times)
     return {"accuracy": hits / total, "chance": 1.0 / candidates, "queries": total}
 
@@ -498,7 +498,7 @@ def retrieval_ceiling(piece_ids: list[str] | None = None, candidates: int = 16, 
     rng = np.random.default_rng(seed)
     itself, played, sequence, total = 0.0, 0.0, 0.0, 0
     for pid in piece_ids or held_out_ids():
-        p, times = _moments(pid, rng, candidates)
+        p, times = retrieval_moments(pid, rng, candidates)
         position, score = p["position"], p["score"]
         places = [int(position[t]) for t in times]
         bags, chords = _score_moments(score, places, span)
@@ -538,7 +538,7 @@ def transcription_retrieval(lm_v: FrameLM, spans: tuple[int, ...] = (5, 10, 20),
     rng = np.random.default_rng(seed)
     hits, total = dict.fromkeys(spans, 0.0), 0
     for pid in piece_ids or held_out_ids():
-        p, times = _moments(pid, rng, candidates)
+        p, times = retrieval_moments(pid, rng, candidates)
         played = performed_onsets(p["score"], p["position"])
         read = _states(lm_v, np.stack([score_window_at(p["score"], int(p["position"][t]))[:SCORE_POSITION + 1]
                                        for t in times]), layer)
