@@ -37,9 +37,14 @@ def standardised(similarity: torch.Tensor) -> torch.Tensor:
 
 def fused(lm_similarity: torch.Tensor, motion_similarity: torch.Tensor, weight: float) -> torch.Tensor:
     """``(1 - weight)`` of the LM mapping's standardised similarities plus ``weight`` of h's."""
+    return _mix(standardised(lm_similarity), standardised(motion_similarity), weight)
+
+
+def _mix(by_lm: torch.Tensor, by_motion: torch.Tensor, weight: float) -> torch.Tensor:
+    """:func:`fused` on similarities already standardised."""
     if not 0.0 <= weight <= 1.0:
         raise ValueError(f"weight must lie in [0, 1], got {weight}")
-    return (1.0 - weight) * standardised(lm_similarity) + weight * standardised(motion_similarity)
+    return (1.0 - weight) * by_lm + weight * by_motion
 
 
 @torch.no_grad()
@@ -62,10 +67,10 @@ def fused_retrieval(lm_a, lm_v, mapping, h, weights: tuple[float, ...] = WEIGHTS
     total = 0
     for pid in piece_ids or held_out_ids():
         piece, times = retrieval_moments(pid, rng, candidates)
-        by_lm = mapped_similarity(lm_a, lm_v, mapping, piece, times)
-        by_motion = motion_similarity(h, piece, times)
+        by_lm = standardised(mapped_similarity(lm_a, lm_v, mapping, piece, times))  # once, for every weight
+        by_motion = standardised(motion_similarity(h, piece, times))
         for w in weights:
-            hits[w] += own_share(fused(by_lm, by_motion, w))
+            hits[w] += own_share(_mix(by_lm, by_motion, w))
         total += len(times)
     return {"accuracy": {w: hits[w] / total for w in weights}, "queries": total, "chance": 1.0 / candidates}
 

@@ -344,13 +344,19 @@ def _hits(queries: torch.Tensor, keys: torch.Tensor) -> float:
     return own_share(_cosine(queries, keys))
 
 
+def _moment_windows(piece: dict, times: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The audio windows ending at ``times`` and the score windows at the places the alignment gives them."""
+    audio = np.stack([window_ending_at(piece["audio"], int(t), AUDIO_CONTEXT) for t in times])
+    score = np.stack([score_window_at(piece["score"], int(piece["position"][t])) for t in times])
+    return audio, score
+
+
 @torch.no_grad()
 def mapped_similarity(lm_a: FrameLM, lm_v: FrameLM, mapping: Mapping, piece: dict, times: np.ndarray) -> torch.Tensor:
     """The ``pooled`` comparison of :func:`retrieval_accuracy` on one piece: (queries, keys) cosine similarities of
     the mapped, pooled LM^A states of the audio moments ending at ``times`` with LM^V's pooled states of the score
     moments at the places the alignment gives them."""
-    audio = np.stack([window_ending_at(piece["audio"], int(t), AUDIO_CONTEXT) for t in times])
-    score = np.stack([score_window_at(piece["score"], int(piece["position"][t])) for t in times])
+    audio, score = _moment_windows(piece, times)
     heard = audio_states(lm_a, audio, pool=mapping.audio_pool, layer=mapping.audio_layer)
     read = score_states(lm_v, score, pool=mapping.score_pool, layer=mapping.score_layer)
     return _cosine(mapping(heard) - mapping.center, read - mapping.center)
@@ -377,8 +383,7 @@ def retrieval_accuracy(lm_a: FrameLM, lm_v: FrameLM, mapping: Mapping, piece_ids
         if compare == "pooled":
             hits += own_share(mapped_similarity(lm_a, lm_v, mapping, p, times))
         else:
-            audio = np.stack([window_ending_at(p["audio"], int(t), AUDIO_CONTEXT) for t in times])
-            score = np.stack([score_window_at(p["score"], int(p["position"][t])) for t in times])
+            audio, score = _moment_windows(p, times)
             heard = (mapping(_states(lm_a, audio, mapping.audio_layer)) - mapping.center).cpu().numpy()
             read = (_states(lm_v, score[:, :SCORE_POSITION + 1], mapping.score_layer) - mapping.center).cpu().numpy()
             hits += _sequence_hits(list(heard), list(read))
@@ -441,14 +446,19 @@ def _sequence_hits(queries: list[np.ndarray], keys: list[np.ndarray]) -> float:
     return own_share(_sequence_similarity(queries, keys))
 
 
+def _keys_down(h, piece: dict) -> np.ndarray:
+    """h's key-down probabilities for every frame of the piece's audio."""
+    _, down = h.transcribe(np.rint(piece["audio"] * 255.0).astype(np.uint8))  # back to the env's pixels
+    return down
+
+
 @torch.no_grad()
 def motion_similarity(h, piece: dict, times: np.ndarray) -> torch.Tensor:
     """The ``sequence`` comparison of :func:`motion_retrieval_accuracy` on one piece: (queries, keys) similarities
     of the chords ``h`` hears start in the audio windows ending at ``times`` with the chords of the score windows
     up to their places."""
-    _, down = h.transcribe(np.rint(piece["audio"] * 255.0).astype(np.uint8))  # back to the env's pixels
     _, chords = _score_moments(piece["score"], [int(piece["position"][t]) for t in times], POOL_SCORE)
-    onsets = key_onsets(down)
+    onsets = key_onsets(_keys_down(h, piece))
     return _sequence_similarity([events(onsets[max(0, int(t) - AUDIO_CONTEXT + 1):int(t) + 1]) for t in times],
                                 chords)
 
@@ -474,7 +484,7 @@ def motion_retrieval_accuracy(h, piece_ids: list[str] | None = None, candidates:
     for pid in piece_ids or held_out_ids():
         p, times = retrieval_moments(pid, rng, candidates)
         if compare == "bag":
-            _, down = h.transcribe(np.rint(p["audio"] * 255.0).astype(np.uint8))  # back to the env's pixels
+            down = _keys_down(h, p)
             bags, _ = _score_moments(p["score"], [int(p["position"][t]) for t in times], span)
             queries = np.stack([down[max(0, int(t) - span + 1):int(t) + 1].sum(0) for t in times])
             hits += _hits(torch.from_numpy(queries), torch.from_numpy(bags))
