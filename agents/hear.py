@@ -300,8 +300,11 @@ def _print(report: dict) -> None:
               f"[{f['low']:.3f}, {f['high']:.3f}]{retrieval} over {f['n']} seed(s)")
     if "retrieval_ceiling" in report:
         c = report["retrieval_ceiling"]
-        print(f"retrieval with a perfect h: bags {c['notes_played']:.3f}, sequences {c['notes_played_sequence']:.3f}; "
-              f"the score moment itself {c['score_itself']:.3f}")
+        timed = f" (timed {c['notes_played_sequence_timed']:.3f})" if "notes_played_sequence_timed" in c else ""
+        window = f"; the score window up to the place itself {c['score_window_itself']:.3f}" \
+            if "score_window_itself" in c else ""
+        print(f"retrieval with a perfect h: bags {c['notes_played']:.3f}, sequences {c['notes_played_sequence']:.3f}"
+              f"{timed}; the score moment itself (bags) {c['score_itself']:.3f}{window}")
 
 
 if __name__ == "__main__":

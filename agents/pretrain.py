@@ -265,9 +265,9 @@ def plot_retrieval(report: dict, path: str | Path, h_report: dict | None = None)
                             yerr=[[r["mean"] - r["low"] for _, r in rows], [r["high"] - r["mean"] for _, r in rows]],
                             capsize=3, label=label)
         ceiling = h_report.get("retrieval_ceiling", {})
-        if "score_itself" in ceiling:
-            ax.axhline(ceiling["score_itself"], linestyle="--", color="C4", lw=0.8,
-                       label="ceiling: the score moment itself")
+        if "score_window_itself" in ceiling:
+            ax.axhline(ceiling["score_window_itself"], linestyle="--", color="C4", lw=0.8,
+                       label="ceiling: the score up to the place, itself")
     ax.axhline(1 / 16, linestyle="-.", color="black", lw=0.8, label="chance (1/16)")
     ax.set_xscale("log")
     budgets = sorted({m["paired_budget"] for m in report["mappings"]})

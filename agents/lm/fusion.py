@@ -7,8 +7,11 @@ LM states keep a moment's sound and context, h keeps which keys start. Fusing th
 the unpaired pools (both LMs, and h's training by synthesis) and the pairs (the map's fit, h's calibration).
 
 Each query's similarities to the piece's moments are standardised per comparison (zero mean, unit spread over
-the keys) and mixed, ``(1 - weight) * LM + weight * h``; ``weight`` is chosen on the val pieces
-(:func:`agents.lm.mapping.validation_ids`), never on the held-out ones it is then scored on.
+the keys) and mixed, ``(1 - weight) * LM + weight * h``. h's chords drop the tempo, and with it what tells apart
+two moments inside the same held chord; ``timing`` adds back how long ago each side's last chord began
+(:func:`agents.lm.mapping.timed_similarity`). ``weight`` and ``timing`` are chosen together on the val pieces
+(:func:`agents.lm.mapping.validation_ids`), never on the held-out ones they are then scored on; the best weight
+with ``timing`` 0 is kept beside them, the fusion without timing.
 
     python -m agents.lm.fusion --lm-dir leaderboard/lms/base --paired-budget 8 64 208 \\
         --h 'runs/h/h_abs_K{K}_s0.pt' 'runs/h/h_abs_K{K}_s1.pt' --plot retrieval.png
@@ -25,6 +28,7 @@ import numpy as np
 import torch
 
 WEIGHTS = tuple(np.round(np.linspace(0.0, 1.0, 11), 2).tolist())
+TIMINGS = (0.0, 0.005, 0.01, 0.02, 0.05)  # per frame of age gap, against chord distances in [0, 1]
 
 
 def standardised(similarity: torch.Tensor) -> torch.Tensor:
@@ -48,31 +52,35 @@ def _mix(by_lm: torch.Tensor, by_motion: torch.Tensor, weight: float) -> torch.T
 
 
 @torch.no_grad()
-def fused_retrieval(lm_a, lm_v, mapping, h, weights: tuple[float, ...] = WEIGHTS, piece_ids: list[str] | None = None,
-                    candidates: int = 16, seed: int = 0) -> dict:
+def fused_retrieval(lm_a, lm_v, mapping, h, weights: tuple[float, ...] = WEIGHTS, timings: tuple[float, ...] = (0.0,),
+                    piece_ids: list[str] | None = None, candidates: int = 16, seed: int = 0) -> dict:
     """Top-1 retrieval among ``candidates`` moments of each piece (the same pieces and moments as
-    :func:`agents.lm.mapping.retrieval_accuracy` for the same ``seed``), for every mixing weight at once: weight 0
-    is the LM mapping's ``pooled`` retrieval, 1 h's ``sequence`` retrieval. Returns ``{"accuracy": {weight:
-    share}, "queries": n, "chance": 1 / candidates}``."""
+    :func:`agents.lm.mapping.retrieval_accuracy` for the same ``seed``), for every timing and mixing weight at
+    once: weight 0 is the LM mapping's ``pooled`` retrieval, 1 h's ``sequence`` retrieval (with that timing).
+    Returns ``{"accuracy": {timing: {weight: share}}, "queries": n, "chance": 1 / candidates}``."""
     from agents.lm.mapping import (
         held_out_ids,
         mapped_similarity,
-        motion_similarity,
+        motion_terms,
         own_share,
         retrieval_moments,
+        timed_similarity,
     )
 
     rng = np.random.default_rng(seed)
-    hits = dict.fromkeys(weights, 0.0)
+    hits = {t: dict.fromkeys(weights, 0.0) for t in timings}
     total = 0
     for pid in piece_ids or held_out_ids():
         piece, times = retrieval_moments(pid, rng, candidates)
-        by_lm = standardised(mapped_similarity(lm_a, lm_v, mapping, piece, times))  # once, for every weight
-        by_motion = standardised(motion_similarity(h, piece, times))
-        for w in weights:
-            hits[w] += own_share(_mix(by_lm, by_motion, w))
+        by_lm = standardised(mapped_similarity(lm_a, lm_v, mapping, piece, times))  # once, for every setting
+        distance, age_gap = motion_terms(h, piece, times)
+        for t in timings:
+            by_motion = standardised(timed_similarity(distance, age_gap, t))
+            for w in weights:
+                hits[t][w] += own_share(_mix(by_lm, by_motion, w))
         total += len(times)
-    return {"accuracy": {w: hits[w] / total for w in weights}, "queries": total, "chance": 1.0 / candidates}
+    return {"accuracy": {t: {w: hits[t][w] / total for w in weights} for t in timings}, "queries": total,
+            "chance": 1.0 / candidates}
 
 
 def best_weight(accuracy: dict[float, float]) -> float:
@@ -81,11 +89,20 @@ def best_weight(accuracy: dict[float, float]) -> float:
     return min((w for w, a in accuracy.items() if a >= top - 1e-12), key=lambda w: (abs(w - 0.5), w))
 
 
+def best_setting(accuracy: dict[float, dict[float, float]]) -> tuple[float, float]:
+    """``(weight, timing)`` of the highest accuracy in ``{timing: {weight: share}}``; among equals the smallest
+    timing, then the weight nearest 0.5."""
+    top = max(a for by_weight in accuracy.values() for a in by_weight.values())
+    timing = min(t for t, by_weight in accuracy.items() if max(by_weight.values()) >= top - 1e-12)
+    return best_weight(accuracy[timing]), timing
+
+
 def evaluate_fusion(lm_dir: Path, paired_budgets: list[int], h_templates: list[str], method: str = "contrastive",
-                    candidates: int = 16, seed: int = 0) -> dict:
-    """For each K and each h (``h_templates`` with ``{K}`` filled in): the weight chosen on the val pieces, and
-    held-out retrieval by the LM mapping alone, by h alone and by both at that weight; then, per K, the mean and
-    95% t-interval over the h networks (their training seeds; the LMs and each K's mapping are fixed)."""
+                    candidates: int = 16, seed: int = 0, timings: tuple[float, ...] = TIMINGS) -> dict:
+    """For each K and each h (``h_templates`` with ``{K}`` filled in): the weight and timing chosen on the val
+    pieces (and the weight chosen with timing 0, and the timing h alone does best with), and held-out retrieval by
+    the LM mapping alone, by h alone (without and with its timing) and by both (without and with timing); then, per K, the mean and 95% t-interval over
+    the h networks (their training seeds; the LMs and each K's mapping are fixed)."""
     from agents.lm.mapping import Mapping, mapping_name, validation_ids
     from agents.lm.model import FrameLM
     from agents.lm.transcription import KeyNet
@@ -94,6 +111,9 @@ def evaluate_fusion(lm_dir: Path, paired_budgets: list[int], h_templates: list[s
     def h_path(template: str, k: int) -> Path:
         return Path(template.replace("{K}", str(k)))
 
+    if not timings or any(t < 0 for t in timings):
+        raise ConfigError(f"--timings takes one or more values >= 0, got {list(timings)}")
+    timings = tuple(sorted({0.0, *timings}))
     files = [lm_dir / "lm_a.pt", lm_dir / "lm_v.pt", *(lm_dir / mapping_name(method, k) for k in paired_budgets),
              *(h_path(t, k) for k in paired_budgets for t in h_templates)]
     missing = [str(f) for f in files if not f.is_file()]
@@ -106,16 +126,25 @@ def evaluate_fusion(lm_dir: Path, paired_budgets: list[int], h_templates: list[s
         mapping = Mapping.load(lm_dir / mapping_name(method, k))
         for template in h_templates:
             h = KeyNet.load(h_path(template, k))
-            on_val = fused_retrieval(lm_a, lm_v, mapping, h, piece_ids=validation_ids(), candidates=candidates,
-                                     seed=seed)
-            weight = best_weight(on_val["accuracy"])
-            held_out = fused_retrieval(lm_a, lm_v, mapping, h, weights=tuple(sorted({0.0, weight, 1.0})),
-                                       candidates=candidates, seed=seed)
-            rows.append({"paired_budget": k, "h": str(h_path(template, k)), "weight": weight, "val": on_val["accuracy"],
-                         "lm_alone": held_out["accuracy"][0.0], "h_alone": held_out["accuracy"][1.0],
-                         "fused": held_out["accuracy"][weight], "queries": held_out["queries"]})
-    return {"lm_dir": str(lm_dir), "method": method, "candidates": candidates, "seed": seed, "rows": rows,
-            "summary": summarise(rows)}
+            on_val = fused_retrieval(lm_a, lm_v, mapping, h, timings=timings, piece_ids=validation_ids(),
+                                     candidates=candidates, seed=seed)["accuracy"]
+            weight, timing = best_setting(on_val)
+            untimed_weight = best_weight(on_val[0.0])
+            _, h_timing = best_setting({t: {1.0: by_weight[1.0]} for t, by_weight in on_val.items()})  # h alone
+            held_out = fused_retrieval(lm_a, lm_v, mapping, h, weights=tuple(sorted({0.0, weight, untimed_weight, 1.0})),
+                                       timings=tuple(sorted({0.0, timing, h_timing})), candidates=candidates, seed=seed)
+            accuracy = held_out["accuracy"]
+            rows.append({"paired_budget": k, "h": str(h_path(template, k)), "weight": weight, "timing": timing,
+                         "untimed_weight": untimed_weight, "h_timing": h_timing, "val": on_val,
+                         "lm_alone": accuracy[0.0][0.0], "h_alone": accuracy[0.0][1.0],
+                         "h_timed": accuracy[h_timing][1.0],
+                         "fused_untimed": accuracy[0.0][untimed_weight], "fused": accuracy[timing][weight],
+                         "queries": held_out["queries"]})
+    return {"lm_dir": str(lm_dir), "method": method, "candidates": candidates, "seed": seed,
+            "timings": list(timings), "rows": rows, "summary": summarise(rows)}
+
+
+SUMMARISED = ("lm_alone", "h_alone", "h_timed", "fused_untimed", "fused")
 
 
 def summarise(rows: list[dict]) -> list[dict]:
@@ -126,7 +155,7 @@ def summarise(rows: list[dict]) -> list[dict]:
     for k in sorted({r["paired_budget"] for r in rows}):
         mine = [r for r in rows if r["paired_budget"] == k]
         entry: dict = {"paired_budget": k, "n": len(mine)}
-        for key in ("lm_alone", "h_alone", "fused"):
+        for key in SUMMARISED:
             values = [r[key] for r in mine]
             low, high = t_interval(values)
             entry[key] = {"mean": float(np.mean(values)), "low": None if low != low else low,
@@ -145,10 +174,15 @@ def plot(report: dict, path: Path) -> None:
     summary = report["summary"]
     ks = [s["paired_budget"] for s in summary]
     fig, ax = plt.subplots(figsize=(6, 4))
-    for key, label in (("fused", "LM mapping + h (weight chosen on val)"), ("h_alone", "h: A -> M (chord sequences)"),
-                       ("lm_alone", f"LM mapping ({report['method']})")):
+    lines = (("fused", "LM mapping + h, timed (chosen on val)", "-"),
+             ("fused_untimed", "LM mapping + h, chords alone", "--"),
+             ("h_timed", "h: A -> M, chords + timing", "-"), ("h_alone", "h: A -> M, chords alone", "--"),
+             ("lm_alone", f"LM mapping ({report['method']})", "-"))
+    for key, label, style in lines:
+        if key not in summary[0]:
+            continue
         means = [s[key]["mean"] for s in summary]
-        ax.plot(ks, means, marker="o", label=label)
+        ax.plot(ks, means, marker="o", linestyle=style, label=label)
         if all(s[key]["low"] is not None for s in summary):
             ax.fill_between(ks, [s[key]["low"] for s in summary], [s[key]["high"] for s in summary], alpha=0.2)
     ax.axhline(1.0 / report["candidates"], color="grey", linestyle=":", label="chance")
@@ -172,18 +206,23 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--method", default="contrastive", help="the mappings' method (their file names)")
     ap.add_argument("--h", nargs="+", required=True, metavar="PATH",
                     help="h networks (agents.hear), {K} standing for the paired budget; several (seeds) give intervals")
+    ap.add_argument("--timings", type=float, nargs="+", default=list(TIMINGS),
+                    help="the weights of the last chords' age gap (per frame) to choose from on val (0 is always "
+                         "tried: the fusion of chords alone)")
     ap.add_argument("--seed", type=int, default=0, help="which draw of moments (the retrieval task's seed)")
     ap.add_argument("--out", type=Path, help="write the report as JSON here too")
     ap.add_argument("--plot", type=Path, help="draw retrieval against K here (PNG)")
     args = ap.parse_args(argv)
     try:
-        report = evaluate_fusion(args.lm_dir, args.paired_budget, args.h, args.method, seed=args.seed)
+        report = evaluate_fusion(args.lm_dir, args.paired_budget, args.h, args.method, seed=args.seed,
+                                 timings=tuple(args.timings))
     except LMMError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     for row in report["rows"]:
-        print(f"K={row['paired_budget']} {row['h']}: weight {row['weight']} (chosen on val); held-out retrieval: "
-              f"LM mapping {row['lm_alone']:.3f}, h {row['h_alone']:.3f}, both {row['fused']:.3f} "
+        print(f"K={row['paired_budget']} {row['h']}: weight {row['weight']}, timing {row['timing']} (chosen on val); "
+              f"held-out retrieval: LM mapping {row['lm_alone']:.3f}, h {row['h_alone']:.3f} (timed "
+              f"{row['h_timed']:.3f} at {row['h_timing']}), both {row['fused_untimed']:.3f} (timed {row['fused']:.3f}) "
               f"({row['queries']} queries)")
     for s in report["summary"]:
         f = s["fused"]

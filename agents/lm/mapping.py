@@ -63,6 +63,7 @@ AUDIO_LAYER = -1
 SCORE_LAYER = 1
 ONSET_EVENT = 0.3  # the summed rise in key-down probability that makes a frame a chord of a heard sequence
 SCORE_EVENT = 0.5  # a score frame is a chord when it holds an onset (its frames are 0/1 per pitch)
+TIMING = 0.01  # the weight of the last chords' age gap (per frame) against the chords' distance, for the ceiling
 RESIDUAL_HIDDEN = 256  # the width of contrastive_mlp's residual MLP
 RESIDUAL_KEYS = ("w1", "b1", "w2", "b2")
 
@@ -438,7 +439,37 @@ def _score_moments(score: np.ndarray, places: list[int], span: int) -> tuple[np.
 
 def _sequence_similarity(queries: list[np.ndarray], keys: list[np.ndarray]) -> torch.Tensor:
     """(queries, keys) similarities of event sequences: minus :func:`end_aligned_distance`."""
-    return torch.tensor([[-end_aligned_distance(q, k) for k in keys] for q in queries], dtype=torch.float64)
+    return -_sequence_distance(queries, keys)
+
+
+def _sequence_distance(queries: list[np.ndarray], keys: list[np.ndarray]) -> torch.Tensor:
+    """(queries, keys) :func:`end_aligned_distance` of event sequences."""
+    return torch.tensor([[end_aligned_distance(q, k) for k in keys] for q in queries], dtype=torch.float64)
+
+
+def last_event_age(frames: np.ndarray, threshold: float) -> int:
+    """How many frames ago the last event of ``frames`` (a frame whose total exceeds ``threshold``, as
+    :func:`events` counts them) was: 0 when the last frame is one, ``len(frames)`` when none is. The one thing a
+    chord sequence drops that tells two moments inside the same held chord apart."""
+    at = np.flatnonzero(frames.sum(axis=1) > threshold)
+    return int(len(frames) - 1 - at[-1]) if len(at) else len(frames)
+
+
+def age_gaps(heard: list[np.ndarray], read: list[np.ndarray], heard_threshold: float = ONSET_EVENT,
+             read_threshold: float = SCORE_EVENT) -> torch.Tensor:
+    """(queries, keys): how far apart, in frames, the :func:`last_event_age` of each heard window and of each read
+    score window are (audio frames against score frames: equal at the score's own tempo)."""
+    heard_age = torch.tensor([last_event_age(q, heard_threshold) for q in heard], dtype=torch.float64)
+    read_age = torch.tensor([last_event_age(k, read_threshold) for k in read], dtype=torch.float64)
+    return (heard_age[:, None] - read_age[None, :]).abs()
+
+
+def timed_similarity(distance: torch.Tensor, age_gap: torch.Tensor, timing: float) -> torch.Tensor:
+    """(queries, keys) similarities from chord sequences' distances and the gaps between their last chords' ages
+    (in frames): ``-(distance + timing * age_gap)``; ``timing`` 0 is the tempo-free comparison alone."""
+    if timing < 0:
+        raise ValueError(f"timing must be >= 0, got {timing}")
+    return -(distance + timing * age_gap)
 
 
 def _sequence_hits(queries: list[np.ndarray], keys: list[np.ndarray]) -> float:
@@ -453,19 +484,29 @@ def _keys_down(h, piece: dict) -> np.ndarray:
 
 
 @torch.no_grad()
-def motion_similarity(h, piece: dict, times: np.ndarray) -> torch.Tensor:
+def motion_terms(h, piece: dict, times: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    """The two terms of :func:`motion_similarity` on one piece, (queries, keys) each: the end-aligned distances
+    between the chords ``h`` hears start in the audio windows ending at ``times`` and the chords of the score
+    windows up to their places, and how far apart the ages of each side's last chord are (:func:`age_gaps`)."""
+    places = [int(piece["position"][t]) for t in times]
+    _, chords = _score_moments(piece["score"], places, POOL_SCORE)
+    onsets = key_onsets(_keys_down(h, piece))
+    heard = [onsets[max(0, int(t) - AUDIO_CONTEXT + 1):int(t) + 1] for t in times]
+    read = [piece["score"][max(0, c - SCORE_POSITION):c + 1] for c in places]
+    return _sequence_distance([events(q) for q in heard], chords), age_gaps(heard, read)
+
+
+def motion_similarity(h, piece: dict, times: np.ndarray, timing: float = 0.0) -> torch.Tensor:
     """The ``sequence`` comparison of :func:`motion_retrieval_accuracy` on one piece: (queries, keys) similarities
     of the chords ``h`` hears start in the audio windows ending at ``times`` with the chords of the score windows
-    up to their places."""
-    _, chords = _score_moments(piece["score"], [int(piece["position"][t]) for t in times], POOL_SCORE)
-    onsets = key_onsets(_keys_down(h, piece))
-    return _sequence_similarity([events(onsets[max(0, int(t) - AUDIO_CONTEXT + 1):int(t) + 1]) for t in times],
-                                chords)
+    up to their places, and with ``timing`` > 0 also of how long ago each side's last chord began
+    (:func:`motion_terms`, :func:`timed_similarity`)."""
+    return timed_similarity(*motion_terms(h, piece, times), timing)
 
 
 @torch.no_grad()
 def motion_retrieval_accuracy(h, piece_ids: list[str] | None = None, candidates: int = 16, seed: int = 0,
-                              span: int = POOL_SCORE, compare: str = "bag") -> dict[str, float]:
+                              span: int = POOL_SCORE, compare: str = "bag", timing: float = 0.0) -> dict[str, float]:
     """The same retrieval (same pieces, same moments) through motion, ``h`` a
     :class:`~agents.lm.transcription.KeyNet` (``python -m agents.hear`` trains them). Two comparisons:
 
@@ -475,7 +516,8 @@ def motion_retrieval_accuracy(h, piece_ids: list[str] | None = None, candidates:
     - ``sequence``: an audio moment is the sequence of chords h hears start in the agent's audio window
       (:func:`key_onsets`, :func:`events`), a score moment the chords of the agent's score window up to its place,
       compared by :func:`end_aligned_distance` (tempo drops out: a bag of the last second holds more or fewer notes
-      as the performer is slower or faster).
+      as the performer is slower or faster); ``timing`` > 0 adds how long ago each side's last chord began
+      (:func:`timed_similarity`), which tells apart two moments inside the same held chord.
     """
     if compare not in ("bag", "sequence"):
         raise ValueError(f"compare must be 'bag' or 'sequence', got {compare!r}")
@@ -489,13 +531,13 @@ def motion_retrieval_accuracy(h, piece_ids: list[str] | None = None, candidates:
             queries = np.stack([down[max(0, int(t) - span + 1):int(t) + 1].sum(0) for t in times])
             hits += _hits(torch.from_numpy(queries), torch.from_numpy(bags))
         else:
-            hits += own_share(motion_similarity(h, p, times))
+            hits += own_share(motion_similarity(h, p, times, timing))
         total += len(times)
     return {"accuracy": hits / total, "chance": 1.0 / candidates, "queries": total}
 
 
 def retrieval_ceiling(piece_ids: list[str] | None = None, candidates: int = 16, seed: int = 0,
-                      span: int = POOL_SCORE) -> dict[str, float]:
+                      span: int = POOL_SCORE, timing: float = TIMING) -> dict[str, float]:
     """What the retrieval task allows through motion (same pieces and moments), with a perfect transcription:
 
     - ``score_itself``: each score moment (onsets over ``span`` frames up to the agent's place) against itself;
@@ -503,10 +545,15 @@ def retrieval_ceiling(piece_ids: list[str] | None = None, candidates: int = 16, 
     - ``notes_played``: the notes the performance played in the audio moment's last ``span`` frames (from the
       alignment) against the score moments, as bags (the ``bag`` comparison with a perfect h);
     - ``notes_played_sequence``: the chords played in the agent's audio window against the score window's, by
-      :func:`end_aligned_distance` (the ``sequence`` comparison with a perfect h).
+      :func:`end_aligned_distance` (the ``sequence`` comparison with a perfect h);
+    - ``notes_played_sequence_timed``: the same with ``timing`` (:func:`timed_similarity`), the age of the last
+      chord counted in the performance's frames on the audio side;
+    - ``score_window_itself``: the agent's score window up to its place (``SCORE_POSITION + 1`` frames, every
+      onset where it falls) against itself, exactly: the most any comparison that reads the score up to the
+      agent's place can tell apart.
     """
     rng = np.random.default_rng(seed)
-    itself, played, sequence, total = 0.0, 0.0, 0.0, 0
+    itself, played, sequence, timed, window, total = 0.0, 0.0, 0.0, 0.0, 0.0, 0
     for pid in piece_ids or held_out_ids():
         p, times = retrieval_moments(pid, rng, candidates)
         position, score = p["position"], p["score"]
@@ -518,11 +565,19 @@ def retrieval_ceiling(piece_ids: list[str] | None = None, candidates: int = 16, 
         itself += _hits(keys, keys)
         played += _hits(heard, keys)
         window_start = [int(position[int(t) - AUDIO_CONTEXT]) + 1 if t >= AUDIO_CONTEXT else 0 for t in times]
-        sequence += _sequence_hits([events(score[a:c + 1], SCORE_EVENT)
-                                    for a, c in zip(window_start, places, strict=True)], chords)
+        distance = _sequence_distance([events(score[a:c + 1], SCORE_EVENT)
+                                       for a, c in zip(window_start, places, strict=True)], chords)
+        sequence += own_share(-distance)
+        performed = performed_onsets(score, position)
+        gaps = age_gaps([performed[max(0, int(t) - AUDIO_CONTEXT + 1):int(t) + 1] for t in times],
+                        [score[max(0, c - SCORE_POSITION):c + 1] for c in places], SCORE_EVENT, SCORE_EVENT)
+        timed += own_share(timed_similarity(distance, gaps, timing))
+        exact = torch.from_numpy(np.stack([score_window_at(score, c)[:SCORE_POSITION + 1].ravel() for c in places]))
+        window += own_share(-torch.cdist(exact.double(), exact.double(), p=1))
         total += len(times)
     return {"score_itself": itself / total, "notes_played": played / total,
-            "notes_played_sequence": sequence / total, "queries": total}
+            "notes_played_sequence": sequence / total, "notes_played_sequence_timed": timed / total,
+            "score_window_itself": window / total, "timing": timing, "queries": total}
 
 
 def performed_onsets(score: np.ndarray, position: np.ndarray) -> np.ndarray:

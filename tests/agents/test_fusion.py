@@ -5,7 +5,7 @@ import torch
 
 from agents.lm import fusion
 from agents.lm.audio import train_audio_lm
-from agents.lm.fusion import best_weight, fused, fused_retrieval, standardised
+from agents.lm.fusion import best_setting, best_weight, fused, fused_retrieval, standardised
 from agents.lm.mapping import fit_mapping, held_out_ids, motion_retrieval_accuracy, retrieval_accuracy
 from agents.lm.symbolic import train_symbolic_lm
 from agents.lm.transcription import KeyNet, KeyNetConfig
@@ -40,15 +40,25 @@ def test_best_weight_takes_the_top_and_breaks_ties_towards_an_even_mix():
     assert best_weight({0.0: 0.9, 0.5: 0.2, 1.0: 0.1}) == 0.0
 
 
+def test_best_setting_takes_the_top_and_breaks_ties_towards_less_timing():
+    accuracy = {0.0: {0.0: 0.5, 0.5: 0.7, 1.0: 0.6}, 0.01: {0.0: 0.5, 0.5: 0.8, 1.0: 0.7},
+                0.02: {0.0: 0.5, 0.4: 0.8, 1.0: 0.7}}
+    assert best_setting(accuracy) == (0.5, 0.01)
+    assert best_setting({0.0: {0.0: 0.9, 1.0: 0.1}, 0.01: {0.0: 0.9, 1.0: 0.2}}) == (0.0, 0.0)
+
+
 def test_the_ends_of_the_mix_are_each_bridge_alone_on_the_same_moments(bridges):
     lm_a, lm_v, mapping, h = bridges
     pieces = held_out_ids()[:2]
-    result = fused_retrieval(lm_a, lm_v, mapping, h, weights=(0.0, 0.5, 1.0), piece_ids=pieces, candidates=8)
+    result = fused_retrieval(lm_a, lm_v, mapping, h, weights=(0.0, 0.5, 1.0), timings=(0.0, 0.05), piece_ids=pieces,
+                             candidates=8)
     assert result["queries"] == 16 and result["chance"] == 1 / 8
     lm_alone = retrieval_accuracy(lm_a, lm_v, mapping, piece_ids=pieces, candidates=8)["accuracy"]
-    h_alone = motion_retrieval_accuracy(h, piece_ids=pieces, candidates=8, compare="sequence")["accuracy"]
-    assert result["accuracy"][0.0] == pytest.approx(lm_alone, abs=1e-12)
-    assert result["accuracy"][1.0] == pytest.approx(h_alone, abs=1e-12)
+    for timing in (0.0, 0.05):
+        h_alone = motion_retrieval_accuracy(h, piece_ids=pieces, candidates=8, compare="sequence",
+                                            timing=timing)["accuracy"]
+        assert result["accuracy"][timing][0.0] == pytest.approx(lm_alone, abs=1e-12)  # timing is h's alone
+        assert result["accuracy"][timing][1.0] == pytest.approx(h_alone, abs=1e-12)
 
 
 def test_the_cli_chooses_the_weight_on_val_and_reports_held_out_retrieval(bridges, tmp_path, monkeypatch, capsys):
@@ -67,8 +77,16 @@ def test_the_cli_chooses_the_weight_on_val_and_reports_held_out_retrieval(bridge
     report = json.loads(out.read_text())
     assert [r["h"] for r in report["rows"]] == [str(tmp_path / "h_K2_s0.pt"), str(tmp_path / "h_K2_s1.pt")]
     for row in report["rows"]:
-        assert row["weight"] == best_weight({float(w): a for w, a in row["val"].items()})
-        assert row["queries"] == 16 and 0.0 <= row["fused"] <= 1.0
+        val = {float(t): {float(w): a for w, a in by_weight.items()} for t, by_weight in row["val"].items()}
+        assert set(val) == set(fusion.TIMINGS)
+        assert (row["weight"], row["timing"]) == best_setting(val)
+        assert row["untimed_weight"] == best_weight(val[0.0])
+        assert row["queries"] == 16 and 0.0 <= row["fused"] <= 1.0 and 0.0 <= row["fused_untimed"] <= 1.0
+        assert row["h_timing"] == best_setting({t: {1.0: by_weight[1.0]} for t, by_weight in val.items()})[1]
+        if row["timing"] == 0.0:
+            assert row["fused"] == row["fused_untimed"]
+        if row["h_timing"] == 0.0:
+            assert row["h_timed"] == row["h_alone"]
     (summary,) = report["summary"]
     fused_values = [r["fused"] for r in report["rows"]]
     assert summary["n"] == 2 and summary["fused"]["mean"] == pytest.approx(sum(fused_values) / 2)
@@ -81,3 +99,10 @@ def test_the_cli_names_what_is_missing(tmp_path, capsys):
     assert fusion.main(["--lm-dir", str(tmp_path), "--paired-budget", "8", "--h", str(tmp_path / "h.pt")]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: not found:") and "mapping_contrastive_K8.pt" in err and len(err.splitlines()) == 1
+
+
+def test_the_cli_refuses_a_negative_timing(tmp_path, capsys):
+    assert fusion.main(["--lm-dir", str(tmp_path), "--paired-budget", "8", "--h", str(tmp_path / "h.pt"),
+                        "--timings", "0.01", "-0.5"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: --timings") and len(err.splitlines()) == 1

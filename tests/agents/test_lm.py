@@ -300,6 +300,32 @@ def test_the_end_aligned_distance_ignores_tempo_and_what_came_before():
     assert end_aligned_distance(chords[:0], chords) == 1.0
 
 
+def test_timing_tells_apart_two_moments_inside_the_same_held_chord():
+    from agents.lm.mapping import (
+        _sequence_distance,
+        age_gaps,
+        events,
+        last_event_age,
+        own_share,
+        timed_similarity,
+    )
+
+    roll = np.zeros((40, 88), np.float32)
+    roll[[0, 10, 20], [40, 43, 47]] = 1.0  # three single notes, the last held for 20 frames
+    early, late = roll[:25], roll[:38]  # two moments inside the last note: 4 and 17 frames after it began
+    assert (last_event_age(early, 0.5), last_event_age(late, 0.5), last_event_age(roll[:0], 0.5)) == (4, 17, 0)
+    assert last_event_age(np.zeros((7, 88), np.float32), 0.5) == 7  # no event: as old as the window
+    moments = [early, late]
+    distance = _sequence_distance([events(m, 0.5) for m in moments], [events(m, 0.5) for m in moments])
+    assert torch.equal(distance, torch.zeros(2, 2, dtype=torch.float64))  # chords alone: the two moments tie
+    gap = age_gaps(moments, moments, 0.5, 0.5)
+    assert torch.equal(gap, torch.tensor([[0.0, 13.0], [13.0, 0.0]], dtype=torch.float64))
+    assert own_share(timed_similarity(distance, gap, 0.0)) == pytest.approx(1.0)  # half a hit each
+    assert own_share(timed_similarity(distance, gap, 0.01)) == pytest.approx(2.0)
+    with pytest.raises(ValueError, match="timing"):
+        timed_similarity(distance, gap, -0.1)
+
+
 def test_motion_retrieval_refuses_an_unknown_comparison():
     with pytest.raises(ValueError, match="compare"):
         lm_mapping.motion_retrieval_accuracy(None, compare="dtw")

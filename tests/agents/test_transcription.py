@@ -123,7 +123,8 @@ def test_cli_end_to_end_on_a_tiny_run_and_merge(tmp_path):
     assert all(0 <= r["retrieval"] <= 1 and 0 <= r["retrieval_sequence"] <= 1
                for r in report["rows"] if r["kind"] != "transcriber")
     ceiling = report["retrieval_ceiling"]
-    assert 1 / 16 < ceiling["notes_played"] <= ceiling["score_itself"] <= 1
+    assert 1 / 16 < ceiling["notes_played"] <= ceiling["score_itself"] <= ceiling["score_window_itself"] <= 1
+    assert ceiling["notes_played_sequence"] < ceiling["notes_played_sequence_timed"] <= ceiling["score_window_itself"]
     assert kinds == {("transcriber", 0, None), ("synthesis", 0, 0), ("abs", 1, 0), ("pairs", 1, 0),
                      ("synthesis", 0, 1), ("abs", 1, 1), ("pairs", 1, 1)}
     abs_row = next(s for s in report["summary"] if s["kind"] == "abs")
