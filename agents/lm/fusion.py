@@ -101,8 +101,9 @@ def evaluate_fusion(lm_dir: Path, paired_budgets: list[int], h_templates: list[s
                     candidates: int = 16, seed: int = 0, timings: tuple[float, ...] = TIMINGS) -> dict:
     """For each K and each h (``h_templates`` with ``{K}`` filled in): the weight and timing chosen on the val
     pieces (and the weight chosen with timing 0, and the timing h alone does best with), and held-out retrieval by
-    the LM mapping alone, by h alone (without and with its timing) and by both (without and with timing); then, per K, the mean and 95% t-interval over
-    the h networks (their training seeds; the LMs and each K's mapping are fixed)."""
+    the LM mapping alone, by h alone (without and with its timing) and by both (without and with timing); then,
+    per K, the mean and 95% t-interval over the h networks (their training seeds; the LMs and each K's mapping are
+    fixed). ``timings`` always gains 0."""
     from agents.lm.mapping import Mapping, mapping_name, validation_ids
     from agents.lm.model import FrameLM
     from agents.lm.transcription import KeyNet
@@ -131,8 +132,10 @@ def evaluate_fusion(lm_dir: Path, paired_budgets: list[int], h_templates: list[s
             weight, timing = best_setting(on_val)
             untimed_weight = best_weight(on_val[0.0])
             _, h_timing = best_setting({t: {1.0: by_weight[1.0]} for t, by_weight in on_val.items()})  # h alone
-            held_out = fused_retrieval(lm_a, lm_v, mapping, h, weights=tuple(sorted({0.0, weight, untimed_weight, 1.0})),
-                                       timings=tuple(sorted({0.0, timing, h_timing})), candidates=candidates, seed=seed)
+            held_out = fused_retrieval(lm_a, lm_v, mapping, h,
+                                       weights=tuple(sorted({0.0, weight, untimed_weight, 1.0})),
+                                       timings=tuple(sorted({0.0, timing, h_timing})), candidates=candidates,
+                                       seed=seed)
             accuracy = held_out["accuracy"]
             rows.append({"paired_budget": k, "h": str(h_path(template, k)), "weight": weight, "timing": timing,
                          "untimed_weight": untimed_weight, "h_timing": h_timing, "val": on_val,
@@ -226,8 +229,8 @@ def main(argv: list[str] | None = None) -> int:
               f"({row['queries']} queries)")
     for s in report["summary"]:
         f = s["fused"]
-        print(f"K={s['paired_budget']}: both {f['mean']:.3f}" + (f" [{f['low']:.3f}, {f['high']:.3f}]" if f["low"] is not None else "")
-              + f" over {s['n']} h")
+        interval = f" [{f['low']:.3f}, {f['high']:.3f}]" if f["low"] is not None else ""
+        print(f"K={s['paired_budget']}: both {f['mean']:.3f}{interval} over {s['n']} h")
     from lmm_envs.files import atomic_path
 
     if args.out:
