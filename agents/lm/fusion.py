@@ -182,8 +182,6 @@ def plot(report: dict, path: Path) -> None:
              ("h_timed", "h: A -> M, chords + timing", "-"), ("h_alone", "h: A -> M, chords alone", "--"),
              ("lm_alone", f"LM mapping ({report['method']})", "-"))
     for key, label, style in lines:
-        if key not in summary[0]:
-            continue
         means = [s[key]["mean"] for s in summary]
         ax.plot(ks, means, marker="o", linestyle=style, label=label)
         if all(s[key]["low"] is not None for s in summary):

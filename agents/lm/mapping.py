@@ -429,17 +429,17 @@ def end_aligned_distance(query: np.ndarray, key: np.ndarray) -> float:
     return float(total[rows, cols] / length[rows, cols])
 
 
+def _read_windows(score: np.ndarray, places: list[int]) -> list[np.ndarray]:
+    """The agent's score window up to each place (``SCORE_POSITION`` frames before it and the place itself)."""
+    return [score[max(0, c - SCORE_POSITION):c + 1] for c in places]
+
+
 def _score_moments(score: np.ndarray, places: list[int], span: int) -> tuple[np.ndarray, list[np.ndarray]]:
     """The score side of both comparisons at the agent's places: onsets summed over the ``span`` frames up to each
     place (bags), and the chords of the agent's score window up to it (sequences)."""
     bags = np.stack([score[max(0, c - span + 1):c + 1].sum(0) for c in places])
-    chords = [events(score[max(0, c - SCORE_POSITION):c + 1], SCORE_EVENT) for c in places]
+    chords = [events(read, SCORE_EVENT) for read in _read_windows(score, places)]
     return bags, chords
-
-
-def _sequence_similarity(queries: list[np.ndarray], keys: list[np.ndarray]) -> torch.Tensor:
-    """(queries, keys) similarities of event sequences: minus :func:`end_aligned_distance`."""
-    return -_sequence_distance(queries, keys)
 
 
 def _sequence_distance(queries: list[np.ndarray], keys: list[np.ndarray]) -> torch.Tensor:
@@ -474,7 +474,7 @@ def timed_similarity(distance: torch.Tensor, age_gap: torch.Tensor, timing: floa
 
 def _sequence_hits(queries: list[np.ndarray], keys: list[np.ndarray]) -> float:
     """:func:`_hits` for event sequences compared by :func:`end_aligned_distance`."""
-    return own_share(_sequence_similarity(queries, keys))
+    return own_share(-_sequence_distance(queries, keys))
 
 
 def _keys_down(h, piece: dict) -> np.ndarray:
@@ -492,8 +492,8 @@ def motion_terms(h, piece: dict, times: np.ndarray) -> tuple[torch.Tensor, torch
     _, chords = _score_moments(piece["score"], places, POOL_SCORE)
     onsets = key_onsets(_keys_down(h, piece))
     heard = [onsets[max(0, int(t) - AUDIO_CONTEXT + 1):int(t) + 1] for t in times]
-    read = [piece["score"][max(0, c - SCORE_POSITION):c + 1] for c in places]
-    return _sequence_distance([events(q) for q in heard], chords), age_gaps(heard, read)
+    distance = _sequence_distance([events(q) for q in heard], chords)
+    return distance, age_gaps(heard, _read_windows(piece["score"], places))
 
 
 def motion_similarity(h, piece: dict, times: np.ndarray, timing: float = 0.0) -> torch.Tensor:
@@ -570,7 +570,7 @@ def retrieval_ceiling(piece_ids: list[str] | None = None, candidates: int = 16, 
         sequence += own_share(-distance)
         performed = performed_onsets(score, position)
         gaps = age_gaps([performed[max(0, int(t) - AUDIO_CONTEXT + 1):int(t) + 1] for t in times],
-                        [score[max(0, c - SCORE_POSITION):c + 1] for c in places], SCORE_EVENT, SCORE_EVENT)
+                        _read_windows(score, places), SCORE_EVENT, SCORE_EVENT)
         timed += own_share(timed_similarity(distance, gaps, timing))
         exact = torch.from_numpy(np.stack([score_window_at(score, c)[:SCORE_POSITION + 1].ravel() for c in places]))
         window += own_share(-torch.cdist(exact.double(), exact.double(), p=1))
