@@ -13,6 +13,11 @@ two moments inside the same held chord; ``timing`` adds back how long ago each s
 (:func:`agents.lm.mapping.validation_ids`), never on the held-out ones they are then scored on; the best weight
 with ``timing`` 0 is kept beside them, the fusion without timing.
 
+A third comparison runs h's piano the other way, M -> A: the score window played through h's keyboard against
+the heard frames (:func:`agents.lm.mapping.piano_distance`, no pairs, no training). ``piano`` mixes it in,
+``(1 - piano) * [(1 - weight) * LM + weight * h] + piano * score through the piano``, chosen on val with the
+others; ``piano`` 0 is the two-bridge fusion above, reported beside it.
+
     python -m agents.lm.fusion --lm-dir leaderboard/lms/base --paired-budget 8 64 208 \\
         --h 'runs/h/h_abs_K{K}_s0.pt' 'runs/h/h_abs_K{K}_s1.pt' --plot retrieval.png
 """
@@ -29,6 +34,7 @@ import torch
 
 WEIGHTS = tuple(np.round(np.linspace(0.0, 1.0, 11), 2).tolist())
 TIMINGS = (0.0, 0.005, 0.01, 0.02, 0.05)  # per frame of age gap, against chord distances in [0, 1]
+PIANOS = WEIGHTS  # the share of the score-through-the-piano comparison in the mix
 
 
 def standardised(similarity: torch.Tensor) -> torch.Tensor:
@@ -51,13 +57,34 @@ def _mix(by_lm: torch.Tensor, by_motion: torch.Tensor, weight: float) -> torch.T
     return (1.0 - weight) * by_lm + weight * by_motion
 
 
+def _mix3(by_lm: torch.Tensor, by_motion: torch.Tensor, by_piano: torch.Tensor, weight: float,
+          piano: float) -> torch.Tensor:
+    """:func:`_mix` of the LM mapping and h, mixed again with the score through the piano (share ``piano``)."""
+    if not 0.0 <= piano <= 1.0:
+        raise ValueError(f"piano must lie in [0, 1], got {piano}")
+    return (1.0 - piano) * _mix(by_lm, by_motion, weight) + piano * by_piano
+
+
+@torch.no_grad()
+def piano_distances(h, piece_ids: list[str], candidates: int = 16, seed: int = 0) -> list[torch.Tensor]:
+    """:func:`agents.lm.mapping.piano_distance` on each piece's retrieval moments (those of
+    :func:`fused_retrieval` for the same ``seed``): computed once, shared by every h with the same keyboard."""
+    from agents.lm.mapping import piano_distance, retrieval_moments
+
+    rng = np.random.default_rng(seed)
+    return [piano_distance(h, *retrieval_moments(pid, rng, candidates)) for pid in piece_ids]
+
+
 @torch.no_grad()
 def fused_retrieval(lm_a, lm_v, mapping, h, weights: tuple[float, ...] = WEIGHTS, timings: tuple[float, ...] = (0.0,),
-                    piece_ids: list[str] | None = None, candidates: int = 16, seed: int = 0) -> dict:
+                    piece_ids: list[str] | None = None, candidates: int = 16, seed: int = 0,
+                    pianos: tuple[float, ...] = (0.0,), piano: list[torch.Tensor] | None = None) -> dict:
     """Top-1 retrieval among ``candidates`` moments of each piece (the same pieces and moments as
-    :func:`agents.lm.mapping.retrieval_accuracy` for the same ``seed``), for every timing and mixing weight at
-    once: weight 0 is the LM mapping's ``pooled`` retrieval, 1 h's ``sequence`` retrieval (with that timing).
-    Returns ``{"accuracy": {timing: {weight: share}}, "queries": n, "chance": 1 / candidates}``."""
+    :func:`agents.lm.mapping.retrieval_accuracy` for the same ``seed``), for every piano share, timing and mixing
+    weight at once: piano 0 and weight 0 is the LM mapping's ``pooled`` retrieval, piano 0 and weight 1 h's
+    ``sequence`` retrieval (with that timing), piano 1 the score through the piano alone. ``piano``: the
+    :func:`piano_distances` of these pieces, if already computed. Returns ``{"accuracy": {piano: {timing: {weight:
+    share}}}, "queries": n, "chance": 1 / candidates}``."""
     from agents.lm.mapping import (
         held_out_ids,
         mapped_similarity,
@@ -67,20 +94,25 @@ def fused_retrieval(lm_a, lm_v, mapping, h, weights: tuple[float, ...] = WEIGHTS
         timed_similarity,
     )
 
+    piece_ids = piece_ids or held_out_ids()
+    if any(p > 0 for p in pianos) and piano is None:
+        piano = piano_distances(h, piece_ids, candidates, seed)
     rng = np.random.default_rng(seed)
-    hits = {t: dict.fromkeys(weights, 0.0) for t in timings}
+    hits = {p: {t: dict.fromkeys(weights, 0.0) for t in timings} for p in pianos}
     total = 0
-    for pid in piece_ids or held_out_ids():
+    for i, pid in enumerate(piece_ids):
         piece, times = retrieval_moments(pid, rng, candidates)
         by_lm = standardised(mapped_similarity(lm_a, lm_v, mapping, piece, times))  # once, for every setting
+        by_piano = standardised(-piano[i]) if piano is not None else torch.zeros_like(by_lm)
         distance, age_gap = motion_terms(h, piece, times)
         for t in timings:
             by_motion = standardised(timed_similarity(distance, age_gap, t))
-            for w in weights:
-                hits[t][w] += own_share(_mix(by_lm, by_motion, w))
+            for p in pianos:
+                for w in weights:
+                    hits[p][t][w] += own_share(_mix3(by_lm, by_motion, by_piano, w, p))
         total += len(times)
-    return {"accuracy": {t: {w: hits[t][w] / total for w in weights} for t in timings}, "queries": total,
-            "chance": 1.0 / candidates}
+    return {"accuracy": {p: {t: {w: hits[p][t][w] / total for w in weights} for t in timings} for p in pianos},
+            "queries": total, "chance": 1.0 / candidates}
 
 
 def best_weight(accuracy: dict[float, float]) -> float:
@@ -97,14 +129,25 @@ def best_setting(accuracy: dict[float, dict[float, float]]) -> tuple[float, floa
     return best_weight(accuracy[timing]), timing
 
 
+def best_mix(accuracy: dict[float, dict[float, dict[float, float]]]) -> tuple[float, float, float]:
+    """``(piano, weight, timing)`` of the highest accuracy in ``{piano: {timing: {weight: share}}}``; among equals
+    the smallest piano share, then as :func:`best_setting`."""
+    top = max(a for by_timing in accuracy.values() for by_weight in by_timing.values() for a in by_weight.values())
+    piano = min(p for p, by_timing in accuracy.items()
+                if max(a for by_weight in by_timing.values() for a in by_weight.values()) >= top - 1e-12)
+    return (piano, *best_setting(accuracy[piano]))
+
+
 def evaluate_fusion(lm_dir: Path, paired_budgets: list[int], h_templates: list[str], method: str = "contrastive",
                     candidates: int = 16, seed: int = 0, timings: tuple[float, ...] = TIMINGS) -> dict:
     """For each K and each h (``h_templates`` with ``{K}`` filled in): the weight and timing chosen on the val
     pieces (and the weight chosen with timing 0, and the timing h alone does best with), and held-out retrieval by
-    the LM mapping alone, by h alone (without and with its timing) and by both (without and with timing); then,
+    the LM mapping alone, by h alone (without and with its timing) and by both (without and with timing); the same
+    with the score through the piano: alone, with the LM mapping alone, and with both (share, weight and timing
+    chosen on val together); then,
     per K, the mean and 95% t-interval over the h networks (their training seeds; the LMs and each K's mapping are
     fixed). ``timings`` always gains 0."""
-    from agents.lm.mapping import Mapping, mapping_name, validation_ids
+    from agents.lm.mapping import Mapping, held_out_ids, mapping_name, validation_ids
     from agents.lm.model import FrameLM
     from agents.lm.transcription import KeyNet
     from lmm_envs.errors import ConfigError
@@ -123,31 +166,48 @@ def evaluate_fusion(lm_dir: Path, paired_budgets: list[int], h_templates: list[s
                           "h from python -m agents.hear)")
     lm_a, lm_v = FrameLM.load(files[0]), FrameLM.load(files[1])
     rows = []
+    pianos: dict[tuple[str, bytes], list[torch.Tensor]] = {}  # by pieces and keyboard: the same for every h
+
+    def piano_of(h, pieces: str) -> list[torch.Tensor]:
+        key = (pieces, h.basis.numpy().tobytes())
+        if key not in pianos:
+            pianos[key] = piano_distances(h, validation_ids() if pieces == "val" else held_out_ids(), candidates,
+                                          seed)
+        return pianos[key]
+
     for k in paired_budgets:
         mapping = Mapping.load(lm_dir / mapping_name(method, k))
         for template in h_templates:
             h = KeyNet.load(h_path(template, k))
             on_val = fused_retrieval(lm_a, lm_v, mapping, h, timings=timings, piece_ids=validation_ids(),
-                                     candidates=candidates, seed=seed)["accuracy"]
-            weight, timing = best_setting(on_val)
-            untimed_weight = best_weight(on_val[0.0])
-            _, h_timing = best_setting({t: {1.0: by_weight[1.0]} for t, by_weight in on_val.items()})  # h alone
+                                     candidates=candidates, seed=seed, pianos=PIANOS,
+                                     piano=piano_of(h, "val"))["accuracy"]
+            weight, timing = best_setting(on_val[0.0])
+            untimed_weight = best_weight(on_val[0.0][0.0])
+            _, h_timing = best_setting({t: {1.0: by_weight[1.0]} for t, by_weight in on_val[0.0].items()})  # h alone
+            piano, piano_weight, piano_timing = best_mix(on_val)
+            lm_piano = min(PIANOS, key=lambda p: (-on_val[p][0.0][0.0], p))  # the LM mapping and the piano, no h
             held_out = fused_retrieval(lm_a, lm_v, mapping, h,
-                                       weights=tuple(sorted({0.0, weight, untimed_weight, 1.0})),
-                                       timings=tuple(sorted({0.0, timing, h_timing})), candidates=candidates,
-                                       seed=seed)
+                                       weights=tuple(sorted({0.0, weight, untimed_weight, piano_weight, 1.0})),
+                                       timings=tuple(sorted({0.0, timing, h_timing, piano_timing})),
+                                       candidates=candidates, seed=seed,
+                                       pianos=tuple(sorted({0.0, piano, lm_piano, 1.0})), piano=piano_of(h, "test"))
             accuracy = held_out["accuracy"]
             rows.append({"paired_budget": k, "h": str(h_path(template, k)), "weight": weight, "timing": timing,
-                         "untimed_weight": untimed_weight, "h_timing": h_timing, "val": on_val,
-                         "lm_alone": accuracy[0.0][0.0], "h_alone": accuracy[0.0][1.0],
-                         "h_timed": accuracy[h_timing][1.0],
-                         "fused_untimed": accuracy[0.0][untimed_weight], "fused": accuracy[timing][weight],
+                         "untimed_weight": untimed_weight, "h_timing": h_timing, "piano": piano,
+                         "piano_weight": piano_weight, "piano_timing": piano_timing, "lm_piano_share": lm_piano,
+                         "val": on_val,
+                         "lm_alone": accuracy[0.0][0.0][0.0], "h_alone": accuracy[0.0][0.0][1.0],
+                         "h_timed": accuracy[0.0][h_timing][1.0],
+                         "fused_untimed": accuracy[0.0][0.0][untimed_weight], "fused": accuracy[0.0][timing][weight],
+                         "piano_alone": accuracy[1.0][0.0][0.0], "lm_piano": accuracy[lm_piano][0.0][0.0],
+                         "fused_piano": accuracy[piano][piano_timing][piano_weight],
                          "queries": held_out["queries"]})
     return {"lm_dir": str(lm_dir), "method": method, "candidates": candidates, "seed": seed,
-            "timings": list(timings), "rows": rows, "summary": summarise(rows)}
+            "timings": list(timings), "pianos": list(PIANOS), "rows": rows, "summary": summarise(rows)}
 
 
-SUMMARISED = ("lm_alone", "h_alone", "h_timed", "fused_untimed", "fused")
+SUMMARISED = ("lm_alone", "h_alone", "h_timed", "fused_untimed", "fused", "piano_alone", "lm_piano", "fused_piano")
 
 
 def summarise(rows: list[dict]) -> list[dict]:
@@ -176,16 +236,21 @@ def plot(report: dict, path: Path) -> None:
 
     summary = report["summary"]
     ks = [s["paired_budget"] for s in summary]
-    fig, ax = plt.subplots(figsize=(6, 4))
-    lines = (("fused", "LM mapping + h, timed (chosen on val)", "-"),
-             ("fused_untimed", "LM mapping + h, chords alone", "--"),
-             ("h_timed", "h: A -> M, chords + timing", "-"), ("h_alone", "h: A -> M, chords alone", "--"),
-             ("lm_alone", f"LM mapping ({report['method']})", "-"))
-    for key, label, style in lines:
+    fig, ax = plt.subplots(figsize=(6.5, 4.5))
+    lines = (("fused_piano", "LM mapping + h + score through h's piano", "-", "tab:blue"),
+             ("lm_piano", "LM mapping + score through h's piano", "--", "tab:cyan"),
+             ("piano_alone", "score through h's piano (no pairs)", "-.", "black"),
+             ("fused", "LM mapping + h, timed (chosen on val)", "-", "tab:green"),
+             ("fused_untimed", "LM mapping + h, chords alone", "--", "tab:red"),
+             ("h_timed", "h: A -> M, chords + timing", "-", "tab:purple"),
+             ("h_alone", "h: A -> M, chords alone", "--", "tab:brown"),
+             ("lm_alone", f"LM mapping ({report['method']})", "-", "tab:pink"))
+    for key, label, style, color in lines:
         means = [s[key]["mean"] for s in summary]
-        ax.plot(ks, means, marker="o", linestyle=style, label=label)
+        ax.plot(ks, means, marker="o", linestyle=style, color=color, label=label)
         if all(s[key]["low"] is not None for s in summary):
-            ax.fill_between(ks, [s[key]["low"] for s in summary], [s[key]["high"] for s in summary], alpha=0.2)
+            ax.fill_between(ks, [s[key]["low"] for s in summary], [s[key]["high"] for s in summary], alpha=0.2,
+                            color=color)
     ax.axhline(1.0 / report["candidates"], color="grey", linestyle=":", label="chance")
     ax.set_xscale("log")
     ax.set_xticks(ks, [str(k) for k in ks])
@@ -223,12 +288,17 @@ def main(argv: list[str] | None = None) -> int:
     for row in report["rows"]:
         print(f"K={row['paired_budget']} {row['h']}: weight {row['weight']}, timing {row['timing']} (chosen on val); "
               f"held-out retrieval: LM mapping {row['lm_alone']:.3f}, h {row['h_alone']:.3f} (timed "
-              f"{row['h_timed']:.3f} at {row['h_timing']}), both {row['fused_untimed']:.3f} (timed {row['fused']:.3f}) "
-              f"({row['queries']} queries)")
+              f"{row['h_timed']:.3f} at {row['h_timing']}), both {row['fused_untimed']:.3f} (timed {row['fused']:.3f}); "
+              f"score through the piano {row['piano_alone']:.3f}, with the LM mapping {row['lm_piano']:.3f}, all three "
+              f"{row['fused_piano']:.3f} (piano {row['piano']}, weight {row['piano_weight']}, timing "
+              f"{row['piano_timing']}) ({row['queries']} queries)")
     for s in report["summary"]:
-        f = s["fused"]
-        interval = f" [{f['low']:.3f}, {f['high']:.3f}]" if f["low"] is not None else ""
-        print(f"K={s['paired_budget']}: both {f['mean']:.3f}{interval} over {s['n']} h")
+        parts = []
+        for key, label in (("fused", "both"), ("fused_piano", "all three")):
+            f = s[key]
+            interval = f" [{f['low']:.3f}, {f['high']:.3f}]" if f["low"] is not None else ""
+            parts.append(f"{label} {f['mean']:.3f}{interval}")
+        print(f"K={s['paired_budget']}: {', '.join(parts)} over {s['n']} h")
     from lmm_envs.files import atomic_path
 
     if args.out:

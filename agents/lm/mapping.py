@@ -48,7 +48,8 @@ from agents.lm.model import FrameLM, check_layer
 from lmm_envs.music import corpus
 
 METHODS = MAPPING_METHODS
-RETRIEVAL_VERSION = 2  # 2: held-out pieces last in budget order, ties shared, the sequence comparison
+RETRIEVAL_VERSION = 3  # 2: held-out pieces last in budget order, ties shared, the sequence comparison; 3: h hears
+# each audio window alone (before, h heard the whole piece, so a window's last frame had one frame after it)
 HELD_OUT = 20  # the paired pool's last pieces in budget order: in no budget's training pairs (K <= pool - 20)
 # A moment's state is LM^A's mean state over the last POOL_AUDIO frames (0.25 s), and LM^V's over the POOL_SCORE
 # frames up to the agent's place (0.25 s of nominal time). Chosen on 20 val pieces among spans from 2 to 20 frames
@@ -477,10 +478,22 @@ def _sequence_hits(queries: list[np.ndarray], keys: list[np.ndarray]) -> float:
     return own_share(-_sequence_distance(queries, keys))
 
 
-def _keys_down(h, piece: dict) -> np.ndarray:
-    """h's key-down probabilities for every frame of the piece's audio."""
-    _, down = h.transcribe(np.rint(piece["audio"] * 255.0).astype(np.uint8))  # back to the env's pixels
-    return down
+def _pixels(piece: dict) -> np.ndarray:
+    """The piece's audio frames as the env's uint8 pixels (what h and the agents hear)."""
+    return np.rint(piece["audio"] * 255.0).astype(np.uint8)
+
+
+def heard_down(h, pixels: np.ndarray, end: int, frames: int) -> tuple[np.ndarray, np.ndarray]:
+    """h's key-down probabilities for the ``frames`` audio frames up to ``end`` and the onsets in them
+    (:func:`key_onsets`), ``(<= frames, 88)`` each, as h hears them at ``end``: from those frames and the one
+    before them alone, nothing after ``end`` (h reads a frame's neighbours on both sides; the window's last frame
+    gets silence after it, as it would live)."""
+    start = max(0, end - frames + 1)
+    _, down = h.transcribe(pixels[max(0, start - 1):end + 1])
+    onsets = key_onsets(down)
+    if start > 0:  # the frame before the window: its context and its key-downs' rise into the window's first
+        down, onsets = down[1:], onsets[1:]
+    return down, onsets
 
 
 @torch.no_grad()
@@ -490,8 +503,8 @@ def motion_terms(h, piece: dict, times: np.ndarray) -> tuple[torch.Tensor, torch
     windows up to their places, and how far apart the ages of each side's last chord are (:func:`age_gaps`)."""
     places = [int(piece["position"][t]) for t in times]
     _, chords = _score_moments(piece["score"], places, POOL_SCORE)
-    onsets = key_onsets(_keys_down(h, piece))
-    heard = [onsets[max(0, int(t) - AUDIO_CONTEXT + 1):int(t) + 1] for t in times]
+    pixels = _pixels(piece)
+    heard = [heard_down(h, pixels, int(t), AUDIO_CONTEXT)[1] for t in times]
     distance = _sequence_distance([events(q) for q in heard], chords)
     return distance, age_gaps(heard, _read_windows(piece["score"], places))
 
@@ -502,6 +515,24 @@ def motion_similarity(h, piece: dict, times: np.ndarray, timing: float = 0.0) ->
     up to their places, and with ``timing`` > 0 also of how long ago each side's last chord began
     (:func:`motion_terms`, :func:`timed_similarity`)."""
     return timed_similarity(*motion_terms(h, piece, times), timing)
+
+
+def piano_distance(h, piece: dict, times: np.ndarray) -> torch.Tensor:
+    """(queries, keys): the score played through h's piano against what was heard, the direction M -> A. Each key
+    is the agent's score window up to its place, each frame's sounding keys mixed by h's keyboard (``h.basis``,
+    each key's spectrum: the mix matrix h decodes with) into a log spectrum; each query the audio window ending
+    at its moment, in the same log units; the two sequences compared by :func:`end_aligned_distance`, frame by
+    frame (tempo drops out as in the chord comparison, but nothing is transcribed). It needs no pairs and no
+    training: it knows only what each key sounds like."""
+    from agents.lm.transcription import linear_frames
+    from lmm_envs.audio.keyboard import to_log
+
+    heard_log = to_log(linear_frames(_pixels(piece)))
+    basis = h.basis.detach().cpu().numpy()
+    sounding = piece["sounding"].astype(np.float32)
+    heard = [heard_log[max(0, int(t) - AUDIO_CONTEXT + 1):int(t) + 1] for t in times]
+    played = [to_log(window @ basis) for window in _read_windows(sounding, [int(piece["position"][t]) for t in times])]
+    return _sequence_distance(heard, played)
 
 
 @torch.no_grad()
@@ -526,9 +557,9 @@ def motion_retrieval_accuracy(h, piece_ids: list[str] | None = None, candidates:
     for pid in piece_ids or held_out_ids():
         p, times = retrieval_moments(pid, rng, candidates)
         if compare == "bag":
-            down = _keys_down(h, p)
+            pixels = _pixels(p)
             bags, _ = _score_moments(p["score"], [int(p["position"][t]) for t in times], span)
-            queries = np.stack([down[max(0, int(t) - span + 1):int(t) + 1].sum(0) for t in times])
+            queries = np.stack([heard_down(h, pixels, int(t), span)[0].sum(0) for t in times])
             hits += _hits(torch.from_numpy(queries), torch.from_numpy(bags))
         else:
             hits += own_share(motion_similarity(h, p, times, timing))

@@ -1,12 +1,21 @@
 import json
 
+import numpy as np
 import pytest
 import torch
 
 from agents.lm import fusion
 from agents.lm.audio import train_audio_lm
-from agents.lm.fusion import best_setting, best_weight, fused, fused_retrieval, standardised
-from agents.lm.mapping import fit_mapping, held_out_ids, motion_retrieval_accuracy, retrieval_accuracy
+from agents.lm.fusion import best_mix, best_setting, best_weight, fused, fused_retrieval, standardised
+from agents.lm.mapping import (
+    fit_mapping,
+    held_out_ids,
+    motion_retrieval_accuracy,
+    own_share,
+    piano_distance,
+    retrieval_accuracy,
+    retrieval_moments,
+)
 from agents.lm.symbolic import train_symbolic_lm
 from agents.lm.transcription import KeyNet, KeyNetConfig
 
@@ -47,18 +56,39 @@ def test_best_setting_takes_the_top_and_breaks_ties_towards_less_timing():
     assert best_setting({0.0: {0.0: 0.9, 1.0: 0.1}, 0.01: {0.0: 0.9, 1.0: 0.2}}) == (0.0, 0.0)
 
 
+def test_best_mix_takes_the_top_and_breaks_ties_towards_less_piano():
+    accuracy = {0.0: {0.0: {0.0: 0.5, 1.0: 0.6}}, 0.5: {0.0: {0.0: 0.7, 1.0: 0.8}}, 1.0: {0.0: {0.0: 0.8, 1.0: 0.8}}}
+    assert best_mix(accuracy) == (0.5, 1.0, 0.0)
+
+
 def test_the_ends_of_the_mix_are_each_bridge_alone_on_the_same_moments(bridges):
     lm_a, lm_v, mapping, h = bridges
     pieces = held_out_ids()[:2]
     result = fused_retrieval(lm_a, lm_v, mapping, h, weights=(0.0, 0.5, 1.0), timings=(0.0, 0.05), piece_ids=pieces,
-                             candidates=8)
+                             candidates=8, pianos=(0.0, 0.5, 1.0))
     assert result["queries"] == 16 and result["chance"] == 1 / 8
     lm_alone = retrieval_accuracy(lm_a, lm_v, mapping, piece_ids=pieces, candidates=8)["accuracy"]
     for timing in (0.0, 0.05):
         h_alone = motion_retrieval_accuracy(h, piece_ids=pieces, candidates=8, compare="sequence",
                                             timing=timing)["accuracy"]
-        assert result["accuracy"][timing][0.0] == pytest.approx(lm_alone, abs=1e-12)  # timing is h's alone
-        assert result["accuracy"][timing][1.0] == pytest.approx(h_alone, abs=1e-12)
+        assert result["accuracy"][0.0][timing][0.0] == pytest.approx(lm_alone, abs=1e-12)  # timing is h's alone
+        assert result["accuracy"][0.0][timing][1.0] == pytest.approx(h_alone, abs=1e-12)
+    rng = np.random.default_rng(0)
+    piano_alone = sum(own_share(-piano_distance(h, *retrieval_moments(pid, rng, 8))) for pid in pieces) / 16
+    for timing in (0.0, 0.05):
+        for weight in (0.0, 0.5, 1.0):
+            assert result["accuracy"][1.0][timing][weight] == pytest.approx(piano_alone, abs=1e-12)
+
+
+def test_the_score_through_the_piano_finds_its_own_moment():
+    """No pairs and no training: the score window's keys through h's keyboard, against the frames heard."""
+    h = KeyNet(KeyNetConfig())
+    piece, times = retrieval_moments(held_out_ids()[0], np.random.default_rng(0), 8)
+    distance = piano_distance(h, piece, times)
+    assert distance.shape == (8, 8) and bool((distance >= 0).all())
+    assert own_share(-distance) >= 5  # chance: 1 of 8
+    far = piano_distance(h, {**piece, "sounding": np.zeros_like(piece["sounding"])}, times)  # nothing played
+    assert torch.equal(far, torch.ones_like(far))  # a silent score is as far as anything can be
 
 
 def test_the_cli_chooses_the_weight_on_val_and_reports_held_out_retrieval(bridges, tmp_path, monkeypatch, capsys):
@@ -77,9 +107,13 @@ def test_the_cli_chooses_the_weight_on_val_and_reports_held_out_retrieval(bridge
     report = json.loads(out.read_text())
     assert [r["h"] for r in report["rows"]] == [str(tmp_path / "h_K2_s0.pt"), str(tmp_path / "h_K2_s1.pt")]
     for row in report["rows"]:
-        val = {float(t): {float(w): a for w, a in by_weight.items()} for t, by_weight in row["val"].items()}
+        by_piano = {float(p): {float(t): {float(w): a for w, a in by_weight.items()} for t, by_weight in by_t.items()}
+                    for p, by_t in row["val"].items()}
+        assert set(by_piano) == set(fusion.PIANOS)
+        val = by_piano[0.0]
         assert set(val) == set(fusion.TIMINGS)
         assert (row["weight"], row["timing"]) == best_setting(val)
+        assert (row["piano"], row["piano_weight"], row["piano_timing"]) == best_mix(by_piano)
         assert row["untimed_weight"] == best_weight(val[0.0])
         assert row["queries"] == 16 and 0.0 <= row["fused"] <= 1.0 and 0.0 <= row["fused_untimed"] <= 1.0
         assert row["h_timing"] == best_setting({t: {1.0: by_weight[1.0]} for t, by_weight in val.items()})[1]
@@ -87,6 +121,9 @@ def test_the_cli_chooses_the_weight_on_val_and_reports_held_out_retrieval(bridge
             assert row["fused"] == row["fused_untimed"]
         if row["h_timing"] == 0.0:
             assert row["h_timed"] == row["h_alone"]
+        if row["piano"] == 0.0 and (row["piano_weight"], row["piano_timing"]) == (row["weight"], row["timing"]):
+            assert row["fused_piano"] == row["fused"]
+    assert report["rows"][0]["piano_alone"] == report["rows"][1]["piano_alone"]  # the same keyboard, no pairs
     (summary,) = report["summary"]
     fused_values = [r["fused"] for r in report["rows"]]
     assert summary["n"] == 2 and summary["fused"]["mean"] == pytest.approx(sum(fused_values) / 2)

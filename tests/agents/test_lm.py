@@ -326,6 +326,22 @@ def test_timing_tells_apart_two_moments_inside_the_same_held_chord():
         timed_similarity(distance, gap, -0.1)
 
 
+def test_h_hears_a_window_as_it_would_live_nothing_after_its_end():
+    from agents.lm.transcription import KeyNet, KeyNetConfig
+
+    h = KeyNet(KeyNetConfig(refine_steps=20))
+    pixels = np.random.default_rng(0).integers(0, 255, size=(60, 75), dtype=np.uint8)
+    down, onsets = lm_mapping.heard_down(h, pixels, 45, 40)
+    changed = pixels.copy()
+    changed[46:] = 255 - changed[46:]  # the future, and only the future, differs
+    assert down.shape == onsets.shape == (40, 88)
+    for same, other in zip((down, onsets), lm_mapping.heard_down(h, changed, 45, 40), strict=True):
+        assert np.array_equal(same, other)
+    _, whole = h.transcribe(pixels)  # the frames inside the window, away from its ends, as the whole piece hears them
+    assert np.allclose(down[1:-1], whole[7:45], atol=1e-6)
+    assert lm_mapping.heard_down(h, pixels, 5, 40)[0].shape == (6, 88)  # at the start: what there is
+
+
 def test_motion_retrieval_refuses_an_unknown_comparison():
     with pytest.raises(ValueError, match="compare"):
         lm_mapping.motion_retrieval_accuracy(None, compare="dtw")
