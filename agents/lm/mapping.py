@@ -21,7 +21,8 @@ Paired data is read only through :func:`paired_pieces` (exactly ``corpus.paired_
 serve the distribution term. :func:`retrieval_accuracy` measures a mapping on held-out paired pieces (the last
 :data:`HELD_OUT` in budget order, which no budget reaches): for audio moments of a piece, is the nearest mapped
 state the right score moment's, among ``candidates`` of that piece? :func:`motion_retrieval_accuracy` asks the
-same through h: A -> M (bags of keys, or chord sequences aligned by :func:`end_aligned_distance`), and
+same through h: A -> M (bags of keys, or chord sequences aligned by :func:`end_aligned_distance`),
+:func:`piano_distance` the other way (the score played through h's keyboard against the audio heard), and
 :func:`retrieval_ceiling` says what a perfect transcription, and the score moment itself, would reach.
 """
 
