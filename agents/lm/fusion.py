@@ -78,11 +78,11 @@ def piano_distances(h, piece_ids: list[str], candidates: int = 16, seed: int = 0
 @torch.no_grad()
 def fused_retrieval(lm_a, lm_v, mapping, h, weights: tuple[float, ...] = WEIGHTS, timings: tuple[float, ...] = (0.0,),
                     piece_ids: list[str] | None = None, candidates: int = 16, seed: int = 0,
-                    pianos: tuple[float, ...] = (0.0,), piano: list[torch.Tensor] | None = None) -> dict:
+                    pianos: tuple[float, ...] = (0.0,), piano_terms: list[torch.Tensor] | None = None) -> dict:
     """Top-1 retrieval among ``candidates`` moments of each piece (the same pieces and moments as
     :func:`agents.lm.mapping.retrieval_accuracy` for the same ``seed``), for every piano share, timing and mixing
     weight at once: piano 0 and weight 0 is the LM mapping's ``pooled`` retrieval, piano 0 and weight 1 h's
-    ``sequence`` retrieval (with that timing), piano 1 the score through the piano alone. ``piano``: the
+    ``sequence`` retrieval (with that timing), piano 1 the score through the piano alone. ``piano_terms``: the
     :func:`piano_distances` of these pieces, if already computed. Returns ``{"accuracy": {piano: {timing: {weight:
     share}}}, "queries": n, "chance": 1 / candidates}``."""
     from agents.lm.mapping import (
@@ -95,15 +95,15 @@ def fused_retrieval(lm_a, lm_v, mapping, h, weights: tuple[float, ...] = WEIGHTS
     )
 
     piece_ids = piece_ids or held_out_ids()
-    if any(p > 0 for p in pianos) and piano is None:
-        piano = piano_distances(h, piece_ids, candidates, seed)
+    if any(p > 0 for p in pianos) and piano_terms is None:
+        piano_terms = piano_distances(h, piece_ids, candidates, seed)
     rng = np.random.default_rng(seed)
     hits = {p: {t: dict.fromkeys(weights, 0.0) for t in timings} for p in pianos}
     total = 0
     for i, pid in enumerate(piece_ids):
         piece, times = retrieval_moments(pid, rng, candidates)
         by_lm = standardised(mapped_similarity(lm_a, lm_v, mapping, piece, times))  # once, for every setting
-        by_piano = standardised(-piano[i]) if piano is not None else torch.zeros_like(by_lm)
+        by_piano = standardised(-piano_terms[i]) if piano_terms is not None else torch.zeros_like(by_lm)
         distance, age_gap = motion_terms(h, piece, times)
         for t in timings:
             by_motion = standardised(timed_similarity(distance, age_gap, t))
@@ -181,7 +181,7 @@ def evaluate_fusion(lm_dir: Path, paired_budgets: list[int], h_templates: list[s
             h = KeyNet.load(h_path(template, k))
             on_val = fused_retrieval(lm_a, lm_v, mapping, h, timings=timings, piece_ids=validation_ids(),
                                      candidates=candidates, seed=seed, pianos=PIANOS,
-                                     piano=piano_of(h, "val"))["accuracy"]
+                                     piano_terms=piano_of(h, "val"))["accuracy"]
             weight, timing = best_setting(on_val[0.0])
             untimed_weight = best_weight(on_val[0.0][0.0])
             _, h_timing = best_setting({t: {1.0: by_weight[1.0]} for t, by_weight in on_val[0.0].items()})  # h alone
@@ -191,7 +191,8 @@ def evaluate_fusion(lm_dir: Path, paired_budgets: list[int], h_templates: list[s
                                        weights=tuple(sorted({0.0, weight, untimed_weight, piano_weight, 1.0})),
                                        timings=tuple(sorted({0.0, timing, h_timing, piano_timing})),
                                        candidates=candidates, seed=seed,
-                                       pianos=tuple(sorted({0.0, piano, lm_piano, 1.0})), piano=piano_of(h, "test"))
+                                       pianos=tuple(sorted({0.0, piano, lm_piano, 1.0})),
+                                       piano_terms=piano_of(h, "test"))
             accuracy = held_out["accuracy"]
             rows.append({"paired_budget": k, "h": str(h_path(template, k)), "weight": weight, "timing": timing,
                          "untimed_weight": untimed_weight, "h_timing": h_timing, "piano": piano,
