@@ -436,6 +436,12 @@ def _read_windows(score: np.ndarray, places: list[int]) -> list[np.ndarray]:
     return [score[max(0, c - SCORE_POSITION):c + 1] for c in places]
 
 
+def _heard_windows(frames: np.ndarray, times: np.ndarray) -> list[np.ndarray]:
+    """The agent's audio window ending at each time (``AUDIO_CONTEXT`` frames, fewer at the start), of any per-frame
+    array in performance time: the audio, or a transcription of it."""
+    return [frames[max(0, int(t) - AUDIO_CONTEXT + 1):int(t) + 1] for t in times]
+
+
 def _score_moments(score: np.ndarray, places: list[int], span: int) -> tuple[np.ndarray, list[np.ndarray]]:
     """The score side of both comparisons at the agent's places: onsets summed over the ``span`` frames up to each
     place (bags), and the chords of the agent's score window up to it (sequences)."""
@@ -531,9 +537,8 @@ def piano_distance(h, piece: dict, times: np.ndarray) -> torch.Tensor:
     heard_log = to_log(linear_frames(_pixels(piece)))
     basis = h.basis.detach().cpu().numpy()
     sounding = piece["sounding"].astype(np.float32)
-    heard = [heard_log[max(0, int(t) - AUDIO_CONTEXT + 1):int(t) + 1] for t in times]
     played = [to_log(window @ basis) for window in _read_windows(sounding, [int(piece["position"][t]) for t in times])]
-    return _sequence_distance(heard, played)
+    return _sequence_distance(_heard_windows(heard_log, times), played)
 
 
 @torch.no_grad()
@@ -601,8 +606,7 @@ def retrieval_ceiling(piece_ids: list[str] | None = None, candidates: int = 16, 
                                        for a, c in zip(window_start, places, strict=True)], chords)
         sequence += own_share(-distance)
         performed = performed_onsets(score, position)
-        gaps = age_gaps([performed[max(0, int(t) - AUDIO_CONTEXT + 1):int(t) + 1] for t in times],
-                        _read_windows(score, places), SCORE_EVENT, SCORE_EVENT)
+        gaps = age_gaps(_heard_windows(performed, times), _read_windows(score, places), SCORE_EVENT, SCORE_EVENT)
         timed += own_share(timed_similarity(distance, gaps, timing))
         exact = torch.from_numpy(np.stack([score_window_at(score, c)[:SCORE_POSITION + 1].ravel() for c in places]))
         window += own_share(-torch.cdist(exact.double(), exact.double(), p=1))
