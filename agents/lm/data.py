@@ -27,8 +27,8 @@ def _audio(piece) -> np.ndarray:
     return (audio_pixels(piece.spectrogram) / 255.0).T.astype(np.float32)
 
 
-def _rendering(piece_id: str, variant: int):
-    return prepare_piece(piece_id, 1.0, performance_seed(piece_id, variant))
+def _rendering(piece_id: str, variant: int, synth: str = "harmonic"):
+    return prepare_piece(piece_id, 1.0, performance_seed(piece_id, variant), synth=synth)
 
 
 def score_frames(piece_id: str) -> np.ndarray:
@@ -41,10 +41,11 @@ def audio_frames(piece_id: str, variant: int = 0) -> np.ndarray:
     return _audio(_rendering(piece_id, variant))
 
 
-def load_paired(piece_id: str, variant: int = 0) -> dict[str, np.ndarray]:
+def load_paired(piece_id: str, variant: int = 0, synth: str = "harmonic") -> dict[str, np.ndarray]:
     """A paired piece: audio frames, score frames (onsets), per score frame the pitches sounding (``sounding``),
-    and per audio frame the score frame being played (``position``)."""
-    piece = _rendering(piece_id, variant)
+    and per audio frame the score frame being played (``position``); the audio rendered by ``synth`` (the envs'
+    ``harmonic`` unless said)."""
+    piece = _rendering(piece_id, variant, synth)
     roll = score_roll(piece.score).T
     score = (roll == ONSET_VALUE).astype(np.float32)
     position = np.clip(np.round(piece.score_positions * FPS).astype(np.int64), 0, score.shape[0] - 1)

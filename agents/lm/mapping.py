@@ -320,9 +320,11 @@ def validation_ids() -> list[str]:
     return sorted(np.random.default_rng(1).choice(corpus.piece_ids(split="val"), HELD_OUT, replace=False).tolist())
 
 
-def retrieval_moments(pid: str, rng: np.random.Generator, candidates: int) -> tuple[dict, np.ndarray]:
-    """A held-out paired piece and the audio frames of its ``candidates`` retrieval moments (sorted)."""
-    p = load_paired(pid)
+def retrieval_moments(pid: str, rng: np.random.Generator, candidates: int,
+                      synth: str = "harmonic") -> tuple[dict, np.ndarray]:
+    """A held-out paired piece (its audio rendered by ``synth``) and the audio frames of its ``candidates``
+    retrieval moments (sorted)."""
+    p = load_paired(pid, synth=synth)
     times = np.sort(rng.choice(len(p["audio"]), size=min(candidates, len(p["audio"])), replace=False))
     return p, times
 
@@ -524,18 +526,19 @@ def motion_similarity(h, piece: dict, times: np.ndarray, timing: float = 0.0) ->
     return timed_similarity(*motion_terms(h, piece, times), timing)
 
 
-def piano_distance(h, piece: dict, times: np.ndarray) -> torch.Tensor:
-    """(queries, keys): the score played through h's piano against what was heard, the direction M -> A. Each key
-    is the agent's score window up to its place, each frame's sounding keys mixed by h's keyboard (``h.basis``,
-    each key's spectrum: the mix matrix h decodes with) into a log spectrum; each query the audio window ending
+def piano_distance(keyboard, piece: dict, times: np.ndarray) -> torch.Tensor:
+    """(queries, keys): the score played through a piano against what was heard, the direction M -> A. Each key
+    is the agent's score window up to its place, each frame's sounding keys mixed by the ``keyboard`` (each key's
+    spectrum, ``(88, bins)`` in linear units: an h's ``basis``, the mix matrix h decodes with, when given an h;
+    or one fitted on pairs, :mod:`agents.lm.keyboard_fit`) into a log spectrum; each query the audio window ending
     at its moment, in the same log units; the two sequences compared by :func:`end_aligned_distance`, frame by
-    frame (tempo drops out as in the chord comparison, but nothing is transcribed). It needs no pairs and no
-    training: it knows only what each key sounds like."""
+    frame (tempo drops out as in the chord comparison, but nothing is transcribed). With h's keyboard it needs no
+    pairs and no training: it knows only what each key sounds like."""
     from agents.lm.transcription import linear_frames
     from lmm_envs.audio.keyboard import to_log
 
     heard_log = to_log(linear_frames(_pixels(piece)))
-    basis = h.basis.detach().cpu().numpy()
+    basis = keyboard.basis.detach().cpu().numpy() if hasattr(keyboard, "basis") else np.asarray(keyboard)
     sounding = piece["sounding"].astype(np.float32)
     played = [to_log(window @ basis) for window in _read_windows(sounding, [int(piece["position"][t]) for t in times])]
     return _sequence_distance(_heard_windows(heard_log, times), played)
