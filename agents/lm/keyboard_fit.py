@@ -14,7 +14,8 @@ runs/keyboard_fit.json --plot docs/keyboard_fit.png`` reports, per synth that re
 retrieval among 16 moments by the piano alone with h's keyboard (no pairs), with the keyboard of that synth's own
 single notes (the instrument known exactly, as h's is for ``harmonic``: the ceiling of a keyboard of first frames),
 and with the keyboard fitted on the first K paired pieces rendered by that synth (the ridge chosen on the val
-pieces). Intervals are 95% bootstrap intervals over the held-out pieces.
+pieces). Every synth is heard at the same moments. Intervals are 95% bootstrap intervals over the held-out
+pieces.
 """
 
 from __future__ import annotations
@@ -88,11 +89,17 @@ def synth_keyboard(synth: str) -> np.ndarray:
 
 def moments(piece_ids: list[str], synth: str, candidates: int = 16, seed: int = 0) -> list[tuple[dict, np.ndarray]]:
     """Each piece rendered by ``synth`` with its retrieval moments: the pieces and moments of
-    :func:`agents.lm.mapping.retrieval_accuracy` for the same ``seed`` (the moments do not depend on the synth)."""
+    :func:`agents.lm.mapping.retrieval_accuracy` for the same ``seed``, drawn on the harmonic synth's renderings for
+    every synth (the same performance; another synth's release tail may add frames after its end), so that two
+    synths are compared moment for moment."""
+    from agents.lm.data import load_paired
     from agents.lm.mapping import retrieval_moments
 
     rng = np.random.default_rng(seed)
-    return [retrieval_moments(pid, rng, candidates, synth) for pid in piece_ids]
+    drawn = [retrieval_moments(pid, rng, candidates) for pid in piece_ids]
+    if synth == "harmonic":
+        return drawn
+    return [(load_paired(pid, synth=synth), times) for pid, (_, times) in zip(piece_ids, drawn, strict=True)]
 
 
 @torch.no_grad()
