@@ -114,10 +114,9 @@ def piece_hits(keyboard: np.ndarray, pieces: list[tuple[dict, np.ndarray]]) -> n
 def share_with_interval(hits: np.ndarray, queries: int, seed: int = 0, draws: int = 2000) -> dict:
     """The share of hits over all queries, with a 95% bootstrap interval over the pieces."""
     rng = np.random.default_rng(seed)
-    per_piece = queries / len(hits)
     boot = rng.choice(hits, size=(draws, len(hits)), replace=True).sum(axis=1) / queries
     low, high = np.percentile(boot, [2.5, 97.5])
-    return {"share": float(hits.sum() / queries), "ci": [float(low), float(high)], "per_piece_queries": per_piece}
+    return {"share": float(hits.sum() / queries), "ci": [float(low), float(high)]}
 
 
 def evaluate(paired_budgets: list[int], synths: list[str], ridges: tuple[float, ...] = RIDGES, candidates: int = 16,
