@@ -138,7 +138,7 @@ def test_a_kept_learned_result_replays_from_its_kept_checkpoint():
     assert verify_result(result, folder, episodes=1) == "yes (1/1)"
 
 
-@pytest.mark.parametrize("track", ["8/1M", "64/1M"])
+@pytest.mark.parametrize("track", ["8/1M", "64/1M", "all/1M"])
 def test_a_kept_lmm_result_replays_through_the_kept_lms(track):
     """The 1M lmm followers keep their LMs out of the checkpoint (in leaderboard/lms/base): the result replays."""
     from pathlib import Path
@@ -151,10 +151,10 @@ def test_a_kept_lmm_result_replays_through_the_kept_lms(track):
     assert verify_result(result, folder, episodes=1) == "yes (1/1)"
 
 
-@pytest.mark.parametrize("track", ["8/1M", "64/1M"])
+@pytest.mark.parametrize("track", ["8/1M", "64/1M", "all/1M"])
 def test_the_kept_1m_results_compare_raw_and_lmm(track):
-    """The central claim's pairs stand on the leaderboard: the same recipe with `raw` and with `lmm` features at 8/1M
-    and 64/1M, three seeds each, `lmm` above `raw` in every seed."""
+    """The central claim's pairs stand on the leaderboard: the same recipe with `raw` and with `lmm` features at 8/1M,
+    64/1M and all/1M, three seeds each, `lmm` above `raw` in every seed."""
     from pathlib import Path
 
     from lmm_envs.benchmark.leaderboard import result_filename
