@@ -191,8 +191,19 @@ def plot(report: dict, path: Path) -> None:
     plt.close(fig)
 
 
-def main(argv: list[str] | None = None) -> int:
+def check_synths(synths: list[str], candidates: int) -> None:
+    """The checks both retrieval CLIs make of their ``--synth`` and ``--candidates`` (an ``LMMError`` each)."""
     from lmm_envs.audio.synth import SYNTHS
+    from lmm_envs.errors import LMMError
+
+    unknown = [s for s in synths if s not in SYNTHS]
+    if unknown:
+        raise LMMError(f"unknown synth {unknown[0]!r}; choose from {', '.join(SYNTHS)}")
+    if candidates < 2:
+        raise LMMError(f"--candidates must be at least 2, got {candidates}")
+
+
+def main(argv: list[str] | None = None) -> int:
     from lmm_envs.errors import LMMError
     from lmm_envs.files import atomic_path
 
@@ -206,11 +217,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--plot", type=Path, help="a PNG of retrieval against K")
     args = ap.parse_args(argv)
     try:
-        unknown = [s for s in args.synth if s not in SYNTHS]
-        if unknown:
-            raise LMMError(f"unknown synth {unknown[0]!r}; choose from {', '.join(SYNTHS)}")
-        if args.candidates < 2:
-            raise LMMError(f"--candidates must be at least 2, got {args.candidates}")
+        check_synths(args.synth, args.candidates)
         for path in (args.out, args.plot):
             if path is not None and not path.parent.is_dir():
                 raise LMMError(f"the folder of {path} does not exist; create it first")

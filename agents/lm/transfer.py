@@ -78,7 +78,7 @@ def evaluate(lm_dir: Path, paired_budgets: list[int], synths: list[str], method:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from lmm_envs.audio.synth import SYNTHS
+    from agents.lm.keyboard_fit import check_synths
     from lmm_envs.errors import LMMError
     from lmm_envs.files import atomic_path
 
@@ -92,11 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, required=True, help="the report (JSON)")
     args = ap.parse_args(argv)
     try:
-        unknown = [s for s in args.synth if s not in SYNTHS]
-        if unknown:
-            raise LMMError(f"unknown synth {unknown[0]!r}; choose from {', '.join(SYNTHS)}")
-        if args.candidates < 2:
-            raise LMMError(f"--candidates must be at least 2, got {args.candidates}")
+        check_synths(args.synth, args.candidates)
         if not args.out.parent.is_dir():
             raise LMMError(f"the folder of {args.out} does not exist; create it first")
         report = evaluate(args.lm_dir, args.paired_budget, args.synth, args.mapping, args.candidates, args.seed)
