@@ -62,15 +62,18 @@ def run_tasks(
     ray_address: str | None = None,
     on_result: Callable[[Any], None] | None = None,
     num_gpus: float = 0.0,
+    fresh_worker_per_task: bool = False,
 ) -> list[Any]:
     """``[fn(t) for t in tasks]``, in this process (``workers`` 1), in ``workers`` spawned processes, or as Ray
     tasks (``ray_address`` given; each asks for one CPU and ``num_gpus`` GPUs). ``fn`` must be importable by name
     (a module-level function) for the last two. ``on_result`` is called with each result as it arrives (progress
-    bars); the list returned is in task order.
+    bars); the list returned is in task order. ``fresh_worker_per_task`` runs every task in a worker of its own,
+    which exits with it: for long tasks that hold gigabytes (a training run), so that a finished task's memory goes
+    back to the system instead of staying with an idle worker while the others run.
     """
     tasks = list(tasks)
     if ray_address is not None:
-        return _run_on_ray(fn, tasks, ray_address, on_result, num_gpus)
+        return _run_on_ray(fn, tasks, ray_address, on_result, num_gpus, fresh_worker_per_task)
     if workers <= 1 or len(tasks) <= 1:
         out = []
         for task in tasks:
@@ -83,9 +86,10 @@ def run_tasks(
 
     results: dict[int, Any] = {}
     context = multiprocessing.get_context("spawn")  # no fork of a process that holds threads (torch, Ray)
-    with ProcessPoolExecutor(max_workers=min(workers, len(tasks)), mp_context=context) as pool:
-        with _one_thread_per_worker():  # the workers start on submit and read these as they import numpy
-            futures = {pool.submit(fn, task): i for i, task in enumerate(tasks)}
+    # the workers read these as they import numpy: on submit, and later where a fresh worker replaces one
+    with _one_thread_per_worker(), ProcessPoolExecutor(max_workers=min(workers, len(tasks)), mp_context=context,
+                                                       max_tasks_per_child=1 if fresh_worker_per_task else None) as pool:
+        futures = {pool.submit(fn, task): i for i, task in enumerate(tasks)}
         for future in as_completed(futures):
             results[futures[future]] = future.result()
             if on_result is not None:
@@ -126,11 +130,14 @@ def _call(fn: Callable[[Any], Any], task: Any) -> Any:
     return fn(task)
 
 
-def _run_on_ray(fn, tasks, address, on_result, num_gpus) -> list[Any]:
+def _run_on_ray(fn, tasks, address, on_result, num_gpus, fresh_worker_per_task=False) -> list[Any]:
     ray = connect_ray(address)
     if num_gpus and not ray.cluster_resources().get("GPU"):
         num_gpus = 0.0  # a cluster without GPUs runs the tasks on CPUs rather than waiting forever
-    remote = ray.remote(num_cpus=1, num_gpus=num_gpus, max_retries=0)(_call)
+    options: dict[str, Any] = dict(num_cpus=1, num_gpus=num_gpus, max_retries=0)
+    if fresh_worker_per_task:
+        options["max_calls"] = 1  # Ray's worker exits after the task, as a local one does
+    remote = ray.remote(**options)(_call)
     pending = {remote.remote(fn, task): i for i, task in enumerate(tasks)}
     results: dict[int, Any] = {}
     waiting = list(pending)

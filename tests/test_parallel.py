@@ -7,7 +7,7 @@ import sys
 import pytest
 
 from lmm_envs.errors import MissingDependencyError, UnknownPieceError
-from lmm_envs.parallel import require_ray, run_tasks
+from lmm_envs.parallel import THREAD_VARIABLES, require_ray, run_tasks
 
 
 def test_results_keep_task_order_in_process_and_in_workers():
@@ -17,6 +17,23 @@ def test_results_keep_task_order_in_process_and_in_workers():
     seen.clear()
     assert run_tasks(operator.neg, list(range(7)), workers=2, on_result=seen.append) == [-i for i in range(7)]
     assert sorted(seen) == sorted(-i for i in range(7))
+
+
+def worker_pid(_task) -> int:
+    return os.getpid()
+
+
+def test_a_fresh_worker_per_task_runs_each_task_in_a_process_of_its_own():
+    """A training run's gigabytes go back when it ends: no task shares its worker with another."""
+    pids = run_tasks(worker_pid, range(4), workers=2, fresh_worker_per_task=True)
+    assert len(set(pids)) == 4 and os.getpid() not in pids
+
+
+def test_every_worker_gets_one_thread_the_fresh_ones_too(monkeypatch):
+    for name in THREAD_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    assert run_tasks(os.getenv, ["OMP_NUM_THREADS"] * 4, workers=2, fresh_worker_per_task=True) == ["1"] * 4
+    assert "OMP_NUM_THREADS" not in os.environ  # and this process's own setting is as it was
 
 
 def test_a_worker_error_is_raised_as_itself():
@@ -45,3 +62,6 @@ def test_ray_tasks_come_back_in_order_and_raise_as_themselves(local_ray):
     assert sorted(seen) == sorted(-i for i in range(5))
     with pytest.raises(UnknownPieceError, match="unknown piece id"):
         run_tasks(piece_info, ["bach/nope"], ray_address=local_ray)
+    # Ray pickles a lambda by value; its workers cannot import this test module by name
+    pids = run_tasks(lambda _task: os.getpid(), range(3), ray_address=local_ray, fresh_worker_per_task=True)
+    assert len(set(pids)) == 3
