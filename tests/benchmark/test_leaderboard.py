@@ -138,29 +138,32 @@ def test_a_kept_learned_result_replays_from_its_kept_checkpoint():
     assert verify_result(result, folder, episodes=1) == "yes (1/1)"
 
 
-@pytest.mark.parametrize("track", ["8/1M", "64/1M", "all/1M"])
-def test_a_kept_lmm_result_replays_through_the_kept_lms(track):
-    """The 1M lmm followers keep their LMs out of the checkpoint (in leaderboard/lms/base): the result replays."""
+@pytest.mark.parametrize("env_id,track", [("lmm/ScoreFollowing-v0", "8/1M"), ("lmm/ScoreFollowing-v0", "64/1M"),
+                                          ("lmm/ScoreFollowing-v0", "all/1M"), ("lmm/Accompaniment-v0", "64/100k")])
+def test_a_kept_lmm_result_replays_through_the_kept_lms(env_id, track):
+    """The kept lmm agents keep their LMs out of the checkpoint (in leaderboard/lms/base): the result replays."""
     from pathlib import Path
 
     from lmm_envs.benchmark.leaderboard import result_filename, verify_result
 
     folder = Path(__file__).parents[2] / "leaderboard" / "results"
-    result = load_result(folder / result_filename("lmm/ScoreFollowing-v0", "dagger_ppo_lmm_s1", track))
+    result = load_result(folder / result_filename(env_id, "dagger_ppo_lmm_s1", track))
     assert result["track"] == track and result["normalised_score"]["mean"] > 0.3
     assert verify_result(result, folder, episodes=1) == "yes (1/1)"
 
 
-@pytest.mark.parametrize("track", ["8/1M", "64/1M", "all/1M"])
-def test_the_kept_1m_results_compare_raw_and_lmm(track):
-    """The central claim's pairs stand on the leaderboard: the same recipe with `raw` and with `lmm` features at 8/1M,
-    64/1M and all/1M, three seeds each, `lmm` above `raw` in every seed."""
+@pytest.mark.parametrize("env_id,track", [("lmm/ScoreFollowing-v0", "8/1M"), ("lmm/ScoreFollowing-v0", "64/1M"),
+                                          ("lmm/ScoreFollowing-v0", "all/1M"), ("lmm/Accompaniment-v0", "64/100k")])
+def test_the_kept_results_compare_raw_and_lmm(env_id, track):
+    """The central claim's pairs stand on the leaderboard: the same recipe with `raw` and with `lmm` features
+    (ScoreFollowing at 8/1M, 64/1M and all/1M; Accompaniment at 64/100k), three seeds each, `lmm` above `raw` in
+    every seed."""
     from pathlib import Path
 
     from lmm_envs.benchmark.leaderboard import result_filename
 
     folder = Path(__file__).parents[2] / "leaderboard" / "results"
-    by_features = {f: [load_result(folder / result_filename("lmm/ScoreFollowing-v0", f"dagger_ppo_{f}_s{s}", track))
+    by_features = {f: [load_result(folder / result_filename(env_id, f"dagger_ppo_{f}_s{s}", track))
                        for s in range(3)] for f in ("raw", "lmm")}
     assert all(r["track"] == track for rows in by_features.values() for r in rows)
     scores = {f: [r["normalised_score"]["mean"] for r in rows] for f, rows in by_features.items()}
