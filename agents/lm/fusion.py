@@ -47,11 +47,11 @@ def standardised(similarity: torch.Tensor) -> torch.Tensor:
 
 def fused(lm_similarity: torch.Tensor, motion_similarity: torch.Tensor, weight: float) -> torch.Tensor:
     """``(1 - weight)`` of the LM mapping's standardised similarities plus ``weight`` of h's."""
-    return _mix(standardised(lm_similarity), standardised(motion_similarity), weight)
+    return mix_standardised(standardised(lm_similarity), standardised(motion_similarity), weight)
 
 
-def _mix(by_lm: torch.Tensor, by_motion: torch.Tensor, weight: float) -> torch.Tensor:
-    """:func:`fused` on similarities already standardised."""
+def mix_standardised(by_lm: torch.Tensor, by_motion: torch.Tensor, weight: float) -> torch.Tensor:
+    """:func:`fused` on similarities already standardised (shared with :mod:`agents.lm.transfer`)."""
     if not 0.0 <= weight <= 1.0:
         raise ValueError(f"weight must lie in [0, 1], got {weight}")
     return (1.0 - weight) * by_lm + weight * by_motion
@@ -59,10 +59,10 @@ def _mix(by_lm: torch.Tensor, by_motion: torch.Tensor, weight: float) -> torch.T
 
 def _mix3(by_lm: torch.Tensor, by_motion: torch.Tensor, by_piano: torch.Tensor, weight: float,
           piano: float) -> torch.Tensor:
-    """:func:`_mix` of the LM mapping and h, mixed again with the score through the piano (share ``piano``)."""
+    """:func:`mix_standardised` of the LM mapping and h, mixed again with the score through the piano (share ``piano``)."""
     if not 0.0 <= piano <= 1.0:
         raise ValueError(f"piano must lie in [0, 1], got {piano}")
-    return (1.0 - piano) * _mix(by_lm, by_motion, weight) + piano * by_piano
+    return (1.0 - piano) * mix_standardised(by_lm, by_motion, weight) + piano * by_piano
 
 
 @torch.no_grad()

@@ -28,7 +28,7 @@ def mix_hits(lm_a, lm_v, mapping, keyboard: np.ndarray, pieces: list[tuple[dict,
     """Per piano share of :data:`agents.lm.fusion.PIANOS`, each piece's retrieval hits by ``(1 - share)`` of the LM
     mapping and ``share`` of the score through ``keyboard`` (both standardised); ``piano_terms``: the pieces'
     piano distances, if already computed."""
-    from agents.lm.fusion import PIANOS, _mix, standardised
+    from agents.lm.fusion import PIANOS, mix_standardised, standardised
     from agents.lm.mapping import mapped_similarity, own_share, piano_distance
 
     hits = {share: np.zeros(len(pieces)) for share in PIANOS}
@@ -37,7 +37,7 @@ def mix_hits(lm_a, lm_v, mapping, keyboard: np.ndarray, pieces: list[tuple[dict,
         distance = piano_terms[i] if piano_terms is not None else piano_distance(keyboard, piece, times)
         by_piano = standardised(-distance)
         for share in PIANOS:
-            hits[share][i] = own_share(_mix(by_lm, by_piano, share))
+            hits[share][i] = own_share(mix_standardised(by_lm, by_piano, share))
     return hits
 
 
