@@ -23,9 +23,11 @@ not the run's, is what is evaluated under the full protocol, its result also wri
 ``DIR/results/<the same name>.json`` (then ``lmm-envs leaderboard DIR/results``). ``--resume`` on a run that has
 finished training (its ``run.json`` says so) evaluates it without training again.
 
-``--reward env lm score`` on lmm/SightReading-v0 is the closed-loop comparison: the env's own audio reward against
-LM^A's likelihood of what the agent plays (:class:`agents.lm.reward.LMRewardWrapper`) and h's hearing of it
-against the score (:class:`agents.lm.reward.ScoreRewardWrapper`, ``--h-model``), scored on note F1.
+``--reward env lm score lm-score`` on lmm/SightReading-v0 is the closed-loop comparison: the env's own audio reward
+against LM^A's likelihood of what the agent plays (:class:`agents.lm.reward.LMRewardWrapper`), h's hearing of it
+against the score (:class:`agents.lm.reward.ScoreRewardWrapper`, ``--h-model``) and its sound mapped through LM^A
+and the K-pair ``--mapping`` against LM^V's reading of the score (:class:`agents.lm.reward.MappedScoreRewardWrapper`,
+``--lm-dir``), scored on note F1.
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ from pathlib import Path
 
 import numpy as np
 
-from agents.lm import MAPPING_METHODS
+from agents.lm import MAPPING_METHODS, REWARDS
 from lmm_envs.benchmark.protocol import SUBSETS
 from lmm_envs.errors import ConfigError, LMMError
 from lmm_envs.music.expressive import EXPRESSIVE_STYLES
@@ -90,7 +92,8 @@ def _train(job: dict, run: Path, device: str, say) -> None:
           lm_dir=job["lm_dir"], mapping=job["mapping"], progress=False, reward=job["reward"],
           n_envs=job["n_envs"], warm_start=job["warm_start"], warm_start_steps=job["warm_start_steps"], teacher=job["teacher"],
           train_style=job.get("train_style"), warm_start_style=job.get("warm_start_style"), h_model=job.get("h_model"),
-          resume=job.get("resume", False), features_args=job.get("features_args"), log=say)
+          resume=job.get("resume", False), features_args=job.get("features_args"), log=say,
+          hyperparameters=job.get("hyperparameters"))
 
 
 def trained_already(run: Path, job: dict) -> bool:
@@ -140,9 +143,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--warm-start", choices=["bc", "dagger"], help="clone the teacher first (steps count)")
     ap.add_argument("--warm-start-steps", type=int, help="env steps of the warm start (default: half of --steps)")
     ap.add_argument("--teacher", default="oracle", help="the registered agent a warm start imitates")
-    ap.add_argument("--reward", nargs="+", default=["env"], choices=["env", "lm", "score"],
+    ap.add_argument("--reward", nargs="+", default=["env"], choices=list(REWARDS),
                     help="lm: LM^A's likelihood of the agent's own audio (SightReading, PlayByEar); score: h's "
-                         "hearing of it against the score (SightReading)")
+                         "hearing of it against the score (SightReading); lm-score: the agent's own audio through "
+                         "LM^A and the K-pair --mapping against LM^V's reading of the score (SightReading)")
     ap.add_argument("--h-model", help="h: A -> M for --reward score and --features hear (python -m agents.hear "
                                       "makes them)")
     ap.add_argument("--lm-dir", default="runs/lm")
@@ -160,6 +164,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="expressive style of the training renderings (default: the envs', vienna)")
     ap.add_argument("--warm-start-style", choices=sorted(EXPRESSIVE_STYLES),
                     help="expressive style of the warm start's demonstrations only (a curriculum)")
+    ap.add_argument("--hyperparameter", action="append", metavar="KEY=VALUE",
+                    help="override one of agents/configs/<env>.yaml's PPO hyperparameters in every run, repeatable "
+                         "(e.g. --hyperparameter gamma=0.8)")
     ap.add_argument("--features-arg", action="append", metavar="KEY=VALUE",
                     help="an option of the features extractor for every run, repeatable (e.g. --features hear "
                          "--features-arg onsets=true)")
@@ -187,6 +194,11 @@ def _experiment(args: argparse.Namespace) -> int:
         raise ConfigError(f"--leaderboard scores on every protocol piece, --limit {args.limit} on a few: drop one of "
                           "them (a --limit result is custom, off the leaderboard's tracks)")
     features_args = key_values(args.features_arg or [], "--features-arg", "frames=16")
+    hyperparameters = key_values(args.hyperparameter or [], "--hyperparameter", "gamma=0.8")
+    if hyperparameters:  # a bad key stops here, before any run starts
+        from agents.train import load_config
+
+        load_config(args.env, "ppo", args.n_envs, args.warm_start is not None, hyperparameters)
     for f in args.features:  # a bad option stops here, before any run starts
         checked_features_args(f, features_args)
     arms = [(f, r, f if args.reward == ["env"] else f"{f}-{r}") for f in args.features for r in args.reward]
@@ -195,7 +207,7 @@ def _experiment(args: argparse.Namespace) -> int:
                  warm_start=args.warm_start, warm_start_steps=args.warm_start_steps, teacher=args.teacher,
                  use_gpu=args.ray is not None and args.gpus_per_run > 0, train_style=args.train_style,
                  warm_start_style=args.warm_start_style, h_model=args.h_model, resume=args.resume,
-                 features_args=features_args, leaderboard=args.leaderboard)
+                 features_args=features_args, leaderboard=args.leaderboard, hyperparameters=hyperparameters)
             for f, r, arm in arms for s in args.seeds]
     from lmm_envs.benchmark.evaluate import write_result
     from lmm_envs.parallel import run_tasks

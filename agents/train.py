@@ -8,7 +8,9 @@ first K paired pieces (``--paired-budget``; 0 means the whole train split). Writ
 with the episode metrics of the env), checkpoints (``checkpoints/``), the final ``model.zip`` and
 ``run.json`` (the settings, and the leaderboard track they fall in). ``--features lmm`` needs a folder from
 ``python -m agents.pretrain``; so does ``--reward lm`` (the motion tasks learning from LM^A's likelihood of
-what they play, :class:`agents.lm.reward.LMRewardWrapper`). ``--resume`` carries on a run that was cut off from its
+what they play, :class:`agents.lm.reward.LMRewardWrapper`) and ``--reward lm-score`` (their own sound, through
+LM^A and the K-pair ``--mapping``, against LM^V's reading of the score, :class:`agents.lm.reward.MappedScoreRewardWrapper`).
+``--resume`` carries on a run that was cut off from its
 latest checkpoint (the warm start, once done, is kept as the checkpoint of step 0 and not repeated; while it runs,
 each finished DAgger round is kept in ``warm_start_rounds/``, and a resumed run carries on after the last of them).
 """
@@ -27,7 +29,7 @@ import gymnasium as gym
 import yaml
 
 import lmm_envs  # noqa: F401
-from agents.lm import MAPPING_METHODS
+from agents.lm import MAPPING_METHODS, REWARDS
 from lmm_envs.errors import ConfigError, LMMError, MissingDependencyError
 from lmm_envs.music.expressive import EXPRESSIVE_STYLES, check_style
 
@@ -35,10 +37,11 @@ CONFIGS = Path(__file__).parent / "configs"
 ALGOS = ("ppo", "a2c", "dqn", "sac")
 
 
-def load_config(env_id: str, algo: str, n_envs: int = 1, warm_start: bool = False) -> dict:
+def load_config(env_id: str, algo: str, n_envs: int = 1, warm_start: bool = False,
+                hyperparameters: dict | None = None) -> dict:
     """The hyperparameters of ``algo`` on ``env_id`` for a run on ``n_envs`` envs: the YAML section, with its
-    ``warm_start_overrides`` applied after a warm start and ``rollout_steps`` (over all envs) as SB3's per-env
-    ``n_steps``."""
+    ``warm_start_overrides`` applied after a warm start, then ``hyperparameters`` (``--hyperparameter``; only keys
+    the section has), and ``rollout_steps`` (over all envs) as SB3's per-env ``n_steps``."""
     path = CONFIGS / f"{env_id.split('/')[-1]}.yaml"
     if not path.is_file():
         raise ConfigError(f"no hyperparameters for {env_id} ({path} is missing)")
@@ -49,6 +52,11 @@ def load_config(env_id: str, algo: str, n_envs: int = 1, warm_start: bool = Fals
     overrides = config.pop("warm_start_overrides", None) or {}
     if warm_start:
         config.update(overrides)
+    unknown = sorted(set(hyperparameters or {}) - set(config) - {"env_kwargs"})
+    if unknown:
+        raise ConfigError(f"--hyperparameter {', '.join(unknown)}: {path.name} sets no such {algo} hyperparameter; "
+                          f"it sets {', '.join(k for k in config if k != 'env_kwargs')}")
+    config.update(hyperparameters or {})
     if "rollout_steps" in config:
         config["n_steps"] = max(int(config.pop("rollout_steps")) // n_envs, 1)
     return config
@@ -158,18 +166,27 @@ DEFAULT_H_MODEL = "runs/h/h_abs_K8_s0.pt"  # what --reward score hears with unle
 
 
 def _training_env(env_id: str, algo: str, n_envs: int, seed: int, env_kwargs: dict, reward: str, lm_dir: str,
-                  h_model: str | None = None):
+                  h_model: str | None = None, mapping: str = "regression", paired_budget: int = 8):
     """The vectorised env a run trains on: the native batched env for n_envs > 1 (see :mod:`agents.vec_env`);
     single envs in a ``DummyVecEnv`` for one env, for the LM reward (a per-episode wrapper) and off-policy algos."""
     from stable_baselines3.common.vec_env import DummyVecEnv, VecMonitor
 
     from agents.vec_env import make_training_env
 
-    if reward not in ("env", "lm", "score"):
-        raise ConfigError(f"--reward must be 'env', 'lm' or 'score', got {reward!r}")
+    if reward not in REWARDS:
+        raise ConfigError(f"--reward must be one of {', '.join(REWARDS)}, got {reward!r}")
     if reward == "env" and algo in ("ppo", "a2c"):
         return make_training_env(env_id, n_envs, seed, **env_kwargs)
     factory = lambda: gym.make(env_id, **env_kwargs)  # noqa: E731
+    if reward == "lm-score":  # the closed loop through the LMs: the agent's own audio mapped against LM^V's score
+        from agents.lm.reward import MappedAgreement, MappedScoreRewardVecEnv
+
+        agreement = MappedAgreement(lm_dir, mapping, paired_budget)  # refuses missing LMs or mapping in one line
+        venv = make_training_env(env_id, n_envs if algo in ("ppo", "a2c") else 1, seed, monitor=False, **env_kwargs)
+        try:
+            return VecMonitor(MappedScoreRewardVecEnv(venv, agreement))
+        except ValueError as e:
+            raise ConfigError(str(e)) from None
     if reward in ("lm", "score"):  # the closed loop: the agent's own audio judged by LM^A, or heard by h against the score
         from agents.lm.reward import LMRewardWrapper, ScoreRewardWrapper
 
@@ -231,7 +248,7 @@ def train(env_id: str, algo: str = "ppo", features: str = "raw", paired_budget: 
           warm_start_steps: int | None = None, teacher: str = "oracle", eval_every: int = 0,
           eval_pieces: int = 8, train_style: str | None = None, warm_start_style: str | None = None,
           resume: bool = False, h_model: str | None = None, features_args: dict | None = None,
-          log: Callable[[str], None] | None = None):
+          log: Callable[[str], None] | None = None, hyperparameters: dict | None = None):
     """Train and save an agent (see the module docstring); returns the SB3 model.
 
     ``n_envs`` episodes step together (the native batched env); ``warm_start`` (``"bc"`` or ``"dagger"``) first
@@ -262,7 +279,7 @@ def train(env_id: str, algo: str = "ppo", features: str = "raw", paired_budget: 
         raise ConfigError(f"--n-envs must be a positive integer, got {n_envs!r}")
     if warm_start is not None and (algo not in ("ppo", "a2c") or recurrent):
         raise ConfigError("--warm-start clones into an actor-critic policy: use it with --algo ppo or a2c")
-    config = load_config(env_id, algo, n_envs, warm_start is not None)
+    config = load_config(env_id, algo, n_envs, warm_start is not None, hyperparameters)
     env_kwargs = dict(config.pop("env_kwargs", {}) or {})
     env_kwargs.update({"paired_budget": paired_budget} if paired_budget else {"split": "train"})
     if train_style is not None:
@@ -277,7 +294,7 @@ def train(env_id: str, algo: str = "ppo", features: str = "raw", paired_budget: 
     warm_steps = 0
     if warm_start is not None:
         warm_steps = min(warm_start_steps or steps // 2, steps)
-    env = _training_env(env_id, algo, n_envs, seed, env_kwargs, reward, lm_dir, h_model)
+    env = _training_env(env_id, algo, n_envs, seed, env_kwargs, reward, lm_dir, h_model, mapping, paired_budget)
     if algo == "dqn" and not isinstance(env.action_space, gym.spaces.Discrete):
         raise ConfigError(f"DQN needs a Discrete action space; {env_id} has {env.action_space}")
     if algo == "sac" and not isinstance(env.action_space, gym.spaces.Box):
@@ -339,7 +356,8 @@ def train(env_id: str, algo: str = "ppo", features: str = "raw", paired_budget: 
            "warm_start": None if imitation is None else {"method": imitation.method, "teacher": imitation.teacher,
                                                          "env_steps": imitation.env_steps, "rounds": imitation.rounds,
                                                          "env_kwargs": warm_kwargs},
-           "lm_dir": lm_dir if features == "lmm" else None, "mapping": mapping if features == "lmm" else None,
+           "lm_dir": lm_dir if features == "lmm" or reward in ("lm", "lm-score") else None,
+           "mapping": mapping if features == "lmm" or reward == "lm-score" else None,
            "features_kwargs": extractor_kwargs, "reward": reward,
            "h_model": (h_model or DEFAULT_H_MODEL) if reward == "score" or features == "hear" else None,
            "track": track_of(paired_budget, steps)}
@@ -367,9 +385,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--lm-dir", default="runs/lm", help="pretrained LMs and mappings (python -m agents.pretrain)")
     ap.add_argument("--mapping", default="regression", choices=MAPPING_METHODS)
     ap.add_argument("--checkpoint-every", type=int, default=25_000)
-    ap.add_argument("--reward", default="env", choices=["env", "lm", "score"],
+    ap.add_argument("--reward", default="env", choices=list(REWARDS),
                     help="lm: LM^A's log-likelihood of the agent's own audio (SightReading, PlayByEar); score: how "
-                         "well h hears the agent's own audio agree with the score it reads (SightReading)")
+                         "well h hears the agent's own audio agree with the score it reads (SightReading); lm-score: "
+                         "how well the agent's own audio, through LM^A and the K-pair --mapping, agrees with LM^V's "
+                         "reading of the score (SightReading)")
     ap.add_argument("--h-model", help=f"h: A -> M for --reward score and --features hear (default {DEFAULT_H_MODEL}; "
                                       "python -m agents.hear makes them)")
     ap.add_argument("--n-envs", type=int, default=16, help="episodes stepped together (default 16)")
@@ -387,18 +407,23 @@ def main(argv: list[str] | None = None) -> int:
                     help="expressive style of the warm start's demonstrations only (default: --train-style's)")
     ap.add_argument("--resume", action="store_true",
                     help="carry on a run that was cut off, from the latest checkpoint in --out (same settings)")
+    ap.add_argument("--hyperparameter", action="append", metavar="KEY=VALUE",
+                    help="override one of agents/configs/<env>.yaml's hyperparameters for this run, repeatable "
+                         "(e.g. --hyperparameter gamma=0.8); run.json records what was used")
     ap.add_argument("--quiet", action="store_true")
     args = ap.parse_args(argv)
     from lmm_envs.cli import key_values
 
     try:
         features_args = key_values(args.features_arg or [], "--features-arg", "frames=16")
+        hyperparameters = key_values(args.hyperparameter or [], "--hyperparameter", "gamma=0.8")
         train(args.env, args.algo, args.features, args.paired_budget, args.steps, args.seed, args.device, args.out,
               args.recurrent, args.lm_dir, args.mapping, args.checkpoint_every, progress=not args.quiet,
               reward=args.reward, n_envs=args.n_envs, warm_start=args.warm_start,
               warm_start_steps=args.warm_start_steps, teacher=args.teacher, eval_every=args.eval_every,
               eval_pieces=args.eval_pieces, train_style=args.train_style, warm_start_style=args.warm_start_style,
-              resume=args.resume, h_model=args.h_model, features_args=features_args)
+              resume=args.resume, h_model=args.h_model, features_args=features_args,
+              hyperparameters=hyperparameters)
     except LMMError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -1,20 +1,29 @@
-"""LMRewardWrapper: reward a motion agent by how likely its own sound is under LM^A (no paired data, no labels).
+"""Closed-loop rewards for the motion tasks, from the modalities' models rather than the env's labels.
+
+:class:`LMRewardWrapper` rewards a motion agent by how likely its own sound is under LM^A (no paired data, no
+labels); :class:`ScoreRewardWrapper` by how well h: A -> M hears it agree with the score;
+:class:`MappedScoreRewardWrapper` by how well its sound, through LM^A and the K-pair mapping, agrees with LM^V's
+reading of the score.
 
 The closed loop of the challenge: an agent on lmm/SightReading-v0 or lmm/PlayByEar-v0 presses keys, the synth
 turns them into audio, and LM^A, trained only on unpaired recordings, scores that audio. LM^A predicts each frame
 from the ones before; under a Gaussian with unit variance per bin its log-likelihood is, up to a constant,
-``-sum (frame - predicted)^2 / 2``. The wrapper gives ``audio_weight`` times that (per bin, averaged) for the newest
+``-sum (frame - predicted)^2 / 2``. LMRewardWrapper gives ``audio_weight`` times that (per bin, averaged) for the newest
 frame of the agent's "audio" window, plus ``env_weight`` times the env's own reward (0 by default: the LM alone).
 Silence is likely under any LM, so ``silence_penalty`` is taken off a step in which no key is held.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import gymnasium as gym
 import numpy as np
 import torch
+from stable_baselines3.common.vec_env import VecEnvWrapper
 
 from agents.lm.model import FrameLM
+from lmm_envs.errors import ConfigError
 
 
 class LMRewardWrapper(gym.Wrapper):
@@ -86,3 +95,110 @@ class ScoreRewardWrapper(gym.Wrapper):
         info["env_reward"] = reward
         info["score_reward"] = score_reward
         return obs, score_reward + self.env_weight * reward, terminated, truncated, info
+
+
+class MappedAgreement:
+    """How well sounds agree with score moments in LM^V's space: the cosine of the mapped LM^A state of each sound
+    (:func:`agents.lm.mapping.audio_states`, through the K-pair :class:`agents.lm.mapping.Mapping`) with LM^V's
+    state of the score up to that moment (:func:`agents.lm.mapping.score_states`), both centred as the mapping was
+    fitted, in [-1, 1]. The LMs and the mapping are loaded once and shared by every env."""
+
+    def __init__(self, lm_dir: str | Path, method: str = "contrastive", paired_budget: int = 8):
+        from agents.lm.mapping import Mapping, mapping_name
+
+        folder = Path(lm_dir)
+        paths = (folder / "lm_a.pt", folder / "lm_v.pt", folder / mapping_name(method, paired_budget))
+        missing = [str(path) for path in paths if not path.is_file()]
+        if missing:
+            raise ConfigError(f"{', '.join(missing)} not found; make it with python -m agents.pretrain --out {folder} "
+                              f"--paired-budget {paired_budget} --method {method}")
+        self.lm_a, self.lm_v = FrameLM.load(paths[0]), FrameLM.load(paths[1])
+        self.mapping = Mapping.load(paths[2])
+
+    @torch.no_grad()
+    def __call__(self, audio_frames: np.ndarray, score_frames: np.ndarray) -> np.ndarray:
+        """``audio_frames``: the last :data:`~agents.lm.data.AUDIO_CONTEXT` frames heard ``(N, 40, 75)`` in [0, 1],
+        each moment at the last; ``score_frames``: score windows ``(N, 80, 88)`` of onsets with the same moments at
+        :data:`~agents.lm.data.SCORE_POSITION`. Returns ``(N,)`` float64 cosines."""
+        from agents.lm.mapping import audio_states, score_states
+
+        m = self.mapping
+        heard = audio_states(self.lm_a, audio_frames, pool=m.audio_pool, layer=m.audio_layer)
+        read = score_states(self.lm_v, score_frames, pool=m.score_pool, layer=m.score_layer)
+        return torch.nn.functional.cosine_similarity(m(heard) - m.center, read - m.center).double().numpy()
+
+    def judge(self, audio: np.ndarray, score: np.ndarray) -> np.ndarray:
+        """The agreement of the frame each SightReading agent just played with the score at that frame, from
+        batches of its observations' ``"audio"`` ``(N, 1, 75, 40)`` and ``"score"`` ``(N, C, 88, 80)`` windows.
+
+        The audio window's last column is the frame about to be played (silent), so the frames judged end one
+        before it, and the score window is moved one column on with them, the sounded frame at the LMs' place."""
+        from agents.lm.data import AUDIO_CONTEXT, SCORE_POSITION
+        from lmm_envs.envs.base import ONSET_VALUE, SCORE_LOOKBEHIND
+
+        heard = np.swapaxes(audio[:, 0, :, :-1], 1, 2).astype(np.float32) / 255.0  # (N, 39, 75)
+        frames = np.zeros((len(audio), AUDIO_CONTEXT, heard.shape[2]), dtype=np.float32)
+        frames[:, AUDIO_CONTEXT - heard.shape[1]:] = heard[:, -AUDIO_CONTEXT:]
+        onsets = np.swapaxes(score.max(axis=1) == ONSET_VALUE, 1, 2).astype(np.float32)  # (N, 80, 88)
+        shift = SCORE_POSITION - (SCORE_LOOKBEHIND - 1)
+        read = np.zeros_like(onsets)
+        read[:, shift:] = onsets[:, :onsets.shape[1] - shift]
+        return self(frames, read)
+
+
+def _check_playing_score_env(space: gym.Space, name: str) -> None:
+    spaces = space.spaces if isinstance(space, gym.spaces.Dict) else {}
+    if not all(k in spaces for k in ("audio", "score", "held")):
+        raise ValueError(f"{name} needs an env that shows the score and the agent's own sound (lmm/SightReading-v0)")
+
+
+class MappedScoreRewardWrapper(gym.Wrapper):
+    """Reward a SightReading agent by how well its own sound, read by LM^A and mapped with the K pairs into LM^V's
+    space, agrees with LM^V's reading of the score it plays from (:meth:`MappedAgreement.judge`, a cosine in
+    [-1, 1]).
+
+    No alignment labels and no transcription: LM^A (unpaired audio), LM^V (unpaired scores) and the mapping (the
+    K pairs) are the whole judge, the challenge's own bridge closing the loop. It reads only the agent's
+    observations. ``env_weight`` mixes in the env's own reward (0 by default). For training,
+    :class:`MappedScoreRewardVecEnv` judges a batch of envs in one pass of the LMs.
+    """
+
+    def __init__(self, env: gym.Env, agreement: MappedAgreement | str, env_weight: float = 0.0, **mapping):
+        super().__init__(env)
+        _check_playing_score_env(env.observation_space, type(self).__name__)
+        self.agreement = agreement if isinstance(agreement, MappedAgreement) else MappedAgreement(agreement, **mapping)
+        self.env_weight = env_weight
+
+    def step(self, action):
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        mapped_reward = float(self.agreement.judge(obs["audio"][None], obs["score"][None])[0])
+        info["env_reward"] = reward
+        info["mapped_reward"] = mapped_reward
+        return obs, mapped_reward + self.env_weight * reward, terminated, truncated, info
+
+
+class MappedScoreRewardVecEnv(VecEnvWrapper):
+    """:class:`MappedScoreRewardWrapper` over a vectorised env: every env's step judged in one batch of the LMs
+    (an episode's last step on its ``terminal_observation``, not the next episode's first)."""
+
+    def __init__(self, venv, agreement: MappedAgreement, env_weight: float = 0.0):
+        super().__init__(venv)
+        _check_playing_score_env(venv.observation_space, type(self).__name__)
+        self.agreement = agreement
+        self.env_weight = env_weight
+
+    def reset(self):
+        return self.venv.reset()
+
+    def step_wait(self):
+        obs, rewards, dones, infos = self.venv.step_wait()
+        audio, score = obs["audio"].copy(), obs["score"].copy()
+        for i in np.flatnonzero(dones):
+            last = infos[i].get("terminal_observation")
+            if last is not None:
+                audio[i], score[i] = last["audio"], last["score"]
+        mapped = self.agreement.judge(audio, score)
+        for info, env_reward, mapped_reward in zip(infos, rewards, mapped, strict=True):
+            info["env_reward"] = float(env_reward)
+            info["mapped_reward"] = float(mapped_reward)
+        return obs, (mapped + self.env_weight * rewards).astype(np.float32), dones, infos

@@ -35,6 +35,15 @@ def test_a_features_option_no_extractor_takes_stops_the_experiment_before_any_ru
     assert not out.exists()
 
 
+def test_a_hyperparameter_the_config_lacks_stops_the_experiment_before_any_run(tmp_path, capsys):
+    out = tmp_path / "exp"
+    assert main(["--env", "lmm/SightReading-v0", "--features", "raw", "--hyperparameter", "gama=0.8", "--steps", "64",
+                 "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: --hyperparameter gama:") and "gamma" in err and len(err.strip().splitlines()) == 1
+    assert not out.exists()
+
+
 def test_t_interval_is_centred_on_the_mean_and_needs_two_seeds():
     lo, hi = t_interval([0.1, 0.2, 0.3])
     assert lo < 0.2 < hi and abs((lo + hi) / 2 - 0.2) < 1e-12

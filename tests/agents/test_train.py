@@ -84,6 +84,29 @@ def test_configs_and_tracks():
     assert track_of(8, 100_000) == "8/100k" and track_of(64, 1_000_000) == "64/1M" and track_of(0, 50_000) == "all/100k"
 
 
+def test_a_hyperparameter_override_reaches_the_algorithm_is_recorded_and_unknown_ones_are_refused(tmp_path, capsys):
+    from stable_baselines3 import PPO
+
+    base = load_config("lmm/SightReading-v0", "ppo", n_envs=2)
+    changed = load_config("lmm/SightReading-v0", "ppo", n_envs=2, hyperparameters={"gamma": 0.8, "rollout_steps": 64})
+    assert (changed["gamma"], changed["n_steps"]) == (0.8, 32) and base["gamma"] == 0.5
+    assert {k: v for k, v in changed.items() if k not in ("gamma", "n_steps")} == {
+        k: v for k, v in base.items() if k not in ("gamma", "n_steps")}
+    out = tmp_path / "run"
+    common = ["--env", "lmm/SightReading-v0", "--paired-budget", "8", "--steps", "64", "--n-envs", "2", "--device",
+              "cpu", "--quiet"]
+    assert main([*common, "--hyperparameter", "gamma=0.8", "--hyperparameter", "gae_lambda=0.8", "--out",
+                 str(out)]) == 0
+    assert json.loads((out / "run.json").read_text())["hyperparameters"]["gamma"] == 0.8
+    model = PPO.load(out / "model.zip", device="cpu")
+    assert (model.gamma, model.gae_lambda) == (0.8, 0.8)
+    capsys.readouterr()
+    assert main([*common, "--hyperparameter", "gama=0.8", "--out", str(tmp_path / "x")]) == 2
+    err = capsys.readouterr().err
+    assert "gama" in err and "gamma" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "x").exists()
+
+
 def test_lm_reward_needs_a_playing_env_and_pretrained_lms(tmp_path):
     with pytest.raises(ConfigError, match="agents.pretrain"):
         train("lmm/SightReading-v0", "ppo", "raw", paired_budget=8, steps=8, out=tmp_path, progress=False,
