@@ -153,11 +153,12 @@ def test_a_kept_lmm_result_replays_through_the_kept_lms(env_id, track):
 
 
 @pytest.mark.parametrize("env_id,track", [("lmm/ScoreFollowing-v0", "8/1M"), ("lmm/ScoreFollowing-v0", "64/1M"),
-                                          ("lmm/ScoreFollowing-v0", "all/1M"), ("lmm/Accompaniment-v0", "64/100k")])
+                                          ("lmm/ScoreFollowing-v0", "all/1M"), ("lmm/Accompaniment-v0", "64/100k"),
+                                          ("lmm/Accompaniment-v0", "all/100k")])
 def test_the_kept_results_compare_raw_and_lmm(env_id, track):
     """The central claim's pairs stand on the leaderboard: the same recipe with `raw` and with `lmm` features
-    (ScoreFollowing at 8/1M, 64/1M and all/1M; Accompaniment at 64/100k), three seeds each, `lmm` above `raw` in
-    every seed."""
+    (ScoreFollowing at 8/1M, 64/1M and all/1M; Accompaniment at 64/100k and all/100k), three seeds each, `lmm`
+    above `raw` in every seed."""
     from pathlib import Path
 
     from lmm_envs.benchmark.leaderboard import result_filename
