@@ -98,12 +98,15 @@ def _train(job: dict, run: Path, device: str, say) -> None:
 
 def trained_already(run: Path, job: dict) -> bool:
     """Whether ``run`` holds a finished training of ``job`` (its ``run.json`` and ``model.zip``, with the same
-    features, reward, seed and steps), so that a resumed experiment only evaluates it."""
+    features, reward, seed and steps, and every ``--hyperparameter`` the job overrides), so that a resumed experiment
+    only evaluates it."""
     settings, model = run / "run.json", run / "model.zip"
     if not (settings.is_file() and model.is_file()):
         return False
     done = json.loads(settings.read_text())
-    return all(done.get(key) == job[key] for key in ("features", "reward", "seed", "steps", "paired_budget"))
+    used = done.get("hyperparameters") or {}
+    return (all(done.get(key) == job[key] for key in ("features", "reward", "seed", "steps", "paired_budget"))
+            and all(used.get(key) == value for key, value in (job.get("hyperparameters") or {}).items()))
 
 
 def leaderboard_name(job: dict, suffix: str) -> str:

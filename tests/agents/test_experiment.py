@@ -152,3 +152,14 @@ def test_leaderboard_with_limit_is_refused_before_any_run(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.startswith("error: --leaderboard scores on every protocol piece") and len(err.strip().splitlines()) == 1
     assert not out.exists() and not board.exists()
+
+
+def test_a_finished_run_counts_as_done_only_with_the_same_overridden_hyperparameters(tmp_path):
+    from agents.experiment import trained_already
+
+    job = {"features": "raw", "reward": "env", "seed": 0, "steps": 64, "paired_budget": 8}
+    (tmp_path / "model.zip").write_bytes(b"")
+    (tmp_path / "run.json").write_text(json.dumps({**job, "hyperparameters": {"gamma": 0.5, "n_steps": 64}}))
+    assert trained_already(tmp_path, job) and trained_already(tmp_path, {**job, "hyperparameters": {"gamma": 0.5}})
+    assert not trained_already(tmp_path, {**job, "hyperparameters": {"gamma": 0.8}})
+    assert not trained_already(tmp_path, {**job, "seed": 1})
