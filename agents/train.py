@@ -177,36 +177,21 @@ def _training_env(env_id: str, algo: str, n_envs: int, seed: int, env_kwargs: di
         raise ConfigError(f"--reward must be one of {', '.join(REWARDS)}, got {reward!r}")
     if reward == "env" and algo in ("ppo", "a2c"):
         return make_training_env(env_id, n_envs, seed, **env_kwargs)
-    factory = lambda: gym.make(env_id, **env_kwargs)  # noqa: E731
-    if reward == "lm-score":  # the closed loop through the LMs: the agent's own audio mapped against LM^V's score
-        from agents.lm.reward import MappedAgreement, MappedScoreRewardVecEnv
+    count = n_envs if algo in ("ppo", "a2c") else 1
+    if reward != "env":  # the closed loop: the agent's own audio judged by LM^A, h or the LMs through the mapping
+        from agents.lm.reward import MappedScoreRewardVecEnv, closed_loop_env, closed_loop_judge
 
-        agreement = MappedAgreement(lm_dir, mapping, paired_budget)  # refuses missing LMs or mapping in one line
-        venv = make_training_env(env_id, n_envs if algo in ("ppo", "a2c") else 1, seed, monitor=False, **env_kwargs)
-        try:
-            return VecMonitor(MappedScoreRewardVecEnv(venv, agreement))
-        except ValueError as e:
-            raise ConfigError(str(e)) from None
-    if reward in ("lm", "score"):  # the closed loop: the agent's own audio judged by LM^A, or heard by h against the score
-        from agents.lm.reward import LMRewardWrapper, ScoreRewardWrapper
-
-        if reward == "lm":
-            path, wrapper, how = Path(lm_dir) / "lm_a.pt", LMRewardWrapper, f"python -m agents.pretrain --out {lm_dir}"
-        else:
-            path, wrapper, how = Path(h_model or DEFAULT_H_MODEL), ScoreRewardWrapper, "python -m agents.hear"
-        if not path.is_file():
-            raise ConfigError(f"{path} not found; make it with {how}")
-        try:
-            first = wrapper(gym.make(env_id, **env_kwargs), str(path))  # refuses an env it cannot judge
-        except ValueError as e:
-            raise ConfigError(str(e)) from None
-        model = first.lm_a if reward == "lm" else first.h  # loaded once, shared by every env's wrapper
-        factories = [lambda: first] + [lambda: wrapper(gym.make(env_id, **env_kwargs), model)] * (
-            (n_envs if algo in ("ppo", "a2c") else 1) - 1)
-        venv = DummyVecEnv(factories)
+        judge = closed_loop_judge(reward, lm_dir, h_model or DEFAULT_H_MODEL, mapping, paired_budget)  # once for all
+        if reward == "lm-score":  # every env's step judged in one batch of the LMs
+            venv = make_training_env(env_id, count, seed, monitor=False, **env_kwargs)
+            try:
+                return VecMonitor(MappedScoreRewardVecEnv(venv, judge))
+            except ValueError as e:
+                raise ConfigError(str(e)) from None
+        venv = DummyVecEnv([lambda: closed_loop_env(gym.make(env_id, **env_kwargs), reward, judge)] * count)
         venv.seed(seed)
         return VecMonitor(venv)
-    venv = DummyVecEnv([factory for _ in range(n_envs if algo in ("ppo", "a2c") else 1)])
+    venv = DummyVecEnv([lambda: gym.make(env_id, **env_kwargs)] * count)
     venv.seed(seed)
     return VecMonitor(venv)
 

@@ -202,3 +202,35 @@ class MappedScoreRewardVecEnv(VecEnvWrapper):
             info["env_reward"] = float(env_reward)
             info["mapped_reward"] = float(mapped_reward)
         return obs, (mapped + self.env_weight * rewards).astype(np.float32), dones, infos
+
+
+def closed_loop_judge(reward: str, lm_dir: str | Path, h_model: str | Path, mapping: str = "regression",
+                      paired_budget: int = 8):
+    """What judges a closed-loop ``reward``, loaded once for every env it judges: LM^A (``"lm"``), h
+    (``"score"``) or :class:`MappedAgreement` (``"lm-score"``). A missing file is refused in one line
+    (:class:`ConfigError`) that names the command making it."""
+    if reward == "lm-score":
+        return MappedAgreement(lm_dir, mapping, paired_budget)
+    if reward == "lm":
+        path, how = Path(lm_dir) / "lm_a.pt", f"python -m agents.pretrain --out {lm_dir}"
+    elif reward == "score":
+        path, how = Path(h_model), "python -m agents.hear"
+    else:
+        raise ConfigError(f"no closed-loop reward {reward!r}; they are lm, score and lm-score")
+    if not path.is_file():
+        raise ConfigError(f"{path} not found; make it with {how}")
+    if reward == "lm":
+        return FrameLM.load(path)
+    from agents.lm.transcription import KeyNet
+
+    return KeyNet.load(path)
+
+
+def closed_loop_env(env: gym.Env, reward: str, judge) -> gym.Wrapper:
+    """``env`` rewarded by ``reward``'s wrapper with ``judge`` (:func:`closed_loop_judge`); an env the reward
+    cannot judge is refused in one line (:class:`ConfigError`)."""
+    wrapper = {"lm": LMRewardWrapper, "score": ScoreRewardWrapper, "lm-score": MappedScoreRewardWrapper}[reward]
+    try:
+        return wrapper(env, judge)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None

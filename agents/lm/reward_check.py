@@ -37,28 +37,13 @@ def judged_env(reward: str, pieces: list, lm_dir: str, mapping: str, paired_budg
     """lmm/SightReading-v0 (mono) over ``pieces`` with the reward's wrapper, built as :mod:`agents.train` builds it."""
     import gymnasium as gym
 
-    from agents.lm.reward import (
-        LMRewardWrapper,
-        MappedAgreement,
-        MappedScoreRewardWrapper,
-        ScoreRewardWrapper,
-    )
+    from agents.lm.reward import closed_loop_env, closed_loop_judge
     from agents.train import DEFAULT_H_MODEL
 
-    env = gym.make("lmm/SightReading-v0", pieces=pieces)
-    if reward == "lm-score":
-        return MappedScoreRewardWrapper(env, MappedAgreement(lm_dir, mapping, paired_budget))
-    if reward == "score":
-        path = Path(h_model or DEFAULT_H_MODEL)
-        if not path.is_file():
-            raise ConfigError(f"{path} not found; make it with python -m agents.hear")
-        return ScoreRewardWrapper(env, str(path))
-    if reward == "lm":
-        path = Path(lm_dir) / "lm_a.pt"
-        if not path.is_file():
-            raise ConfigError(f"{path} not found; make it with python -m agents.pretrain --out {lm_dir}")
-        return LMRewardWrapper(env, str(path))
-    raise ConfigError(f"--reward must be one of {', '.join(CHECKED_REWARDS)}, got {reward!r}")
+    if reward not in CHECKED_REWARDS:
+        raise ConfigError(f"--reward must be one of {', '.join(CHECKED_REWARDS)}, got {reward!r}")
+    judge = closed_loop_judge(reward, lm_dir, h_model or DEFAULT_H_MODEL, mapping, paired_budget)
+    return closed_loop_env(gym.make("lmm/SightReading-v0", pieces=pieces), reward, judge)
 
 
 def player_action(player: str, env, history: list[int], rng: np.random.Generator) -> int:
