@@ -40,8 +40,8 @@ ALGOS = ("ppo", "a2c", "dqn", "sac")
 def load_config(env_id: str, algo: str, n_envs: int = 1, warm_start: bool = False,
                 hyperparameters: dict | None = None) -> dict:
     """The hyperparameters of ``algo`` on ``env_id`` for a run on ``n_envs`` envs: the YAML section, with its
-    ``warm_start_overrides`` applied after a warm start, then ``hyperparameters`` (``--hyperparameter``; only keys
-    the section has), and ``rollout_steps`` (over all envs) as SB3's per-env ``n_steps``."""
+    ``warm_start_overrides`` applied after a warm start, then ``hyperparameters`` (``--hyperparameter``: keys the
+    section has, or other keyword arguments of the SB3 class such as ``clip_range``), and ``rollout_steps`` (over all envs) as SB3's per-env ``n_steps``."""
     path = CONFIGS / f"{env_id.split('/')[-1]}.yaml"
     if not path.is_file():
         raise ConfigError(f"no hyperparameters for {env_id} ({path} is missing)")
@@ -52,14 +52,31 @@ def load_config(env_id: str, algo: str, n_envs: int = 1, warm_start: bool = Fals
     overrides = config.pop("warm_start_overrides", None) or {}
     if warm_start:
         config.update(overrides)
-    unknown = sorted(set(hyperparameters or {}) - set(config) - {"env_kwargs"})
+    unknown = sorted(set(hyperparameters or {}) - set(config) - _algorithm_keywords(algo))
     if unknown:
-        raise ConfigError(f"--hyperparameter {', '.join(unknown)}: {path.name} sets no such {algo} hyperparameter; "
-                          f"it sets {', '.join(k for k in config if k != 'env_kwargs')}")
+        raise ConfigError(f"--hyperparameter {', '.join(unknown)}: neither {path.name} nor {algo.upper()} has such a "
+                          f"hyperparameter; {path.name} sets {', '.join(k for k in config if k != 'env_kwargs')}")
     config.update(hyperparameters or {})
     if "rollout_steps" in config:
         config["n_steps"] = max(int(config.pop("rollout_steps")) // n_envs, 1)
     return config
+
+
+_SET_BY_TRAIN = {"self", "policy", "env", "seed", "device", "policy_kwargs", "tensorboard_log", "verbose",
+                 "_init_setup_model", "n_steps"}  # n_steps comes from the config's rollout_steps
+
+
+def _algorithm_keywords(algo: str) -> set[str]:
+    """The keyword arguments of ``algo``'s SB3 class that ``--hyperparameter`` may set (``clip_range``,
+    ``target_kl``, ...): those :func:`train` does not set itself."""
+    import inspect
+
+    import stable_baselines3 as sb3
+
+    algorithm = getattr(sb3, algo.upper(), None)
+    if algorithm is None:
+        return set()
+    return set(inspect.signature(algorithm.__init__).parameters) - _SET_BY_TRAIN
 
 
 def track_of(paired_budget: int, steps: int) -> str:

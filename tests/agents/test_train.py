@@ -95,11 +95,13 @@ def test_a_hyperparameter_override_reaches_the_algorithm_is_recorded_and_unknown
     out = tmp_path / "run"
     common = ["--env", "lmm/SightReading-v0", "--paired-budget", "8", "--steps", "64", "--n-envs", "2", "--device",
               "cpu", "--quiet"]
-    assert main([*common, "--hyperparameter", "gamma=0.8", "--hyperparameter", "gae_lambda=0.8", "--out",
-                 str(out)]) == 0
+    assert main([*common, "--hyperparameter", "gamma=0.8", "--hyperparameter", "gae_lambda=0.8", "--hyperparameter",
+                 "target_kl=0.01", "--out", str(out)]) == 0  # target_kl: PPO's, though the YAML does not set it
     assert json.loads((out / "run.json").read_text())["hyperparameters"]["gamma"] == 0.8
     model = PPO.load(out / "model.zip", device="cpu")
-    assert (model.gamma, model.gae_lambda) == (0.8, 0.8)
+    assert (model.gamma, model.gae_lambda, model.target_kl) == (0.8, 0.8, 0.01)
+    with pytest.raises(ConfigError, match="n_steps"):  # the config's rollout_steps sets it, over all envs
+        load_config("lmm/SightReading-v0", "ppo", hyperparameters={"n_steps": 8})
     capsys.readouterr()
     assert main([*common, "--hyperparameter", "gama=0.8", "--out", str(tmp_path / "x")]) == 2
     err = capsys.readouterr().err
