@@ -3,7 +3,7 @@
     python -m agents.pretrain --out runs/lm [--size tiny|small|base|large] [--lm-steps 1500] [--paired-budget 8 64]
                               [--method regression predictive contrastive contrastive_mlp] [--pairs-only] [--device auto]
                               [--seeds 0 1 2] [--audio-pool 5] [--score-pool 5] [--audio-layer L] [--score-layer L]
-                              [--stop-after-steps N] [--quiet]
+                              [--stop-after-steps N] [--lms-from DIR] [--quiet]
     python -m agents.pretrain --out runs/lm --plot-only [--h-report runs/h/report.json]
     python -m agents.pretrain --merge runs/lm_k8 runs/lm_k64 --out runs/lm_all   # calls of the same LMs, one table
 
@@ -26,6 +26,9 @@ call (a session with a time limit) and exits 3 when an LM is not finished yet.
 ``--pairs-only`` adds the reference that shows what the unpaired pools add: for each K, the same LMs (size, steps)
 trained on the K paired pieces alone (their audio for LM^A, their scores for LM^V), mapped by the methods that
 use no unpaired data (``regression``, ``contrastive``, ``contrastive_mlp``) and measured on the same held-out pieces.
+
+``--lms-from DIR`` maps the LMs of a finished call (DIR's ``lm_v.pt`` and ``lm_a.pt``, copied into ``--out``)
+instead of training new ones, so a mapping of other settings (``--audio-pool``, layers, methods) takes minutes.
 
 ``--merge`` joins the reports of several calls that trained the same LMs (say one per budget, run side by side)
 into one ``report.json``, summary and ``retrieval.png``.
@@ -58,7 +61,7 @@ from agents.lm.model import SIZES, FrameLM, check_layer, resolve_device
 from agents.lm.probe import PROBE_PIECES, pitch_probe
 from agents.lm.symbolic import train_symbolic_lm
 from agents.lm.training import LMRun
-from lmm_envs.errors import LMMError
+from lmm_envs.errors import ConfigError, LMMError
 from lmm_envs.music import corpus
 
 PAIRS_ONLY_METHODS = ("regression", "contrastive", "contrastive_mlp")  # the methods that read no unpaired data
@@ -116,7 +119,7 @@ def pretrain(out: str | Path, size: str = "small", lm_steps: int = 1500, budgets
              progress: bool = True, pairs_only: bool = False, stop_after: int | None = None,
              probe: bool = True, audio_pool: int = POOL_AUDIO, score_pool: int = POOL_SCORE,
              audio_layer: int | None = AUDIO_LAYER, score_layer: int | None = SCORE_LAYER,
-             seeds: tuple[int, ...] = (0,)) -> dict:
+             seeds: tuple[int, ...] = (0,), lms_from: str | Path | None = None) -> dict:
     """Train and save everything into ``out``; returns the report (also written to ``out/report.json``). When
     ``stop_after`` leaves an LM unfinished, returns ``{"finished": False, ...}`` with the checkpoints saved and
     nothing else written. ``audio_pool`` / ``score_pool``: the frames each mapping averages a moment's states over,
@@ -125,8 +128,16 @@ def pretrain(out: str | Path, size: str = "small", lm_steps: int = 1500, budgets
     first seed's is saved as ``mapping_<method>_K<k>.pt``, the one the
     ``lmm`` features read, the others as ``mapping_<method>_K<k>_s<seed>.pt``. The pairs-only LMs are checkpointed
     as ``checkpoints/pairs_only_K<k>_lm_v.pt`` / ``_lm_a.pt``, so a second call reuses them, and saved with their
-    mappings in ``pairs_only_K<k>/``, a folder laid out as ``out`` is (``--lm-dir out/pairs_only_K8``)."""
+    mappings in ``pairs_only_K<k>/``, a folder laid out as ``out`` is (``--lm-dir out/pairs_only_K8``).
+
+    ``lms_from``: a folder of trained LMs (``lm_v.pt`` and ``lm_a.pt``, as this function writes them) to map
+    instead of training new ones: they are copied into ``out`` (``size`` and ``lm_steps`` are then theirs), so
+    mappings of other settings (pooling spans, layers, methods) are fitted in minutes beside the LMs they map."""
     check_pools(audio_pool, score_pool)  # before hours of LM training, not at the first mapping
+    if lms_from is not None:
+        return _map_trained_lms(Path(lms_from), Path(out), budgets, methods, probe,
+                                {"audio_pool": audio_pool, "score_pool": score_pool, "audio_layer": audio_layer,
+                                 "score_layer": score_layer}, seeds)
     if size in SIZES:
         check_layer(audio_layer, SIZES[size]["n_layers"], "audio_layer")
         check_layer(score_layer, SIZES[size]["n_layers"], "score_layer")
@@ -167,6 +178,42 @@ def pretrain(out: str | Path, size: str = "small", lm_steps: int = 1500, budgets
             ref_v.save(reference / "lm_v.pt")
             ref_a.save(reference / "lm_a.pt")
             report["mappings"] += _fit_rows(ref_a, ref_v, k, ref_methods, seeds, settings, "pairs only", reference)
+    report["summary"] = summarise(report["mappings"])
+    report["seconds"] = time.perf_counter() - start
+    _write_report(out, report)
+    return report
+
+
+def _map_trained_lms(source: Path, out: Path, budgets: tuple[int, ...], methods: tuple[str, ...], probe: bool,
+                     settings: dict, seeds: tuple[int, ...]) -> dict:
+    """:func:`pretrain` with ``lms_from``: the LMs of ``source`` copied into ``out`` and mapped with ``settings``;
+    the LMs' rows of the report come from ``source/report.json`` where it has them."""
+    paths = [source / f"{name}.pt" for name in ("lm_v", "lm_a")]
+    missing = [str(path) for path in paths if not path.is_file()]
+    if missing:
+        raise ConfigError(f"--lms-from {source}: no {', '.join(missing)}; give a folder python -m agents.pretrain "
+                          "wrote (it holds lm_v.pt and lm_a.pt)")
+    if out.resolve() == source.resolve():
+        raise ConfigError(f"--lms-from {source} is --out too; write the new mappings to another folder, so that the "
+                          "mappings beside those LMs stay as they are")
+    start = time.perf_counter()
+    lm_v, lm_a = FrameLM.load(paths[0]), FrameLM.load(paths[1])
+    check_layer(settings["audio_layer"], lm_a.config.n_layers, "audio_layer")
+    check_layer(settings["score_layer"], lm_v.config.n_layers, "score_layer")
+    out.mkdir(parents=True, exist_ok=True)
+    lm_v.save(out / "lm_v.pt")
+    lm_a.save(out / "lm_a.pt")
+    known = source / "report.json"
+    earlier = json.loads(known.read_text()) if known.is_file() else {}
+    report = {"finished": True, "device": "cpu", "lms_from": str(source),
+              **{key: earlier[key] for key in ("size", "lm_steps", "lm_v", "lm_a") if key in earlier},
+              "mappings": []}
+    report.setdefault("lm_v", {})
+    report.setdefault("lm_a", {})
+    if probe and "pitch_probe" not in report["lm_a"]:
+        report["lm_a"]["pitch_probe"] = pitch_probe(lm_a, corpus.paired_ids(PROBE_PIECES), held_out_ids())
+    for k in budgets:
+        report["mappings"] += _fit_rows(lm_a, lm_v, k, methods, seeds, settings, "unpaired pools", out)
     report["summary"] = summarise(report["mappings"])
     report["seconds"] = time.perf_counter() - start
     _write_report(out, report)
@@ -330,6 +377,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--merge", nargs="+", type=Path, metavar="RUN",
                     help="only merge the reports of finished calls that trained the same LMs into --out")
     ap.add_argument("--h-report", type=Path, help="python -m agents.hear's report.json, added to the plot")
+    ap.add_argument("--lms-from", type=Path, metavar="DIR",
+                    help="map the LMs a finished call wrote to DIR (copied into --out) instead of training new ones: "
+                         "mappings of other settings in minutes")
     ap.add_argument("--quiet", action="store_true")
     args = ap.parse_args(argv)
     if args.plot_only:
@@ -355,8 +405,8 @@ def main(argv: list[str] | None = None) -> int:
                           args.device, args.pool_limit or None, progress=not args.quiet, pairs_only=args.pairs_only,
                           stop_after=args.stop_after_steps or None, probe=not args.no_probe,
                           audio_pool=args.audio_pool, score_pool=args.score_pool, audio_layer=args.audio_layer,
-                          score_layer=args.score_layer, seeds=tuple(args.seeds))
-    except ValueError as e:
+                          score_layer=args.score_layer, seeds=tuple(args.seeds), lms_from=args.lms_from)
+    except (ValueError, LMMError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     if not report["finished"]:
@@ -365,6 +415,8 @@ def main(argv: list[str] | None = None) -> int:
         return UNFINISHED
     for name in ("lm_v", "lm_a"):
         lm = report[name]
+        if "held_out_loss" not in lm:  # --lms-from a folder without its report
+            continue
         print(f"{name}: held-out next-frame loss {lm['held_out_loss']:.4f} (training {lm['loss_last']:.4f}), "
               f"{lm['steps_per_second']:.1f} steps/s, {lm['seconds']:.0f} s")
     if "pitch_probe" in report["lm_a"]:

@@ -1,3 +1,4 @@
+import json
 from pathlib import Path
 
 import numpy as np
@@ -268,6 +269,34 @@ def test_the_pairs_only_reference_trains_its_lms_on_the_k_paired_pieces_alone(tm
                                                            "mapping_regression_K2.pt"]
     pairs_only_v = FrameLM.load(reference / "lm_v.pt")
     assert not torch.equal(next(pairs_only_v.parameters()), next(FrameLM.load(tmp_path / "lm_v.pt").parameters()))
+
+
+def test_lms_from_maps_trained_lms_with_other_settings_without_training_them_again(tmp_path, monkeypatch, capsys):
+    from agents.pretrain import main, pretrain
+
+    first = tmp_path / "first"
+    pretrain(first, size="tiny", lm_steps=5, budgets=(2,), methods=("contrastive",), pool_limit=2, progress=False,
+             probe=False)
+    monkeypatch.setattr(lm_training, "train_frame_lm", lambda *a, **k: pytest.fail("--lms-from trained an LM"))
+    second = tmp_path / "second"
+    report = pretrain(second, budgets=(2,), methods=("contrastive",), progress=False, probe=False, audio_pool=1,
+                      score_pool=1, lms_from=first)
+    for name in ("lm_v", "lm_a"):  # the same LMs, now beside their new mapping
+        assert torch.equal(next(FrameLM.load(second / f"{name}.pt").parameters()),
+                           next(FrameLM.load(first / f"{name}.pt").parameters()))
+    mapping = Mapping.load(second / "mapping_contrastive_K2.pt")
+    assert (mapping.audio_pool, mapping.score_pool) == (1, 1)
+    assert Mapping.load(first / "mapping_contrastive_K2.pt").audio_pool != 1  # the source folder is left alone
+    earlier = json.loads((first / "report.json").read_text())
+    assert report["lms_from"] == str(first) and report["lm_v"] == earlier["lm_v"] and report["size"] == "tiny"
+    assert [(m["audio_pool"], m["score_pool"]) for m in report["mappings"]] == [(1, 1)]
+    assert json.loads((second / "report.json").read_text())["mappings"][0]["accuracy"] == report["mappings"][0][
+        "accuracy"]
+    capsys.readouterr()
+    assert main(["--lms-from", str(tmp_path / "none"), "--out", str(tmp_path / "third"), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "lm_v.pt" in err and len(err.strip().splitlines()) == 1 and not (tmp_path / "third").exists()
+    assert main(["--lms-from", str(first), "--out", str(first), "--quiet"]) == 2
 
 
 def test_no_paired_budget_contains_a_retrieval_piece():
