@@ -190,3 +190,19 @@ def test_a_kept_raw_follower_replays_from_its_slim_checkpoint(track):
         optimizer = torch.load(io.BytesIO(kept.read(OPTIMIZER_ENTRY)), weights_only=True)
     assert optimizer["state"] == {}  # kept small: the policy only
     assert verify_result(result, folder, episodes=1) == "yes (1/1)"
+
+
+def test_the_kept_sight_readers_replay_and_play_the_score():
+    """The learned SightReading agents (DAgger on the 8 pairs' mono pieces, then PPO on the env's reward) are kept
+    small, replay their result, and play the score far above random keys in every seed."""
+    from pathlib import Path
+
+    from lmm_envs.benchmark.leaderboard import result_filename, verify_result
+
+    folder = Path(__file__).parents[2] / "leaderboard" / "results"
+    results = [load_result(folder / result_filename("lmm/SightReading-v0", f"dagger_ppo_raw_s{s}", "8/100k"))
+               for s in range(3)]
+    random_f1 = load_result(folder / "SightReading-v0__random__baseline.json")["aggregate"]
+    assert all(r["track"] == "8/100k" and r["protocol"]["version"] == 2 for r in results)
+    assert min(r["aggregate"]["note_f1"]["mean"] for r in results) > 10 * random_f1["note_f1"]["mean"]
+    assert verify_result(results[0], folder, episodes=1) == "yes (1/1)"
