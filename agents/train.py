@@ -52,10 +52,11 @@ def load_config(env_id: str, algo: str, n_envs: int = 1, warm_start: bool = Fals
     overrides = config.pop("warm_start_overrides", None) or {}
     if warm_start:
         config.update(overrides)
-    unknown = sorted(set(hyperparameters or {}) - set(config) - _algorithm_keywords(algo))
+    unknown = sorted(set(hyperparameters or {}) - set(config) - {"env_kwargs"} - _algorithm_keywords(algo))
     if unknown:
-        raise ConfigError(f"--hyperparameter {', '.join(unknown)}: neither {path.name} nor {algo.upper()} has such a "
-                          f"hyperparameter; {path.name} sets {', '.join(k for k in config if k != 'env_kwargs')}")
+        raise ConfigError(f"--hyperparameter {', '.join(unknown)}: no hyperparameter of {path.name} or {algo.upper()} "
+                          f"that a run may set (n_steps comes from rollout_steps); {path.name} sets "
+                          f"{', '.join(k for k in config if k != 'env_kwargs')}")
     config.update(hyperparameters or {})
     if "rollout_steps" in config:
         config["n_steps"] = max(int(config.pop("rollout_steps")) // n_envs, 1)
