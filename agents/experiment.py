@@ -27,7 +27,8 @@ finished training (its ``run.json`` says so) evaluates it without training again
 against LM^A's likelihood of what the agent plays (:class:`agents.lm.reward.LMRewardWrapper`), h's hearing of it
 against the score (:class:`agents.lm.reward.ScoreRewardWrapper`, ``--h-model``) and its sound mapped through LM^A
 and the K-pair ``--mapping`` against LM^V's reading of the score (:class:`agents.lm.reward.MappedScoreRewardWrapper`,
-``--lm-dir``), scored on note F1.
+``--lm-dir``; ``lm-margin`` and ``lm-contrast`` weigh that reading against the score moved and transposed),
+scored on note F1.
 """
 
 from __future__ import annotations
@@ -149,7 +150,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--reward", nargs="+", default=["env"], choices=list(REWARDS),
                     help="lm: LM^A's likelihood of the agent's own audio (SightReading, PlayByEar); score: h's "
                          "hearing of it against the score (SightReading); lm-score: the agent's own audio through "
-                         "LM^A and the K-pair --mapping against LM^V's reading of the score (SightReading)")
+                         "LM^A and the K-pair --mapping against LM^V's reading of the score (SightReading); "
+                         "lm-margin: the same, less its mean agreement with the score read earlier, later and "
+                         "transposed; lm-contrast: the InfoNCE log-probability of the score's reading among those")
     ap.add_argument("--h-model", help="h: A -> M for --reward score and --features hear (python -m agents.hear "
                                       "makes them)")
     ap.add_argument("--lm-dir", default="runs/lm")

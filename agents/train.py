@@ -9,7 +9,8 @@ with the episode metrics of the env), checkpoints (``checkpoints/``), the final 
 ``run.json`` (the settings, and the leaderboard track they fall in). ``--features lmm`` needs a folder from
 ``python -m agents.pretrain``; so does ``--reward lm`` (the motion tasks learning from LM^A's likelihood of
 what they play, :class:`agents.lm.reward.LMRewardWrapper`) and ``--reward lm-score`` (their own sound, through
-LM^A and the K-pair ``--mapping``, against LM^V's reading of the score, :class:`agents.lm.reward.MappedScoreRewardWrapper`).
+LM^A and the K-pair ``--mapping``, against LM^V's reading of the score, :class:`agents.lm.reward.MappedScoreRewardWrapper`;
+``lm-margin`` and ``lm-contrast`` against that reading and the same score moved and transposed).
 ``--resume`` carries on a run that was cut off from its
 latest checkpoint (the warm start, once done, is kept as the checkpoint of step 0 and not repeated; while it runs,
 each finished DAgger round is kept in ``warm_start_rounds/``, and a resumed run carries on after the last of them).
@@ -29,7 +30,7 @@ import gymnasium as gym
 import yaml
 
 import lmm_envs  # noqa: F401
-from agents.lm import MAPPING_METHODS, REWARDS
+from agents.lm import MAPPED_REWARDS, MAPPING_METHODS, REWARDS
 from lmm_envs.errors import ConfigError, LMMError, MissingDependencyError
 from lmm_envs.music.expressive import EXPRESSIVE_STYLES, check_style
 
@@ -200,7 +201,7 @@ def _training_env(env_id: str, algo: str, n_envs: int, seed: int, env_kwargs: di
         from agents.lm.reward import MappedScoreRewardVecEnv, closed_loop_env, closed_loop_judge
 
         judge = closed_loop_judge(reward, lm_dir, h_model or DEFAULT_H_MODEL, mapping, paired_budget)  # once for all
-        if reward == "lm-score":  # every env's step judged in one batch of the LMs
+        if reward in MAPPED_REWARDS:  # every env's step judged in one batch of the LMs
             venv = make_training_env(env_id, count, seed, monitor=False, **env_kwargs)
             try:
                 return VecMonitor(MappedScoreRewardVecEnv(venv, judge))
@@ -359,8 +360,8 @@ def train(env_id: str, algo: str = "ppo", features: str = "raw", paired_budget: 
            "warm_start": None if imitation is None else {"method": imitation.method, "teacher": imitation.teacher,
                                                          "env_steps": imitation.env_steps, "rounds": imitation.rounds,
                                                          "env_kwargs": warm_kwargs},
-           "lm_dir": lm_dir if features == "lmm" or reward in ("lm", "lm-score") else None,
-           "mapping": mapping if features == "lmm" or reward == "lm-score" else None,
+           "lm_dir": lm_dir if features == "lmm" or reward in ("lm", *MAPPED_REWARDS) else None,
+           "mapping": mapping if features == "lmm" or reward in MAPPED_REWARDS else None,
            "features_kwargs": extractor_kwargs, "reward": reward,
            "h_model": (h_model or DEFAULT_H_MODEL) if reward == "score" or features == "hear" else None,
            "track": track_of(paired_budget, steps)}
@@ -392,7 +393,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="lm: LM^A's log-likelihood of the agent's own audio (SightReading, PlayByEar); score: how "
                          "well h hears the agent's own audio agree with the score it reads (SightReading); lm-score: "
                          "how well the agent's own audio, through LM^A and the K-pair --mapping, agrees with LM^V's "
-                         "reading of the score (SightReading)")
+                         "reading of the score (SightReading); lm-margin: how much better it agrees with that reading "
+                         "than with the same score read earlier, later and transposed (their mean cosine taken off); "
+                         "lm-contrast: the InfoNCE log-probability of the score's reading among those")
     ap.add_argument("--h-model", help=f"h: A -> M for --reward score and --features hear (default {DEFAULT_H_MODEL}; "
                                       "python -m agents.hear makes them)")
     ap.add_argument("--n-envs", type=int, default=16, help="episodes stepped together (default 16)")

@@ -3,7 +3,8 @@
 :class:`LMRewardWrapper` rewards a motion agent by how likely its own sound is under LM^A (no paired data, no
 labels); :class:`ScoreRewardWrapper` by how well h: A -> M hears it agree with the score;
 :class:`MappedScoreRewardWrapper` by how well its sound, through LM^A and the K-pair mapping, agrees with LM^V's
-reading of the score.
+reading of the score, or (``contrast``) how much better it agrees with it than with the same score read earlier,
+later and transposed.
 
 The closed loop of the challenge: an agent on lmm/SightReading-v0 or lmm/PlayByEar-v0 presses keys, the synth
 turns them into audio, and LM^A, trained only on unpaired recordings, scores that audio. LM^A predicts each frame
@@ -22,6 +23,7 @@ import numpy as np
 import torch
 from stable_baselines3.common.vec_env import VecEnvWrapper
 
+from agents.lm import MAPPED_REWARDS
 from agents.lm.model import FrameLM
 from lmm_envs.errors import ConfigError
 
@@ -101,9 +103,18 @@ class MappedAgreement:
     """How well sounds agree with score moments in LM^V's space: the cosine of the mapped LM^A state of each sound
     (:func:`agents.lm.mapping.audio_states`, through the K-pair :class:`agents.lm.mapping.Mapping`) with LM^V's
     state of the score up to that moment (:func:`agents.lm.mapping.score_states`), both centred as the mapping was
-    fitted, in [-1, 1]. The LMs and the mapping are loaded once and shared by every env."""
+    fitted, in [-1, 1]. The LMs and the mapping are loaded once and shared by every env.
 
-    def __init__(self, lm_dir: str | Path, method: str = "contrastive", paired_budget: int = 8):
+    ``contrast``: :meth:`judge` pays instead how much better the sound fits the score's reading than the same
+    score read at other moments and in other keys (:data:`TIME_DISTRACTORS`, :data:`PITCH_DISTRACTORS`), so that a
+    sound that fits every reading alike (silence, a wash of keys) earns 0 and one that fits a moved or transposed
+    reading better than the score earns less. ``"margin"``: the cosine with the score's reading minus the mean
+    cosine with the others, in [-2, 2]; ``"infonce"``: the InfoNCE log-probability of the score's reading among
+    them all, at the temperature the contrastive maps are fitted with, plus ``log(1 + distractors)``. The plain
+    cosine pays a sound for resembling the score; these pay it for being *this* moment."""
+
+    def __init__(self, lm_dir: str | Path, method: str = "contrastive", paired_budget: int = 8,
+                 contrast: str | None = None):
         from agents.lm.mapping import Mapping, mapping_name
 
         folder = Path(lm_dir)
@@ -114,18 +125,29 @@ class MappedAgreement:
                               f"--paired-budget {paired_budget} --method {method}")
         self.lm_a, self.lm_v = FrameLM.load(paths[0]), FrameLM.load(paths[1])
         self.mapping = Mapping.load(paths[2])
+        if contrast not in CONTRASTS:
+            raise ValueError(f"contrast must be one of {CONTRASTS}, got {contrast!r}")
+        self.contrast = contrast
 
     @torch.no_grad()
     def __call__(self, audio_frames: np.ndarray, score_frames: np.ndarray) -> np.ndarray:
         """``audio_frames``: the last :data:`~agents.lm.data.AUDIO_CONTEXT` frames heard ``(N, 40, 75)`` in [0, 1],
         each moment at the last; ``score_frames``: score windows ``(N, 80, 88)`` of onsets with the same moments at
         :data:`~agents.lm.data.SCORE_POSITION`. Returns ``(N,)`` float64 cosines."""
+        return self._cosines(audio_frames, score_frames[None])[0]
+
+    @torch.no_grad()
+    def _cosines(self, audio_frames: np.ndarray, readings: np.ndarray) -> np.ndarray:
+        """Cosines ``(R, N)`` of each sound ``(N, 40, 75)`` with each of its ``R`` score readings ``(R, N, 80, 88)``;
+        LM^A reads each sound once."""
         from agents.lm.mapping import audio_states, score_states
 
         m = self.mapping
-        heard = audio_states(self.lm_a, audio_frames, pool=m.audio_pool, layer=m.audio_layer)
-        read = score_states(self.lm_v, score_frames, pool=m.score_pool, layer=m.score_layer)
-        return torch.nn.functional.cosine_similarity(m(heard) - m.center, read - m.center).double().numpy()
+        heard = m(audio_states(self.lm_a, audio_frames, pool=m.audio_pool, layer=m.audio_layer)) - m.center
+        read = score_states(self.lm_v, readings.reshape(-1, *readings.shape[2:]), pool=m.score_pool,
+                            layer=m.score_layer) - m.center
+        read = read.view(len(readings), len(audio_frames), -1)
+        return torch.nn.functional.cosine_similarity(heard[None], read, dim=-1).double().numpy()
 
     def judge(self, audio: np.ndarray, score: np.ndarray) -> np.ndarray:
         """The agreement of the frame each SightReading agent just played with the score at that frame, from
@@ -143,7 +165,39 @@ class MappedAgreement:
         shift = SCORE_POSITION - (SCORE_LOOKBEHIND - 1)
         read = np.zeros_like(onsets)
         read[:, shift:] = onsets[:, :onsets.shape[1] - shift]
-        return self(frames, read)
+        if not self.contrast:
+            return self(frames, read)
+        cosines = self._cosines(frames, distractor_readings(read))  # (1 + D, N), the score's own reading first
+        if self.contrast == "margin":
+            return cosines[0] - cosines[1:].mean(axis=0)
+        log_p = torch.log_softmax(torch.from_numpy(cosines) / CONTRAST_TEMPERATURE, dim=0)[0]
+        return (log_p + np.log(len(cosines))).numpy()
+
+
+CONTRASTS = (None, "margin", "infonce")  # how MappedAgreement.judge weighs the score against its distractors
+TIME_DISTRACTORS = (-10, -5, 5, 10)  # frames: the score read 0.5 and 0.25 s earlier and later
+PITCH_DISTRACTORS = (-3, -1, 1, 3)  # keys: the score transposed down and up
+CONTRAST_TEMPERATURE = 0.1  # the InfoNCE temperature the contrastive maps are fitted with
+
+
+def distractor_readings(read: np.ndarray) -> np.ndarray:
+    """Score windows ``(N, 80, 88)`` (frames x keys) and the same windows moved in time by each of
+    :data:`TIME_DISTRACTORS` frames and transposed by each of :data:`PITCH_DISTRACTORS` keys (what moves out is
+    dropped, what moves in is silent): ``(1 + D, N, 80, 88)``, the windows themselves first."""
+    out = np.zeros((1 + len(TIME_DISTRACTORS) + len(PITCH_DISTRACTORS), *read.shape), dtype=read.dtype)
+    out[0] = read
+    frames, keys = read.shape[1], read.shape[2]
+    for j, d in enumerate(TIME_DISTRACTORS, start=1):  # d > 0: the moment d frames on sits at the place
+        if d > 0:
+            out[j, :, :frames - d] = read[:, d:]
+        else:
+            out[j, :, -d:] = read[:, :frames + d]
+    for j, k in enumerate(PITCH_DISTRACTORS, start=1 + len(TIME_DISTRACTORS)):
+        if k > 0:
+            out[j, :, :, k:] = read[:, :, :keys - k]
+        else:
+            out[j, :, :, :keys + k] = read[:, :, -k:]
+    return out
 
 
 def _check_playing_score_env(space: gym.Space, name: str) -> None:
@@ -207,16 +261,17 @@ class MappedScoreRewardVecEnv(VecEnvWrapper):
 def closed_loop_judge(reward: str, lm_dir: str | Path, h_model: str | Path, mapping: str = "regression",
                       paired_budget: int = 8):
     """What judges a closed-loop ``reward``, loaded once for every env it judges: LM^A (``"lm"``), h
-    (``"score"``) or :class:`MappedAgreement` (``"lm-score"``). A missing file is refused in one line
+    (``"score"``) or :class:`MappedAgreement` (``"lm-score"``; ``"lm-margin"`` and ``"lm-contrast"`` with their
+    ``contrast``). A missing file is refused in one line
     (:class:`ConfigError`) that names the command making it."""
-    if reward == "lm-score":
-        return MappedAgreement(lm_dir, mapping, paired_budget)
+    if reward in MAPPED_REWARDS:
+        return MappedAgreement(lm_dir, mapping, paired_budget, contrast=MAPPED_REWARDS[reward])
     if reward == "lm":
         path, how = Path(lm_dir) / "lm_a.pt", f"python -m agents.pretrain --out {lm_dir}"
     elif reward == "score":
         path, how = Path(h_model), "python -m agents.hear"
     else:
-        raise ConfigError(f"no closed-loop reward {reward!r}; they are lm, score and lm-score")
+        raise ConfigError(f"no closed-loop reward {reward!r}; they are lm, score, lm-score, lm-margin and lm-contrast")
     if not path.is_file():
         raise ConfigError(f"{path} not found; make it with {how}")
     if reward == "lm":
@@ -229,7 +284,8 @@ def closed_loop_judge(reward: str, lm_dir: str | Path, h_model: str | Path, mapp
 def closed_loop_env(env: gym.Env, reward: str, judge) -> gym.Wrapper:
     """``env`` rewarded by ``reward``'s wrapper with ``judge`` (:func:`closed_loop_judge`); an env the reward
     cannot judge is refused in one line (:class:`ConfigError`)."""
-    wrapper = {"lm": LMRewardWrapper, "score": ScoreRewardWrapper, "lm-score": MappedScoreRewardWrapper}[reward]
+    wrapper = MappedScoreRewardWrapper if reward in MAPPED_REWARDS else {"lm": LMRewardWrapper,
+                                                                         "score": ScoreRewardWrapper}[reward]
     try:
         return wrapper(env, judge)
     except ValueError as e:

@@ -28,7 +28,7 @@ from agents.lm import MAPPING_METHODS
 from lmm_envs.errors import ConfigError, LMMError
 
 PLAYERS = ("oracle", "late", "transposed", "random", "silent")
-CHECKED_REWARDS = ("lm-score", "score", "lm")
+CHECKED_REWARDS = ("lm-score", "lm-margin", "lm-contrast", "score", "lm")
 LATE_FRAMES = 5
 TRANSPOSE_KEYS = 3
 

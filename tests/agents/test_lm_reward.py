@@ -55,12 +55,66 @@ def test_the_mapped_reward_pays_playing_this_score_not_other_music(agreement, sh
     assert all(-1.0 <= m <= 1.0 for m in means.values())
 
 
-def test_the_batched_reward_is_the_single_envs_reward(agreement, small_score):
+@pytest.fixture(scope="module")
+def contrast():
+    from agents.lm.reward import MappedAgreement
+
+    return MappedAgreement(LMS, "contrastive", 8, contrast="infonce")
+
+
+@pytest.mark.parametrize("reward", ["lm-margin", "lm-contrast"])
+def test_the_contrasted_rewards_pay_this_moment_not_a_late_or_transposed_one(short_mono, reward):
+    from agents.lm.reward_check import check_reward, judged_env
+
+    env = judged_env(reward, short_mono, str(LMS), "contrastive", 8, None)
+    assert env.agreement.contrast == {"lm-margin": "margin", "lm-contrast": "infonce"}[reward]
+    report = check_reward(env, 1, players=("oracle", "late", "transposed", "random"))
+    means = {who: row["mean"] for who, row in report.items()}
+    # above 0 (a sound that fits every reading alike) for the score itself; a player whom a moved or transposed
+    # reading fits better earns less than half of it (the plain cosine pays the late player three quarters)
+    assert means["oracle"] > 0.1, means
+    assert means["late"] < means["oracle"] / 2, means
+    assert max(means["transposed"], means["random"]) < means["oracle"] / 4, means
+
+
+def test_the_margin_is_the_cosine_less_the_distractors_mean(monkeypatch):
+    from agents.lm.reward import MappedAgreement, distractor_readings
+
+    margin = MappedAgreement(LMS, "contrastive", 8, contrast="margin")
+    infonce = MappedAgreement(LMS, "contrastive", 8, contrast="infonce")
+    cosines = np.array([[0.9, 0.1], [0.5, 0.1], [0.1, 0.1], [0.3, 0.1], [0.1, 0.1], [0.2, 0.1], [0.0, 0.1],
+                        [-0.2, 0.1], [0.1, 0.1]])  # (1 + 8 readings, 2 sounds)
+    for judge in (margin, infonce):
+        monkeypatch.setattr(judge, "_cosines", lambda frames, readings: cosines[:len(readings)])
+    audio, score = np.zeros((2, 1, 75, 40), np.uint8), np.zeros((2, 1, 88, 80), np.uint8)
+    np.testing.assert_allclose(margin.judge(audio, score), [0.9 - 0.1375, 0.0], atol=1e-12)
+    logits = cosines[:, 0] / 0.1
+    np.testing.assert_allclose(infonce.judge(audio, score)[0], logits[0] - np.log(np.exp(logits).sum()) + np.log(9))
+    np.testing.assert_allclose(infonce.judge(audio, score)[1], 0.0, atol=1e-12)
+    with pytest.raises(ValueError, match="contrast"):
+        MappedAgreement(LMS, "contrastive", 8, contrast="hinge")
+    assert distractor_readings(np.zeros((1, 80, 88))).shape[0] == len(cosines)
+
+
+def test_a_sound_that_fits_every_reading_alike_earns_nothing(contrast):
+    """A silent score reads the same moved or transposed: no reading is more this moment than another."""
+    from agents.lm.reward import MappedAgreement
+
+    audio = np.random.default_rng(1).integers(0, 255, size=(4, 1, 75, 40)).astype(np.uint8)
+    score = np.zeros((4, 1, 88, 80), dtype=np.uint8)
+    np.testing.assert_allclose(contrast.judge(audio, score), 0.0, atol=1e-9)
+    margin = MappedAgreement(LMS, "contrastive", 8, contrast="margin")
+    np.testing.assert_allclose(margin.judge(audio, score), 0.0, atol=1e-9)
+
+
+@pytest.mark.parametrize("reward", ["lm-score", "lm-contrast"])
+def test_the_batched_reward_is_the_single_envs_reward(agreement, contrast, small_score, reward):
     from stable_baselines3.common.vec_env import DummyVecEnv
 
     from agents.lm.reward import MappedScoreRewardVecEnv, MappedScoreRewardWrapper
     from agents.vec_env import make_training_env
 
+    agreement = contrast if reward == "lm-contrast" else agreement
     batched = MappedScoreRewardVecEnv(
         make_training_env("lmm/SightReading-v0", 2, seed=3, monitor=False, pieces=[small_score]), agreement)
     single = DummyVecEnv([lambda: MappedScoreRewardWrapper(gym.make("lmm/SightReading-v0", pieces=[small_score]),
