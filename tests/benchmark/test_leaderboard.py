@@ -152,6 +152,26 @@ def test_a_kept_lmm_result_replays_through_the_kept_lms(env_id, track):
     assert verify_result(result, folder, episodes=1) == "yes (1/1)"
 
 
+def test_the_kept_8_pair_accompanists_carried_on_to_1m_replay_and_beat_their_100k_selves():
+    """Accompaniment `lmm` at 8/1M (the 8/100k runs carried on): each seed above its own 100k model and the
+    metronome, and a kept model replays its result through the kept LMs."""
+    from pathlib import Path
+
+    from lmm_envs.benchmark.leaderboard import result_filename, verify_result
+
+    folder = Path(__file__).parents[2] / "leaderboard" / "results"
+    env_id = "lmm/Accompaniment-v0"
+    for seed in range(3):
+        long = load_result(folder / result_filename(env_id, f"dagger_ppo_lmm_s{seed}", "8/1M"))
+        short = load_result(folder / result_filename(env_id, f"dagger_ppo_lmm_s{seed}", "8/100k"))
+        assert long["track"] == "8/1M" and short["track"] == "8/100k"
+        assert long["normalised_score"]["mean"] > short["normalised_score"]["mean"]
+        assert long["normalised_score"]["low"] > load_result(folder / "Accompaniment-v0__metronome__baseline.json")[
+            "normalised_score"]["high"]
+    result = load_result(folder / result_filename(env_id, "dagger_ppo_lmm_s2", "8/1M"))
+    assert verify_result(result, folder, episodes=1) == "yes (1/1)"
+
+
 @pytest.mark.parametrize("env_id,track", [("lmm/ScoreFollowing-v0", "8/1M"), ("lmm/ScoreFollowing-v0", "64/1M"),
                                           ("lmm/ScoreFollowing-v0", "all/1M"), ("lmm/Accompaniment-v0", "64/100k"),
                                           ("lmm/Accompaniment-v0", "all/100k")])
