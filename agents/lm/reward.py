@@ -117,6 +117,8 @@ class MappedAgreement:
                  contrast: str | None = None):
         from agents.lm.mapping import Mapping, mapping_name
 
+        if contrast not in CONTRASTS:
+            raise ValueError(f"contrast must be one of {CONTRASTS}, got {contrast!r}")
         folder = Path(lm_dir)
         paths = (folder / "lm_a.pt", folder / "lm_v.pt", folder / mapping_name(method, paired_budget))
         missing = [str(path) for path in paths if not path.is_file()]
@@ -125,8 +127,6 @@ class MappedAgreement:
                               f"--paired-budget {paired_budget} --method {method}")
         self.lm_a, self.lm_v = FrameLM.load(paths[0]), FrameLM.load(paths[1])
         self.mapping = Mapping.load(paths[2])
-        if contrast not in CONTRASTS:
-            raise ValueError(f"contrast must be one of {CONTRASTS}, got {contrast!r}")
         self.contrast = contrast
 
     @torch.no_grad()
