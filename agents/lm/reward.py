@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from stable_baselines3.common.vec_env import VecEnvWrapper
 
-from agents.lm import MAPPED_REWARDS
+from agents.lm import MAPPED_REWARDS, REWARDS
 from agents.lm.model import FrameLM
 from lmm_envs.errors import ConfigError
 
@@ -174,7 +174,7 @@ class MappedAgreement:
         return (log_p + np.log(len(cosines))).numpy()
 
 
-CONTRASTS = (None, "margin", "infonce")  # how MappedAgreement.judge weighs the score against its distractors
+CONTRASTS = tuple(MAPPED_REWARDS.values())  # how MappedAgreement.judge weighs the score against its distractors
 TIME_DISTRACTORS = (-10, -5, 5, 10)  # frames: the score read 0.5 and 0.25 s earlier and later
 PITCH_DISTRACTORS = (-3, -1, 1, 3)  # keys: the score transposed down and up
 CONTRAST_TEMPERATURE = 0.1  # the InfoNCE temperature the contrastive maps are fitted with
@@ -271,7 +271,7 @@ def closed_loop_judge(reward: str, lm_dir: str | Path, h_model: str | Path, mapp
     elif reward == "score":
         path, how = Path(h_model), "python -m agents.hear"
     else:
-        raise ConfigError(f"no closed-loop reward {reward!r}; they are lm, score, lm-score, lm-margin and lm-contrast")
+        raise ConfigError(f"no closed-loop reward {reward!r}; they are {', '.join(r for r in REWARDS if r != 'env')}")
     if not path.is_file():
         raise ConfigError(f"{path} not found; make it with {how}")
     if reward == "lm":

@@ -62,6 +62,13 @@ def contrast():
     return MappedAgreement(LMS, "contrastive", 8, contrast="infonce")
 
 
+@pytest.fixture(scope="module")
+def margin():
+    from agents.lm.reward import MappedAgreement
+
+    return MappedAgreement(LMS, "contrastive", 8, contrast="margin")
+
+
 @pytest.mark.parametrize("reward", ["lm-margin", "lm-contrast"])
 def test_the_contrasted_rewards_pay_this_moment_not_a_late_or_transposed_one(short_mono, reward):
     from agents.lm.reward_check import check_reward, judged_env
@@ -77,11 +84,10 @@ def test_the_contrasted_rewards_pay_this_moment_not_a_late_or_transposed_one(sho
     assert max(means["transposed"], means["random"]) < means["oracle"] / 4, means
 
 
-def test_the_margin_is_the_cosine_less_the_distractors_mean(monkeypatch):
+def test_the_margin_is_the_cosine_less_the_distractors_mean(monkeypatch, margin, contrast):
     from agents.lm.reward import MappedAgreement, distractor_readings
 
-    margin = MappedAgreement(LMS, "contrastive", 8, contrast="margin")
-    infonce = MappedAgreement(LMS, "contrastive", 8, contrast="infonce")
+    infonce = contrast
     cosines = np.array([[0.9, 0.1], [0.5, 0.1], [0.1, 0.1], [0.3, 0.1], [0.1, 0.1], [0.2, 0.1], [0.0, 0.1],
                         [-0.2, 0.1], [0.1, 0.1]])  # (1 + 8 readings, 2 sounds)
     for judge in (margin, infonce):
@@ -96,14 +102,11 @@ def test_the_margin_is_the_cosine_less_the_distractors_mean(monkeypatch):
     assert distractor_readings(np.zeros((1, 80, 88))).shape[0] == len(cosines)
 
 
-def test_a_sound_that_fits_every_reading_alike_earns_nothing(contrast):
+def test_a_sound_that_fits_every_reading_alike_earns_nothing(contrast, margin):
     """A silent score reads the same moved or transposed: no reading is more this moment than another."""
-    from agents.lm.reward import MappedAgreement
-
     audio = np.random.default_rng(1).integers(0, 255, size=(4, 1, 75, 40)).astype(np.uint8)
     score = np.zeros((4, 1, 88, 80), dtype=np.uint8)
     np.testing.assert_allclose(contrast.judge(audio, score), 0.0, atol=1e-9)
-    margin = MappedAgreement(LMS, "contrastive", 8, contrast="margin")
     np.testing.assert_allclose(margin.judge(audio, score), 0.0, atol=1e-9)
 
 
