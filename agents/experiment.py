@@ -42,6 +42,7 @@ from pathlib import Path
 import numpy as np
 
 from agents.lm import MAPPING_METHODS, REWARDS
+from agents.train import TRAIN_PIECES
 from lmm_envs.benchmark.protocol import SUBSETS
 from lmm_envs.errors import ConfigError, LMMError
 from lmm_envs.music.expressive import EXPRESSIVE_STYLES
@@ -94,7 +95,7 @@ def _train(job: dict, run: Path, device: str, say) -> None:
           n_envs=job["n_envs"], warm_start=job["warm_start"], warm_start_steps=job["warm_start_steps"], teacher=job["teacher"],
           train_style=job.get("train_style"), warm_start_style=job.get("warm_start_style"), h_model=job.get("h_model"),
           resume=job.get("resume", False), features_args=job.get("features_args"), log=say,
-          hyperparameters=job.get("hyperparameters"))
+          hyperparameters=job.get("hyperparameters"), train_pieces=job.get("train_pieces", "paired"))
 
 
 def trained_already(run: Path, job: dict) -> bool:
@@ -107,6 +108,7 @@ def trained_already(run: Path, job: dict) -> bool:
     done = json.loads(settings.read_text())
     used = done.get("hyperparameters") or {}
     return (all(done.get(key) == job[key] for key in ("features", "reward", "seed", "steps", "paired_budget"))
+            and done.get("train_pieces", "paired") == job.get("train_pieces", "paired")
             and all(used.get(key) == value for key, value in (job.get("hyperparameters") or {}).items()))
 
 
@@ -170,6 +172,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="expressive style of the training renderings (default: the envs', vienna)")
     ap.add_argument("--warm-start-style", choices=sorted(EXPRESSIVE_STYLES),
                     help="expressive style of the warm start's demonstrations only (a curriculum)")
+    ap.add_argument("--train-pieces", choices=TRAIN_PIECES, default="paired",
+                    help="paired: train on the K paired pieces (default); all: on every train-split piece, which only "
+                         "a label-free --reward can use (the pairs then fit its map only, and the warm start)")
     ap.add_argument("--hyperparameter", action="append", metavar="KEY=VALUE",
                     help="override one of agents/configs/<env>.yaml's PPO hyperparameters in every run, repeatable "
                          "(e.g. --hyperparameter gamma=0.8)")
@@ -193,7 +198,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _experiment(args: argparse.Namespace) -> int:
     """Every (features, reward, seed) run of ``args``, trained, evaluated and summarised."""
-    from agents.train import checked_features_args
+    from agents.train import check_train_pieces, checked_features_args
     from lmm_envs.cli import key_values
 
     if args.leaderboard and args.limit:
@@ -207,13 +212,16 @@ def _experiment(args: argparse.Namespace) -> int:
         load_config(args.env, "ppo", args.n_envs, args.warm_start is not None, hyperparameters)
     for f in args.features:  # a bad option stops here, before any run starts
         checked_features_args(f, features_args)
+    for r in args.reward:
+        check_train_pieces(args.train_pieces, r, args.paired_budget)
     arms = [(f, r, f if args.reward == ["env"] else f"{f}-{r}") for f in args.features for r in args.reward]
     jobs = [dict(env=args.env, paired_budget=args.paired_budget, steps=args.steps, seed=s, features=f, reward=r,
                  arm=arm, lm_dir=args.lm_dir, mapping=args.mapping, limit=args.limit, subset=args.subset, out=args.out, n_envs=args.n_envs,
                  warm_start=args.warm_start, warm_start_steps=args.warm_start_steps, teacher=args.teacher,
                  use_gpu=args.ray is not None and args.gpus_per_run > 0, train_style=args.train_style,
                  warm_start_style=args.warm_start_style, h_model=args.h_model, resume=args.resume,
-                 features_args=features_args, leaderboard=args.leaderboard, hyperparameters=hyperparameters)
+                 features_args=features_args, leaderboard=args.leaderboard, hyperparameters=hyperparameters,
+                 train_pieces=args.train_pieces)
             for f, r, arm in arms for s in args.seeds]
     from lmm_envs.benchmark.evaluate import write_result
     from lmm_envs.parallel import run_tasks

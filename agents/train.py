@@ -184,6 +184,19 @@ WARM_START_ROUNDS = "warm_start_rounds"  # a warm start's finished rounds, while
 DEFAULT_H_MODEL = "runs/h/h_abs_K8_s0.pt"  # what --reward score hears with unless --h-model says (python -m agents.hear)
 
 
+TRAIN_PIECES = ("paired", "all")  # what the algorithm trains on: the K paired pieces, or the whole train split
+
+
+def check_train_pieces(train_pieces: str, reward: str, paired_budget: int) -> None:
+    """Refuse, in one line, unpaired training pieces for a reward that would need their pairs."""
+    if train_pieces not in TRAIN_PIECES:
+        raise ConfigError(f"--train-pieces must be one of {', '.join(TRAIN_PIECES)}, got {train_pieces!r}")
+    if train_pieces == "all" and reward == "env" and paired_budget:
+        raise ConfigError("--train-pieces all trains on unpaired pieces, and the env's reward compares the agent with "
+                          "each piece's performance (a pair): use a label-free --reward (lm, score, lm-score, "
+                          "lm-margin or lm-contrast), or --paired-budget 0 to train on every pair")
+
+
 def _training_env(env_id: str, algo: str, n_envs: int, seed: int, env_kwargs: dict, reward: str, lm_dir: str,
                   h_model: str | None = None, mapping: str = "regression", paired_budget: int = 8):
     """The vectorised env a run trains on: the native batched env for n_envs > 1 (see :mod:`agents.vec_env`);
@@ -252,7 +265,8 @@ def train(env_id: str, algo: str = "ppo", features: str = "raw", paired_budget: 
           warm_start_steps: int | None = None, teacher: str = "oracle", eval_every: int = 0,
           eval_pieces: int = 8, train_style: str | None = None, warm_start_style: str | None = None,
           resume: bool = False, h_model: str | None = None, features_args: dict | None = None,
-          log: Callable[[str], None] | None = None, hyperparameters: dict | None = None):
+          log: Callable[[str], None] | None = None, hyperparameters: dict | None = None,
+          train_pieces: str = "paired"):
     """Train and save an agent (see the module docstring); returns the SB3 model.
 
     ``n_envs`` episodes step together (the native batched env); ``warm_start`` (``"bc"`` or ``"dagger"``) first
@@ -270,6 +284,11 @@ def train(env_id: str, algo: str = "ppo", features: str = "raw", paired_budget: 
     nothing to resume from it starts afresh. A resumed run's PPO part is not bit-identical to one that was never
     cut off (the envs restart), and a validation curve covers only the part after the resume.
 
+    ``train_pieces="all"`` trains the algorithm on every piece of the train split instead of the K paired ones. Only a
+    label-free reward (any but the env's, which compares the agent with the performance) can use the unpaired
+    pieces: the agent sees their scores and its own sound, and the K pairs fit only the reward's map (and the
+    features'), so the run stays on the K track. A warm start still clones the oracle on the K paired pieces.
+
     ``log`` (for runs without a progress bar) gets a line after each warm-start round and every
     ``checkpoint_every`` RL steps."""
     from agents.features import EXTRACTORS
@@ -283,6 +302,7 @@ def train(env_id: str, algo: str = "ppo", features: str = "raw", paired_budget: 
         raise ConfigError(f"--n-envs must be a positive integer, got {n_envs!r}")
     if warm_start is not None and (algo not in ("ppo", "a2c") or recurrent):
         raise ConfigError("--warm-start clones into an actor-critic policy: use it with --algo ppo or a2c")
+    check_train_pieces(train_pieces, reward, paired_budget)
     config = load_config(env_id, algo, n_envs, warm_start is not None, hyperparameters)
     env_kwargs = dict(config.pop("env_kwargs", {}) or {})
     env_kwargs.update({"paired_budget": paired_budget} if paired_budget else {"split": "train"})
@@ -290,6 +310,8 @@ def train(env_id: str, algo: str = "ppo", features: str = "raw", paired_budget: 
         check_style(train_style)
         env_kwargs["expressive_style"] = train_style
     warm_kwargs = dict(env_kwargs)
+    if train_pieces == "all":  # the scores of the whole split, the pairs kept for the map and the warm start
+        env_kwargs = {**{k: v for k, v in env_kwargs.items() if k != "paired_budget"}, "split": "train"}
     if warm_start_style is not None:
         if warm_start is None:
             raise ConfigError("--warm-start-style sets the style of a warm start's demonstrations; add --warm-start")
@@ -364,7 +386,7 @@ def train(env_id: str, algo: str = "ppo", features: str = "raw", paired_budget: 
            "mapping": mapping if features == "lmm" or reward in MAPPED_REWARDS else None,
            "features_kwargs": extractor_kwargs, "reward": reward,
            "h_model": (h_model or DEFAULT_H_MODEL) if reward == "score" or features == "hear" else None,
-           "track": track_of(paired_budget, steps)}
+           "train_pieces": train_pieces, "track": track_of(paired_budget, steps)}
     (out / "run.json").write_text(json.dumps(run, indent=1))
     return model
 
@@ -416,6 +438,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--hyperparameter", action="append", metavar="KEY=VALUE",
                     help="override one of agents/configs/<env>.yaml's hyperparameters for this run, repeatable "
                          "(e.g. --hyperparameter gamma=0.8); run.json records what was used")
+    ap.add_argument("--train-pieces", choices=TRAIN_PIECES, default="paired",
+                    help="paired: train on the K paired pieces (default); all: on every train-split piece, which only "
+                         "a label-free --reward can use (the pairs then fit its map only, and the warm start)")
     ap.add_argument("--quiet", action="store_true")
     args = ap.parse_args(argv)
     from lmm_envs.cli import key_values
@@ -429,7 +454,7 @@ def main(argv: list[str] | None = None) -> int:
               warm_start_steps=args.warm_start_steps, teacher=args.teacher, eval_every=args.eval_every,
               eval_pieces=args.eval_pieces, train_style=args.train_style, warm_start_style=args.warm_start_style,
               resume=args.resume, h_model=args.h_model, features_args=features_args,
-              hyperparameters=hyperparameters)
+              hyperparameters=hyperparameters, train_pieces=args.train_pieces)
     except LMMError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -154,7 +154,7 @@ def test_leaderboard_with_limit_is_refused_before_any_run(tmp_path, capsys):
     assert not out.exists() and not board.exists()
 
 
-def test_a_finished_run_counts_as_done_only_with_the_same_overridden_hyperparameters(tmp_path):
+def test_a_finished_run_counts_as_done_only_with_the_same_overridden_hyperparameters_and_pieces(tmp_path):
     from agents.experiment import trained_already
 
     job = {"features": "raw", "reward": "env", "seed": 0, "steps": 64, "paired_budget": 8}
@@ -163,3 +163,5 @@ def test_a_finished_run_counts_as_done_only_with_the_same_overridden_hyperparame
     assert trained_already(tmp_path, job) and trained_already(tmp_path, {**job, "hyperparameters": {"gamma": 0.5}})
     assert not trained_already(tmp_path, {**job, "hyperparameters": {"gamma": 0.8}})
     assert not trained_already(tmp_path, {**job, "seed": 1})
+    assert not trained_already(tmp_path, {**job, "train_pieces": "all"})  # a run from before --train-pieces: paired
+    assert trained_already(tmp_path, {**job, "train_pieces": "paired"})

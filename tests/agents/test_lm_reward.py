@@ -181,3 +181,28 @@ def test_the_reward_check_cli_refuses_bad_input_in_one_line(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 2 and err[0].startswith("error: --pieces") and "agents.pretrain" in err[1]
     assert not (tmp_path / "r.json").exists()
+
+
+def test_a_label_free_reward_trains_on_the_unpaired_scores_and_the_pairs_fit_only_its_map(tmp_path, monkeypatch):
+    from agents import imitation, vec_env
+    from agents.train import train
+
+    trained_on, cloned_on = {}, {}
+    make_training_env, single_env_factory = vec_env.make_training_env, imitation.single_env_factory
+    monkeypatch.setattr(vec_env, "make_training_env",
+                        lambda env_id, n, seed, **kw: trained_on.update(kw) or make_training_env(env_id, n, seed, **kw))
+    monkeypatch.setattr(imitation, "single_env_factory",
+                        lambda env_id, **kw: cloned_on.update(kw) or single_env_factory(env_id, **kw))
+    out = tmp_path / "unpaired"
+    train("lmm/SightReading-v0", "ppo", "raw", paired_budget=8, steps=128, out=out, progress=False, reward="lm-score",
+          lm_dir=str(LMS), mapping="contrastive", n_envs=2, device="cpu", warm_start="bc", warm_start_steps=64,
+          train_pieces="all")
+    assert trained_on["split"] == "train" and "paired_budget" not in trained_on  # RL on every score of the split
+    assert cloned_on["paired_budget"] == 8  # the oracle's demonstrations stay on the pairs
+    run = json.loads((out / "run.json").read_text())
+    assert (run["train_pieces"], run["track"], run["env_kwargs"]) == ("all", "8/100k", {"split": "train"})
+    assert len(piece_ids(split="train")) > 8
+    with pytest.raises(lmm_envs.LMMError, match="label-free"):  # the env's reward compares with the performance
+        train("lmm/SightReading-v0", "ppo", "raw", paired_budget=8, steps=64, out=tmp_path / "env", progress=False,
+              train_pieces="all")
+    assert not (tmp_path / "env").exists()
