@@ -226,3 +226,25 @@ def test_the_kept_sight_readers_replay_and_play_the_score():
     assert all(r["track"] == "8/100k" and r["protocol"]["version"] == 2 for r in results)
     assert min(r["aggregate"]["note_f1"]["mean"] for r in results) > 10 * random_f1["note_f1"]["mean"]
     assert verify_result(results[0], folder, episodes=1) == "yes (1/1)"
+
+
+def test_the_kept_sight_readers_taught_by_the_lms_on_unpaired_scores_pass_the_target_and_replay():
+    """PPO from scratch rewarded through LM^A, the 8-pair map and LM^V, practising on every train score: on the
+    8/100k track, no warm start, every seed's note F1 above 0.25 and above the random player's, and a kept model
+    replays its result."""
+    from pathlib import Path
+
+    from lmm_envs.benchmark.leaderboard import result_filename, verify_result
+
+    root = Path(__file__).parents[2]
+    folder = root / "leaderboard" / "results"
+    results = [load_result(folder / result_filename("lmm/SightReading-v0", f"ppo_raw-lm-score-unpaired_s{s}", "8/100k"))
+               for s in range(3)]
+    for result in results:
+        run = json.loads((root / result["agent"]["spec"]).with_suffix(".run.json").read_text())
+        assert (run["reward"], run["train_pieces"], run["paired_budget"], run["warm_start"]) == ("lm-score", "all", 8,
+                                                                                                  None)
+        assert result["track"] == "8/100k" and result["aggregate"]["note_f1"]["mean"] > 0.25
+    random_f1 = load_result(folder / "SightReading-v0__random__baseline.json")["aggregate"]["note_f1"]["mean"]
+    assert min(r["aggregate"]["note_f1"]["mean"] for r in results) > 5 * random_f1
+    assert verify_result(results[1], folder, episodes=1) == "yes (1/1)"
