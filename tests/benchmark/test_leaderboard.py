@@ -139,7 +139,8 @@ def test_a_kept_learned_result_replays_from_its_kept_checkpoint():
 
 
 @pytest.mark.parametrize("env_id,track", [("lmm/ScoreFollowing-v0", "8/1M"), ("lmm/ScoreFollowing-v0", "64/1M"),
-                                          ("lmm/ScoreFollowing-v0", "all/1M"), ("lmm/Accompaniment-v0", "64/100k")])
+                                          ("lmm/ScoreFollowing-v0", "all/1M"), ("lmm/Accompaniment-v0", "64/100k"),
+                                          ("lmm/Accompaniment-v0", "64/1M")])
 def test_a_kept_lmm_result_replays_through_the_kept_lms(env_id, track):
     """The kept lmm agents keep their LMs out of the checkpoint (in leaderboard/lms/base): the result replays."""
     from pathlib import Path
