@@ -112,6 +112,13 @@ def trained_already(run: Path, job: dict) -> bool:
             and all(used.get(key) == value for key, value in (job.get("hyperparameters") or {}).items()))
 
 
+def arm_name(features: str, reward: str, rewards: list[str], train_pieces: str = "paired") -> str:
+    """An arm's name in an experiment's folders, summary and result files: its features, its reward unless every
+    arm trains on the env's, and ``-unpaired`` when it trains on every score of the split (``--train-pieces all``)."""
+    name = features if rewards == ["env"] else f"{features}-{reward}"
+    return f"{name}-unpaired" if train_pieces == "all" else name
+
+
 def leaderboard_name(job: dict, suffix: str) -> str:
     """The leaderboard's file name of a run: ``ScoreFollowing-v0__dagger_ppo_lmm_s0__8-1M`` + ``suffix``."""
     from agents.train import track_of
@@ -214,7 +221,7 @@ def _experiment(args: argparse.Namespace) -> int:
         checked_features_args(f, features_args)
     for r in args.reward:
         check_train_pieces(args.train_pieces, r, args.paired_budget)
-    arms = [(f, r, f if args.reward == ["env"] else f"{f}-{r}") for f in args.features for r in args.reward]
+    arms = [(f, r, arm_name(f, r, args.reward, args.train_pieces)) for f in args.features for r in args.reward]
     jobs = [dict(env=args.env, paired_budget=args.paired_budget, steps=args.steps, seed=s, features=f, reward=r,
                  arm=arm, lm_dir=args.lm_dir, mapping=args.mapping, limit=args.limit, subset=args.subset, out=args.out, n_envs=args.n_envs,
                  warm_start=args.warm_start, warm_start_steps=args.warm_start_steps, teacher=args.teacher,

@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 import pytest
 
@@ -165,3 +166,14 @@ def test_a_finished_run_counts_as_done_only_with_the_same_overridden_hyperparame
     assert not trained_already(tmp_path, {**job, "seed": 1})
     assert not trained_already(tmp_path, {**job, "train_pieces": "all"})  # a run from before --train-pieces: paired
     assert trained_already(tmp_path, {**job, "train_pieces": "paired"})
+
+
+def test_an_arm_is_named_by_its_features_its_reward_and_its_pieces():
+    from agents.experiment import arm_name, leaderboard_name
+
+    assert arm_name("raw", "env", ["env"]) == "raw" and arm_name("raw", "lm", ["env", "lm"]) == "raw-lm"
+    assert arm_name("raw", "lm-score", ["lm-score"], "all") == "raw-lm-score-unpaired"
+    job = {"env": "lmm/SightReading-v0", "warm_start": None, "arm": "raw-lm-score-unpaired", "seed": 0,
+           "paired_budget": 8, "steps": 100000}  # the kept LM-reward sight readers' names on the leaderboard
+    assert leaderboard_name(job, ".json") == "SightReading-v0__ppo_raw-lm-score-unpaired_s0__8-100k.json"
+    assert (Path(__file__).parents[2] / "leaderboard" / "results" / leaderboard_name(job, ".json")).is_file()
