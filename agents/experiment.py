@@ -42,7 +42,7 @@ from pathlib import Path
 import numpy as np
 
 from agents.lm import MAPPING_METHODS, REWARDS
-from agents.train import TRAIN_PIECES
+from agents.train import add_train_pieces_option
 from lmm_envs.benchmark.protocol import SUBSETS
 from lmm_envs.errors import ConfigError, LMMError
 from lmm_envs.music.expressive import EXPRESSIVE_STYLES
@@ -179,9 +179,7 @@ def main(argv: list[str] | None = None) -> int:
                     help="expressive style of the training renderings (default: the envs', vienna)")
     ap.add_argument("--warm-start-style", choices=sorted(EXPRESSIVE_STYLES),
                     help="expressive style of the warm start's demonstrations only (a curriculum)")
-    ap.add_argument("--train-pieces", choices=TRAIN_PIECES, default="paired",
-                    help="paired: train on the K paired pieces (default); all: on every train-split piece, which only "
-                         "a label-free --reward can use (the pairs then fit its map only, and the warm start)")
+    add_train_pieces_option(ap)
     ap.add_argument("--hyperparameter", action="append", metavar="KEY=VALUE",
                     help="override one of agents/configs/<env>.yaml's PPO hyperparameters in every run, repeatable "
                          "(e.g. --hyperparameter gamma=0.8)")

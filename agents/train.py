@@ -192,9 +192,17 @@ def check_train_pieces(train_pieces: str, reward: str, paired_budget: int) -> No
     if train_pieces not in TRAIN_PIECES:
         raise ConfigError(f"--train-pieces must be one of {', '.join(TRAIN_PIECES)}, got {train_pieces!r}")
     if train_pieces == "all" and reward == "env" and paired_budget:
+        label_free = ", ".join(r for r in REWARDS if r != "env")
         raise ConfigError("--train-pieces all trains on unpaired pieces, and the env's reward compares the agent with "
-                          "each piece's performance (a pair): use a label-free --reward (lm, score, lm-score, "
-                          "lm-margin or lm-contrast), or --paired-budget 0 to train on every pair")
+                          f"each piece's performance (a pair): use a label-free --reward ({label_free}), or "
+                          "--paired-budget 0 to train on every pair")
+
+
+def add_train_pieces_option(ap: argparse.ArgumentParser) -> None:
+    """``--train-pieces``, for ``agents.train`` and ``agents.experiment`` alike."""
+    ap.add_argument("--train-pieces", choices=TRAIN_PIECES, default="paired",
+                    help="paired: train on the K paired pieces (default); all: on every train-split piece, which only "
+                         "a label-free --reward can use (the pairs then fit its map only, and the warm start)")
 
 
 def _training_env(env_id: str, algo: str, n_envs: int, seed: int, env_kwargs: dict, reward: str, lm_dir: str,
@@ -438,9 +446,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--hyperparameter", action="append", metavar="KEY=VALUE",
                     help="override one of agents/configs/<env>.yaml's hyperparameters for this run, repeatable "
                          "(e.g. --hyperparameter gamma=0.8); run.json records what was used")
-    ap.add_argument("--train-pieces", choices=TRAIN_PIECES, default="paired",
-                    help="paired: train on the K paired pieces (default); all: on every train-split piece, which only "
-                         "a label-free --reward can use (the pairs then fit its map only, and the warm start)")
+    add_train_pieces_option(ap)
     ap.add_argument("--quiet", action="store_true")
     args = ap.parse_args(argv)
     from lmm_envs.cli import key_values
