@@ -1,0 +1,285 @@
+"""The score played through the envs' synth, M -> A, and a K-pair map between LM^A's two hearings of it.
+
+A score needs no pair to be heard: rendered deadpan (expressiveness 0: the nominal tempo, even dynamics) through the
+synth the envs use, its audio frame ``c`` is score frame ``c`` (both 20 frames a second). An audio moment of a
+performance can then be placed against a score moment two ways, neither through LM^V:
+
+- **the rendered score, frame by frame** (:func:`rendered_distance`): the heard window against the rendered frames
+  up to the place, by :func:`agents.lm.mapping.end_aligned_distance` (the performer's tempo drops out). Like the
+  score through h's piano (:func:`agents.lm.mapping.piano_distance`), it needs no pairs; it hears each note's attack
+  and decay where h's keyboard holds a key's mean spectrum.
+- **LM^A on both** (:class:`RenderedMap`): LM^A's pooled state after the heard window, against its state after the
+  rendered window ending at the place. LM^A was trained on unpaired performances; a performance and a deadpan
+  rendering of the same moment differ in tempo, dynamics and what the performer's timing blurs, so the K pairs fit
+  a map from the first state onto the second (ridge regression, the ridge chosen on the val pieces). With no map
+  (the identity) it uses no pairs at all.
+
+The two are mixed as :mod:`agents.lm.fusion` mixes its bridges, ``(1 - share) * map + share * rendered``, each
+standardised per query, the share chosen on the val pieces. Held-out retrieval among 16 moments (the task of
+:func:`agents.lm.mapping.retrieval_accuracy`: the same pieces and moments for the same seed), each with a 95%
+bootstrap interval over the held-out pieces:
+
+    python -m agents.lm.rendered --lm-dir leaderboard/lms/base --paired-budget 8 64 208 \\
+        --out runs/rendered.json --plot docs/retrieval_rendered.png
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+RIDGES = (1e-5, 1e-4, 1e-3, 1e-2)  # per pair moment, against the states' own scale; chosen on val
+SHARES = tuple(np.round(np.linspace(0.0, 1.0, 11), 2).tolist())  # the rendered distance's share in the mix
+PER_PIECE = 200  # moments drawn from each paired piece to fit the map (as agents.lm.mapping.fit_mapping)
+
+
+def rendered_frames(piece_id: str, synth: str = "harmonic") -> np.ndarray:
+    """``(frames, 75)`` the piece's score rendered deadpan by ``synth``, quantised as the env's audio, in [0, 1]:
+    frame ``c`` sounds score frame ``c``."""
+    from agents.lm.data import _audio
+    from lmm_envs.pieces import prepare_piece
+
+    return _audio(prepare_piece(piece_id, 0.0, 0, synth=synth))
+
+
+def _places(piece: dict, times: np.ndarray, rendered: np.ndarray) -> list[int]:
+    """The score frames the alignment gives ``times``, inside the rendering."""
+    return [min(int(piece["position"][t]), len(rendered) - 1) for t in times]
+
+
+def rendered_distance(piece: dict, rendered: np.ndarray, times: np.ndarray) -> torch.Tensor:
+    """(queries, keys): the heard window ending at each time against the rendered score up to each moment's place
+    (the score window's frames up to the agent's place, as :func:`agents.lm.mapping.piano_distance` reads it),
+    by :func:`agents.lm.mapping.end_aligned_distance` over frames. Uses no pairs and nothing learned."""
+    from agents.lm.mapping import _heard_windows, _read_windows, _sequence_distance
+
+    return _sequence_distance(_heard_windows(piece["audio"], times), _read_windows(rendered, _places(piece, times,
+                                                                                                        rendered)))
+
+
+@torch.no_grad()
+def hearings(lm_a, piece: dict, rendered: np.ndarray, times: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    """LM^A's pooled states ``(queries, d)`` after the heard window ending at each time, and after the rendered
+    window ending at each moment's place (the pooling and block of the contrastive LM mappings)."""
+    from agents.lm.data import AUDIO_CONTEXT, window_ending_at
+    from agents.lm.mapping import AUDIO_LAYER, POOL_AUDIO, audio_states
+
+    heard = np.stack([window_ending_at(piece["audio"], int(t), AUDIO_CONTEXT) for t in times])
+    played = np.stack([window_ending_at(rendered, c, AUDIO_CONTEXT) for c in _places(piece, times, rendered)])
+    return (audio_states(lm_a, heard, pool=POOL_AUDIO, layer=AUDIO_LAYER),
+            audio_states(lm_a, played, pool=POOL_AUDIO, layer=AUDIO_LAYER))
+
+
+@dataclass
+class RenderedMap:
+    """``heard @ weight + bias`` estimates LM^A's state of the rendered score at the same place; ``center`` (the
+    rendered states' mean over the pairs) is removed before cosines. ``paired_budget`` 0 is the identity."""
+
+    weight: torch.Tensor
+    bias: torch.Tensor
+    center: torch.Tensor
+    paired_budget: int
+    ridge: float | None = None
+
+    @classmethod
+    def identity(cls, d: int) -> RenderedMap:
+        return cls(torch.eye(d, dtype=torch.float32), torch.zeros(d), torch.zeros(d), 0)
+
+    @classmethod
+    def fit(cls, heard: torch.Tensor, played: torch.Tensor, ridge: float, paired_budget: int) -> RenderedMap:
+        """Ridge regression of ``played`` on ``heard`` (rows: the same moments), ``ridge`` per moment."""
+        if ridge <= 0:
+            raise ValueError(f"ridge must be positive, got {ridge}")
+        x = torch.cat([heard.double(), torch.ones(len(heard), 1, dtype=torch.float64)], dim=1)
+        gram = x.T @ x + ridge * len(x) * torch.eye(x.shape[1], dtype=torch.float64)
+        solution = torch.linalg.solve(gram, x.T @ played.double()).float()
+        return cls(solution[:-1], solution[-1], played.mean(0), paired_budget, ridge)
+
+    def similarity(self, heard: torch.Tensor, played: torch.Tensor) -> torch.Tensor:
+        """(queries, keys) cosine of the mapped heard states with the rendered ones, both less ``center``."""
+        from agents.lm.mapping import _cosine
+
+        return _cosine(heard @ self.weight + self.bias - self.center, played - self.center)
+
+
+@torch.no_grad()
+def pair_hearings(lm_a, paired_budget: int, per_piece: int = PER_PIECE, seed: int = 0,
+                  synth: str = "harmonic") -> tuple[torch.Tensor, torch.Tensor]:
+    """LM^A's two hearings (:func:`hearings`) at ``per_piece`` random moments of each of the K paired pieces."""
+    from agents.lm.data import load_paired
+    from lmm_envs.music import corpus
+
+    rng = np.random.default_rng(seed)
+    heard, played = [], []
+    for pid in corpus.paired_ids(paired_budget):
+        piece = load_paired(pid)
+        a, b = hearings(lm_a, piece, rendered_frames(pid, synth), rng.integers(0, len(piece["audio"]), size=per_piece))
+        heard.append(a)
+        played.append(b)
+    return torch.cat(heard), torch.cat(played)
+
+
+@dataclass
+class _Moments:
+    """One set of pieces' retrieval moments with what every comparison needs of them, computed once."""
+
+    heard: list[torch.Tensor]
+    played: list[torch.Tensor]
+    by_rendered: list[torch.Tensor]  # standardised -rendered_distance
+    queries: int
+
+
+def _moments(lm_a, piece_ids: list[str], candidates: int, seed: int, progress: bool) -> _Moments:
+    from tqdm import tqdm
+
+    from agents.lm.fusion import standardised
+    from agents.lm.keyboard_fit import moments
+
+    heard, played, by_rendered, queries = [], [], [], 0
+    for piece, times in tqdm(moments(piece_ids, "harmonic", candidates, seed), desc="moments", unit="piece",
+                             disable=not progress, leave=False):
+        rendered = rendered_frames(piece["id"])
+        a, b = hearings(lm_a, piece, rendered, times)
+        heard.append(a)
+        played.append(b)
+        by_rendered.append(standardised(-rendered_distance(piece, rendered, times)))
+        queries += len(times)
+    return _Moments(heard, played, by_rendered, queries)
+
+
+def mix_hits(mapping: RenderedMap, at: _Moments, shares: tuple[float, ...] = SHARES) -> dict[float, np.ndarray]:
+    """Per share, each piece's retrieval hits by ``(1 - share)`` of the map's similarity and ``share`` of the
+    rendered score's (both standardised): share 0 is the map alone, 1 the rendered distance alone."""
+    from agents.lm.fusion import mix_standardised, standardised
+    from agents.lm.mapping import own_share
+
+    hits = {share: np.zeros(len(at.heard)) for share in shares}
+    for i, (heard, played, by_rendered) in enumerate(zip(at.heard, at.played, at.by_rendered, strict=True)):
+        by_map = standardised(mapping.similarity(heard, played))
+        for share in shares:
+            hits[share][i] = own_share(mix_standardised(by_map, by_rendered, share))
+    return hits
+
+
+def _best(scores: dict[float, float]) -> float:
+    """The key of the highest score; among equals the smallest."""
+    return min(scores, key=lambda k: (-scores[k], k))
+
+
+def evaluate(lm_dir: Path, paired_budgets: list[int], candidates: int = 16, seed: int = 0,
+             ridges: tuple[float, ...] = RIDGES, per_piece: int = PER_PIECE, progress: bool = True) -> dict:
+    """Held-out retrieval by LM^A with no map, by the rendered score alone, and per K by the K-pair map alone and
+    mixed with the rendered score (the ridge, then the share, chosen on the val pieces)."""
+    from agents.lm.keyboard_fit import share_with_interval
+    from agents.lm.mapping import held_out_ids, validation_ids
+    from agents.lm.model import FrameLM
+    from lmm_envs.errors import ConfigError
+
+    path = lm_dir / "lm_a.pt"
+    if not path.is_file():
+        raise ConfigError(f"{path} not found (LM^A comes from python -m agents.pretrain)")
+    if not ridges or any(r <= 0 for r in ridges):
+        raise ConfigError(f"--ridges takes one or more positive values, got {list(ridges)}")
+    lm_a = FrameLM.load(path)
+    val = _moments(lm_a, validation_ids(), candidates, seed, progress)
+    held_out = _moments(lm_a, held_out_ids(), candidates, seed, progress)
+    n = held_out.queries
+    identity = RenderedMap.identity(held_out.heard[0].shape[1])
+    alone = mix_hits(identity, held_out, (0.0, 1.0))
+    report = {"lm_dir": str(lm_dir), "candidates": candidates, "seed": seed, "queries": n, "per_piece": per_piece,
+              "no_map": share_with_interval(alone[0.0], n, seed),
+              "rendered_alone": share_with_interval(alone[1.0], n, seed), "rows": []}
+    for k in paired_budgets:
+        heard, played = pair_hearings(lm_a, k, per_piece, seed)
+        fitted = {r: RenderedMap.fit(heard, played, r, k) for r in ridges}
+        ridge = _best({r: float(mix_hits(m, val, (0.0,))[0.0].sum()) for r, m in fitted.items()})
+        mapping = fitted[ridge]
+        share = _best({s: float(h.sum()) for s, h in mix_hits(mapping, val).items()})
+        hits = mix_hits(mapping, held_out, (0.0, share))
+        report["rows"].append({"paired_budget": k, "ridge": ridge, "share": share,
+                               "map_alone": share_with_interval(hits[0.0], n, seed),
+                               "mixed": share_with_interval(hits[share], n, seed)})
+    return report
+
+
+def plot(report: dict, path: Path) -> None:
+    """Held-out retrieval against K: the K-pair map, the rendered score and the two mixed, with their intervals."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = report["rows"]
+    ks = [r["paired_budget"] for r in rows]
+    fig, ax = plt.subplots(figsize=(6.5, 4.5))
+    for key, label, color in (("mixed", "K-pair map + rendered score (share on val)", "tab:blue"),
+                              ("map_alone", "LM^A: heard -> rendered, K-pair map", "tab:green")):
+        ax.plot(ks, [r[key]["share"] for r in rows], marker="o", color=color, label=label)
+        ax.fill_between(ks, [r[key]["ci"][0] for r in rows], [r[key]["ci"][1] for r in rows], alpha=0.2, color=color)
+    for key, label, style in (("rendered_alone", "rendered score, frame by frame (no pairs)", "-."),
+                              ("no_map", "LM^A: heard against rendered, no map (no pairs)", ":")):
+        ax.axhline(report[key]["share"], color="black", linestyle=style, label=label)
+    ax.axhline(1.0 / report["candidates"], color="grey", linestyle="--", label="chance")
+    ax.set_xscale("log")
+    ax.set_xticks(ks, [str(k) for k in ks])
+    ax.set_xlabel("K (paired pieces)")
+    ax.set_ylabel(f"held-out retrieval among {report['candidates']}")
+    ax.set_ylim(0, 1)
+    ax.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from lmm_envs.errors import LMMError
+    from lmm_envs.files import atomic_path
+
+    ap = argparse.ArgumentParser(prog="python -m agents.lm.rendered", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--lm-dir", type=Path, default=Path("leaderboard/lms/base"), help="LM^A (agents.pretrain)")
+    ap.add_argument("--paired-budget", type=int, nargs="+", default=[8, 64, 208], help="K: the pairs each map fits")
+    ap.add_argument("--ridges", type=float, nargs="+", default=list(RIDGES), help="to choose from on val")
+    ap.add_argument("--candidates", type=int, default=16)
+    ap.add_argument("--seed", type=int, default=0, help="which draw of moments (the retrieval task's seed)")
+    ap.add_argument("--out", type=Path, required=True, help="the report (JSON)")
+    ap.add_argument("--plot", type=Path, help="draw retrieval against K here (PNG)")
+    ap.add_argument("--quiet", action="store_true", help="no progress bars")
+    args = ap.parse_args(argv)
+    try:
+        if args.candidates < 2:
+            raise LMMError(f"--candidates must be at least 2, got {args.candidates}")
+        if any(k < 1 for k in args.paired_budget):
+            raise LMMError(f"--paired-budget takes positive numbers of pairs, got {args.paired_budget}")
+        for target in (args.out, args.plot):
+            if target is not None and not target.parent.is_dir():
+                raise LMMError(f"the folder of {target} does not exist; create it first")
+        report = evaluate(args.lm_dir, args.paired_budget, args.candidates, args.seed, tuple(args.ridges),
+                          progress=not args.quiet)
+    except LMMError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    with atomic_path(args.out) as tmp:
+        tmp.write_text(json.dumps(report, indent=1))
+    if args.plot:
+        with atomic_path(args.plot) as tmp:
+            plot(report, tmp)
+
+    def shown(entry: dict) -> str:
+        return f"{entry['share']:.3f} [{entry['ci'][0]:.3f}, {entry['ci'][1]:.3f}]"
+
+    print(f"no pairs: LM^A with no map {shown(report['no_map'])}, rendered score {shown(report['rendered_alone'])} "
+          f"({report['queries']} queries)")
+    for row in report["rows"]:
+        print(f"K={row['paired_budget']:<4} map {shown(row['map_alone'])} (ridge {row['ridge']:g}), with the rendered "
+              f"score {shown(row['mixed'])} (share {row['share']})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
