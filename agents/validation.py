@@ -1,7 +1,7 @@
 """Validation during training: the normalised score on val pieces against env steps, and the best model kept.
 
-:class:`Validator` evaluates a model on ``pieces`` pieces spread over the val split (:func:`val_pieces`: its
-Bach chorales and folk tunes alike) under the env's protocol
+:class:`Validator` evaluates a model on ``pieces`` pieces spread over the val pieces its env plays
+(:func:`val_pieces`: for ScoreFollowing its Bach chorales and folk tunes alike) under the env's protocol
 settings (both renderings, random and oracle on the same episodes), records ``(env steps, normalised score)``
 and saves the best model so far as ``best_model.zip``. :class:`ValidationCallback` calls it every ``every``
 env steps of SB3 training; a warm start calls it after each of its rounds. The test split is never looked at.
@@ -23,14 +23,30 @@ def val_score(env_id: str, model: Path, pieces: list[str]) -> float:
     return float("nan") if score is None else float(score)
 
 
-def val_pieces(count: int) -> list[str]:
+def val_pieces(count: int, env_id: str | None = None) -> list[str]:
     """The ``count`` val pieces a validation runs on: spread evenly over the split, so that both of its collections
-    are in it (the split lists its 38 Bach chorales first; its first 8 pieces are all chorales)."""
+    are in it (the split lists its 38 Bach chorales first; its first 8 pieces are all chorales). With ``env_id``,
+    spread over the val pieces that env plays under its protocol (:func:`playable_val_pieces`): Accompaniment
+    plays the 38 chorales only, SightReading's mono protocol 87 pieces, so a spread over the whole split would
+    leave them 2 and 5 of 8."""
     from lmm_envs.benchmark.protocol import subset_indices
     from lmm_envs.music.corpus import piece_ids
 
-    every = piece_ids(split="val")
+    every = piece_ids(split="val") if env_id is None else playable_val_pieces(env_id)
     return [every[i] for i in subset_indices(len(every), count)]
+
+
+def playable_val_pieces(env_id: str) -> list[str]:
+    """The val pieces ``env_id`` accepts under its protocol's settings (in the split's order)."""
+    import gymnasium as gym
+
+    from lmm_envs.benchmark.protocol import get_protocol
+
+    env = gym.make(env_id, split="val", **get_protocol(env_id).env_kwargs)
+    try:
+        return [str(source) for source in env.unwrapped.sources]
+    finally:
+        env.close()
 
 
 class Validator:
@@ -40,7 +56,7 @@ class Validator:
         self.model = model
         self.env_id = env_id
         self.out = Path(out)
-        self.pieces = val_pieces(pieces)
+        self.pieces = val_pieces(pieces, env_id)
         self.curve: list[tuple[int, float]] = []
         self.best: tuple[int, float] | None = None
 
@@ -118,7 +134,7 @@ def checkpoint_curve(run: Path, env_id: str, every: int, pieces: int = 8, log=No
             next_mark = (steps // every + 1) * every
     warm = run / "warm_start.json"
     offset = int(json.loads(warm.read_text())["env_steps"]) if warm.is_file() else 0
-    val = val_pieces(pieces)
+    val = val_pieces(pieces, env_id)
     kept_path = run / CHECKPOINT_CURVE
     kept = json.loads(kept_path.read_text()) if kept_path.is_file() else {}
     if kept.get("pieces") != val or kept.get("env_id") != env_id:

@@ -75,3 +75,43 @@ def test_what_cannot_be_kept_is_one_line_and_writes_nothing(finished_run, tmp_pa
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1 and "must end in .zip" in err
     assert not list(tmp_path.glob("x*"))
+
+
+def _score_checkpoints(run, scores: dict[int, float], pieces=("val/a", "val/b")):
+    from agents.validation import CHECKPOINT_CURVE
+
+    points = {f"model_{n}_steps.zip": [n, s] for n, s in scores.items()}
+    (run / CHECKPOINT_CURVE).write_text(json.dumps({"env_id": "lmm/ScoreFollowing-v0", "split": "val",
+                                                    "pieces": list(pieces), "points": points}))
+
+
+def test_the_checkpoint_best_on_val_is_kept_with_what_chose_it(finished_run, tmp_path):
+    _score_checkpoints(finished_run, {128: 0.41, 256: 0.12})
+    out = tmp_path / "best.zip"
+    settings = keep(finished_run, out, best=True)
+    assert settings["checkpoint_of"] == "checkpoints/model_128_steps.zip" and settings["rl_steps"] == 128
+    assert settings["chosen_on_val"] == {"split": "val", "pieces": ["val/a", "val/b"], "normalised_score": 0.41,
+                                         "env_steps": 128, "checkpoints_scored": 2}
+    assert json.loads(out.with_suffix(".run.json").read_text())["chosen_on_val"]["normalised_score"] == 0.41
+    assert _actions(out, n=10) == _actions(finished_run / "checkpoints" / "model_128_steps.zip", n=10)
+    _score_checkpoints(finished_run, {128: 0.3, 256: 0.3})  # equals: the earlier, fewer steps
+    assert keep(finished_run, tmp_path / "tie.zip", best=True)["rl_steps"] == 128
+    _score_checkpoints(finished_run, {128: float("nan"), 256: 0.05})  # an undefined score is never chosen
+    assert keep(finished_run, tmp_path / "nan.zip", best=True)["rl_steps"] == 256
+
+
+def test_best_on_val_refuses_in_one_line_what_it_cannot_choose_from(finished_run, tmp_path, capsys):
+    from agents.validation import CHECKPOINT_CURVE
+
+    (finished_run / CHECKPOINT_CURVE).unlink(missing_ok=True)
+    assert main([str(finished_run), "--out", str(tmp_path / "x.zip"), "--best-on-val"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "--from-checkpoints" in err
+    _score_checkpoints(finished_run, {128: 0.2})
+    with pytest.raises(ConfigError, match="give one of them"):
+        keep(finished_run, tmp_path / "x.zip", at=256, best=True)
+    _score_checkpoints(finished_run, {128: float("nan")})
+    with pytest.raises(ConfigError, match="no checkpoint with a finite val score"):
+        keep(finished_run, tmp_path / "x.zip", best=True)
+    assert not list(tmp_path.glob("x*"))
+    (finished_run / CHECKPOINT_CURVE).unlink()

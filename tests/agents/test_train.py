@@ -354,3 +354,16 @@ def test_validation_scores_on_val_pieces_of_both_collections():
     pieces = val_pieces(8)
     assert len(set(pieces)) == 8 and {p.split("/")[0] for p in pieces} == {"bach", "ryans"}
     assert val_pieces(1) == val_pieces(8)[:1]
+
+
+@pytest.mark.parametrize("env_id", ["lmm/Accompaniment-v0", "lmm/SightReading-v0"])
+def test_validation_runs_on_as_many_pieces_as_asked_of_the_env_that_plays_them(env_id):
+    """Accompaniment plays the chorales only and SightReading's protocol the mono pieces only: a spread over the
+    whole val split would give the Accompaniment validation 2 pieces of 8 (4 episodes)."""
+    from agents.validation import val_pieces
+    from lmm_envs.benchmark.evaluate import protocol_episodes
+
+    pieces = val_pieces(8, env_id)
+    assert len(set(pieces)) == 8
+    assert len(protocol_episodes(env_id, pieces)) == 16
+    assert val_pieces(8, "lmm/ScoreFollowing-v0") == val_pieces(8)  # ScoreFollowing plays every val piece
