@@ -252,11 +252,19 @@ def plot(report: dict, path: Path) -> None:
         if all(s[key]["low"] is not None for s in summary):
             ax.fill_between(ks, [s[key]["low"] for s in summary], [s[key]["high"] for s in summary], alpha=0.2,
                             color=color)
-    ax.axhline(1.0 / report["candidates"], color="grey", linestyle=":", label="chance")
+    finish_retrieval_plot(fig, ax, ks, report["candidates"], path)
+
+
+def finish_retrieval_plot(fig, ax, ks: list[int], candidates: int, path: Path, chance_style: str = ":") -> None:
+    """The axes every retrieval-against-K figure shares (chance, K on a log axis, retrieval 0 to 1, the legend),
+    then the figure saved to ``path`` and closed."""
+    import matplotlib.pyplot as plt
+
+    ax.axhline(1.0 / candidates, color="grey", linestyle=chance_style, label="chance")
     ax.set_xscale("log")
     ax.set_xticks(ks, [str(k) for k in ks])
     ax.set_xlabel("K (paired pieces)")
-    ax.set_ylabel(f"held-out retrieval among {report['candidates']}")
+    ax.set_ylabel(f"held-out retrieval among {candidates}")
     ax.set_ylim(0, 1)
     ax.legend(loc="lower right", fontsize=8)
     fig.tight_layout()

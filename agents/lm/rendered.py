@@ -215,6 +215,8 @@ def plot(report: dict, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from agents.lm.fusion import finish_retrieval_plot
+
     rows = report["rows"]
     ks = [r["paired_budget"] for r in rows]
     fig, ax = plt.subplots(figsize=(6.5, 4.5))
@@ -225,21 +227,12 @@ def plot(report: dict, path: Path) -> None:
     for key, label, style in (("rendered_alone", "rendered score, frame by frame (no pairs)", "-."),
                               ("no_map", "LM^A: heard against rendered, no map (no pairs)", ":")):
         ax.axhline(report[key]["share"], color="black", linestyle=style, label=label)
-    ax.axhline(1.0 / report["candidates"], color="grey", linestyle="--", label="chance")
-    ax.set_xscale("log")
-    ax.set_xticks(ks, [str(k) for k in ks])
-    ax.set_xlabel("K (paired pieces)")
-    ax.set_ylabel(f"held-out retrieval among {report['candidates']}")
-    ax.set_ylim(0, 1)
-    ax.legend(loc="lower right", fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    finish_retrieval_plot(fig, ax, ks, report["candidates"], path, chance_style="--")
 
 
 def main(argv: list[str] | None = None) -> int:
     from lmm_envs.errors import LMMError
-    from lmm_envs.files import atomic_path
+    from lmm_envs.files import atomic_path, check_output_file
 
     ap = argparse.ArgumentParser(prog="python -m agents.lm.rendered", description=__doc__.split("\n\n")[0])
     ap.add_argument("--lm-dir", type=Path, default=Path("leaderboard/lms/base"), help="LM^A (agents.pretrain)")
@@ -256,9 +249,9 @@ def main(argv: list[str] | None = None) -> int:
             raise LMMError(f"--candidates must be at least 2, got {args.candidates}")
         if any(k < 1 for k in args.paired_budget):
             raise LMMError(f"--paired-budget takes positive numbers of pairs, got {args.paired_budget}")
-        for target in (args.out, args.plot):
-            if target is not None and not target.parent.is_dir():
-                raise LMMError(f"the folder of {target} does not exist; create it first")
+        check_output_file(args.out)
+        if args.plot is not None:
+            check_output_file(args.plot, "--plot")
         report = evaluate(args.lm_dir, args.paired_budget, args.candidates, args.seed, tuple(args.ridges),
                           progress=not args.quiet)
     except LMMError as err:
