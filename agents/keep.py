@@ -6,7 +6,8 @@ writes ``NAME.zip``, the run's final model (or, with ``--at``, its checkpoint af
 ``--best-on-val``, the checkpoint that scored best on the val pieces), and ``NAME.run.json``, the run's settings
 with the steps and track of what was kept. ``--best-on-val`` reads the scores that
 ``python -m agents.plot_curves RUN_DIR --from-checkpoints EVERY`` keeps beside the checkpoints
-(:data:`agents.validation.CHECKPOINT_CURVE`): the choice looks at val pieces only, never at the test split. The kept ``.zip`` holds the policy
+(:data:`agents.validation.CHECKPOINT_CURVE`): the choice looks at val pieces only, never at the test split, and
+the kept model keeps the whole run's steps and track (choosing needed every checkpoint up to the run's end). The kept ``.zip`` holds the policy
 exactly as trained but not the optimiser's running moments: SB3 saves Adam's two moments beside every weight, two
 thirds of a file that evaluation never reads (a `raw` follower: 31 MB -> 10 MB). Every action the kept model takes
 is the one the run's model takes; training on from it starts Adam afresh. ``lmm-envs evaluate --agent NAME.zip``
@@ -84,7 +85,8 @@ def best_on_val(run_dir: Path) -> tuple[int, dict]:
 
 def keep(run_dir: str | Path, out: str | Path, at: int | None = None, best: bool = False) -> dict:
     """Write the kept model and its settings (see the module docstring); returns the settings written. ``best``:
-    keep the checkpoint that scored best on val pieces (:func:`best_on_val`), recorded as ``chosen_on_val``."""
+    keep the checkpoint that scored best on val pieces (:func:`best_on_val`), recorded as ``chosen_on_val``; its
+    steps and track stay the run's, since the choice needed every checkpoint up to the run's end."""
     from agents.train import checkpoints
     from lmm_envs.files import atomic_path, check_output_file
 
@@ -113,9 +115,10 @@ def keep(run_dir: str | Path, out: str | Path, at: int | None = None, best: bool
         source, name = found[at], f"checkpoints/{found[at].name}"
     check_output_file(out)
     settings_out = check_output_file(out.with_suffix(".run.json"))
-    settings = kept_settings(run, at, name)
-    if chosen is not None:
-        settings["chosen_on_val"] = chosen
+    if chosen is None:
+        settings = kept_settings(run, at, name)
+    else:  # the choice looked at every checkpoint up to the run's end: the agent took the whole run's steps
+        settings = dict(kept_settings(run, None, name), chosen_on_val={**chosen, "rl_steps": at})
     with atomic_path(out) as tmp:
         without_optimizer_state(source, tmp)
     with atomic_path(settings_out) as tmp:

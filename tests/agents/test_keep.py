@@ -89,15 +89,17 @@ def test_the_checkpoint_best_on_val_is_kept_with_what_chose_it(finished_run, tmp
     _score_checkpoints(finished_run, {128: 0.41, 256: 0.12})
     out = tmp_path / "best.zip"
     settings = keep(finished_run, out, best=True)
-    assert settings["checkpoint_of"] == "checkpoints/model_128_steps.zip" and settings["rl_steps"] == 128
+    assert settings["checkpoint_of"] == "checkpoints/model_128_steps.zip"
     assert settings["chosen_on_val"] == {"split": "val", "pieces": ["val/a", "val/b"], "normalised_score": 0.41,
-                                         "env_steps": 128, "checkpoints_scored": 2}
+                                         "env_steps": 128, "checkpoints_scored": 2, "rl_steps": 128}
+    run = json.loads((finished_run / "run.json").read_text())  # choosing took the whole run: its steps and track
+    assert (settings["steps"], settings["track"]) == (run["steps"], run["track"])
     assert json.loads(out.with_suffix(".run.json").read_text())["chosen_on_val"]["normalised_score"] == 0.41
     assert _actions(out, n=10) == _actions(finished_run / "checkpoints" / "model_128_steps.zip", n=10)
     _score_checkpoints(finished_run, {128: 0.3, 256: 0.3})  # equals: the earlier, fewer steps
-    assert keep(finished_run, tmp_path / "tie.zip", best=True)["rl_steps"] == 128
+    assert keep(finished_run, tmp_path / "tie.zip", best=True)["chosen_on_val"]["rl_steps"] == 128
     _score_checkpoints(finished_run, {128: float("nan"), 256: 0.05})  # an undefined score is never chosen
-    assert keep(finished_run, tmp_path / "nan.zip", best=True)["rl_steps"] == 256
+    assert keep(finished_run, tmp_path / "nan.zip", best=True)["chosen_on_val"]["rl_steps"] == 256
 
 
 def test_best_on_val_refuses_in_one_line_what_it_cannot_choose_from(finished_run, tmp_path, capsys):
