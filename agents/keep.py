@@ -7,11 +7,12 @@ writes ``NAME.zip``, the run's final model (or, with ``--at``, its checkpoint af
 with the steps and track of what was kept. ``--best-on-val`` reads the scores that
 ``python -m agents.plot_curves RUN_DIR --from-checkpoints EVERY`` keeps beside the checkpoints
 (:data:`agents.validation.CHECKPOINT_CURVE`): the choice looks at val pieces only, never at the test split, and
-the kept model keeps the whole run's steps and track (choosing needed every checkpoint up to the run's end). The kept ``.zip`` holds the policy
-exactly as trained but not the optimiser's running moments: SB3 saves Adam's two moments beside every weight, two
-thirds of a file that evaluation never reads (a `raw` follower: 31 MB -> 10 MB). Every action the kept model takes
-is the one the run's model takes; training on from it starts Adam afresh. ``lmm-envs evaluate --agent NAME.zip``
-then scores it as any checkpoint.
+the kept model keeps the whole run's steps and track (choosing needed every checkpoint up to the run's end).
+
+The kept ``.zip`` holds the policy exactly as trained but not the optimiser's running moments: SB3 saves Adam's
+two moments beside every weight, two thirds of a file that evaluation never reads (a `raw` follower: 31 MB -> 10
+MB). Every action the kept model takes is the one the run's model takes; training on from it starts Adam afresh.
+``lmm-envs evaluate --agent NAME.zip`` then scores it as any checkpoint.
 """
 
 from __future__ import annotations

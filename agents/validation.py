@@ -27,8 +27,8 @@ def val_pieces(count: int, env_id: str | None = None) -> list[str]:
     """The ``count`` val pieces a validation runs on: spread evenly over the split, so that both of its collections
     are in it (the split lists its 38 Bach chorales first; its first 8 pieces are all chorales). With ``env_id``,
     spread over the val pieces that env plays under its protocol (:func:`playable_val_pieces`): Accompaniment
-    plays the 38 chorales only, SightReading's mono protocol 87 pieces, so a spread over the whole split would
-    leave them 2 and 5 of 8."""
+    plays the 38 chorales only, the mono protocols of SightReading and PlayByEar 87 pieces, so a spread over the
+    whole split would leave them 2 and 4 of 8."""
     from lmm_envs.benchmark.protocol import subset_indices
     from lmm_envs.music.corpus import piece_ids
 
