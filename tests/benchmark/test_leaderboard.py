@@ -249,3 +249,29 @@ def test_the_kept_sight_readers_taught_by_the_lms_on_unpaired_scores_pass_the_ta
     random_f1 = load_result(folder / "SightReading-v0__random__baseline.json")["aggregate"]["note_f1"]["mean"]
     assert min(r["aggregate"]["note_f1"]["mean"] for r in results) > 5 * random_f1
     assert verify_result(results[1], folder, episodes=1) == "yes (1/1)"
+
+
+def test_the_accompanists_kept_best_on_val_were_chosen_on_val_pieces_and_replay():
+    """Accompaniment `lmm` at 64/1M, each seed's checkpoint kept by its score on val pieces (agents.keep
+    --best-on-val): the choice is recorded with the val pieces it looked at (chorales of the val split, none of the
+    test's), the track is the whole run's, each beats its last model or stays within 0.01 of it, and a kept model
+    replays its result through the kept LMs."""
+    from pathlib import Path
+
+    from lmm_envs.benchmark.leaderboard import result_filename, verify_result
+    from lmm_envs.music.corpus import piece_ids
+
+    root = Path(__file__).parents[2]
+    folder = root / "leaderboard" / "results"
+    env_id, test = "lmm/Accompaniment-v0", set(piece_ids(split="test"))
+    for seed in range(3):
+        best = load_result(folder / result_filename(env_id, f"dagger_ppo_lmm-best-on-val_s{seed}", "64/1M"))
+        last = load_result(folder / result_filename(env_id, f"dagger_ppo_lmm_s{seed}", "64/1M"))
+        kept = json.loads((root / best["agent"]["spec"]).with_suffix(".run.json").read_text())
+        chosen = kept["chosen_on_val"]
+        assert kept["track"] == best["track"] == "64/1M" and chosen["checkpoints_scored"] > 1
+        assert len(chosen["pieces"]) == 16 and not test & set(chosen["pieces"])
+        assert all(p.startswith("bach/") for p in chosen["pieces"])  # the val pieces Accompaniment plays
+        assert best["normalised_score"]["mean"] > last["normalised_score"]["mean"] - 0.01
+    result = load_result(folder / result_filename(env_id, "dagger_ppo_lmm-best-on-val_s0", "64/1M"))
+    assert verify_result(result, folder, episodes=1) == "yes (1/1)"
