@@ -135,7 +135,7 @@ class _Moments:
     queries: int
 
 
-def _moments(lm_a, piece_ids: list[str], candidates: int, seed: int, progress: bool) -> _Moments:
+def _heard_moments(lm_a, piece_ids: list[str], candidates: int, seed: int, progress: bool) -> _Moments:
     from tqdm import tqdm
 
     from agents.lm.fusion import standardised
@@ -187,8 +187,8 @@ def evaluate(lm_dir: Path, paired_budgets: list[int], candidates: int = 16, seed
     if not ridges or any(r <= 0 for r in ridges):
         raise ConfigError(f"--ridges takes one or more positive values, got {list(ridges)}")
     lm_a = FrameLM.load(path)
-    val = _moments(lm_a, validation_ids(), candidates, seed, progress)
-    held_out = _moments(lm_a, held_out_ids(), candidates, seed, progress)
+    val = _heard_moments(lm_a, validation_ids(), candidates, seed, progress)
+    held_out = _heard_moments(lm_a, held_out_ids(), candidates, seed, progress)
     n = held_out.queries
     identity = RenderedMap.identity(held_out.heard[0].shape[1])
     alone = mix_hits(identity, held_out, (0.0, 1.0))
