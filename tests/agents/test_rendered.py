@@ -64,7 +64,6 @@ def lm_dir(tmp_path_factory):
 def test_the_cli_chooses_ridge_and_share_on_val_and_reports_each_budget(lm_dir, tmp_path, monkeypatch):
     monkeypatch.setattr("agents.lm.mapping.held_out_ids", lambda: held_out_ids()[:1])
     monkeypatch.setattr("agents.lm.mapping.validation_ids", lambda: held_out_ids()[1:2])
-    monkeypatch.setattr(rendered, "PER_PIECE", 20)
     out, figure = tmp_path / "rendered.json", tmp_path / "rendered.png"
     args = ["--lm-dir", str(lm_dir), "--paired-budget", "2", "--candidates", "8", "--ridges", "1e-4", "1e-2",
             "--out", str(out), "--plot", str(figure), "--quiet"]
