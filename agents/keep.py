@@ -64,6 +64,7 @@ def best_on_val(run_dir: Path) -> tuple[int, dict]:
     rests on (the val pieces, the chosen score, how many checkpoints were scored)."""
     import math
 
+    from agents.train import checkpoint_steps
     from agents.validation import CHECKPOINT_CURVE
 
     path = run_dir / CHECKPOINT_CURVE
@@ -73,9 +74,9 @@ def best_on_val(run_dir: Path) -> tuple[int, dict]:
     kept = json.loads(path.read_text())
     scored = []
     for name, (env_steps, score) in kept["points"].items():
-        count = name[len("model_"):-len("_steps.zip")]
-        if count.isdigit() and score is not None and math.isfinite(score):
-            scored.append((int(count), int(env_steps), float(score)))
+        count = checkpoint_steps(name)
+        if count is not None and score is not None and math.isfinite(score):
+            scored.append((count, int(env_steps), float(score)))
     if not scored:
         raise ConfigError(f"{path} holds no checkpoint with a finite val score; score it again with "
                           "python -m agents.plot_curves --from-checkpoints")

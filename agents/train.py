@@ -137,13 +137,21 @@ def make_callbacks(out: Path, steps: int, checkpoint_every: int, progress: bool,
                                                         str(out / "checkpoints"), name_prefix="model")])
 
 
+def checkpoint_steps(name: str) -> int | None:
+    """The RL steps in a checkpoint's file name, ``model_<steps>_steps.zip`` (None for any other name)."""
+    if not (name.startswith("model_") and name.endswith("_steps.zip")):
+        return None
+    count = name[len("model_"):-len("_steps.zip")]
+    return int(count) if count.isdigit() else None
+
+
 def checkpoints(out: Path) -> list[tuple[int, Path]]:
     """The run's checkpoints as (RL steps done, path), oldest first."""
     found = []
     for path in (out / "checkpoints").glob("model_*_steps.zip"):
-        count = path.stem[len("model_"):-len("_steps")]
-        if count.isdigit():
-            found.append((int(count), path))
+        count = checkpoint_steps(path.name)
+        if count is not None:
+            found.append((count, path))
     return sorted(found)
 
 

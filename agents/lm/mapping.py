@@ -185,6 +185,15 @@ def pair_windows(pieces: list[dict], per_piece: int, rng: np.random.Generator) -
     return np.stack(audio), np.stack(score), np.stack(following)
 
 
+def affine_ridge(inputs: torch.Tensor, targets: torch.Tensor, ridge: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(weight, bias)`` of the ridge regression ``inputs @ weight + bias ~ targets`` (rows: the same moments),
+    the penalty ``ridge`` per row on weight and bias alike, solved in the inputs' dtype."""
+    x = torch.cat([inputs, torch.ones(len(inputs), 1, dtype=inputs.dtype, device=inputs.device)], dim=1)
+    gram = x.T @ x + ridge * len(x) * torch.eye(x.shape[1], dtype=x.dtype, device=x.device)
+    solution = torch.linalg.solve(gram, x.T @ targets)
+    return solution[:-1].clone(), solution[-1].clone()
+
+
 def fit_mapping(lm_a: FrameLM, lm_v: FrameLM, paired_budget: int, method: str = "regression",
                 per_piece: int = 200, steps: int | None = None, unpaired_pieces: int = 40, ridge: float = 1e-3,
                 seed: int = 0, audio_pool: int = POOL_AUDIO, score_pool: int = POOL_SCORE,
@@ -205,11 +214,9 @@ def fit_mapping(lm_a: FrameLM, lm_v: FrameLM, paired_budget: int, method: str = 
     audio, score, following = pair_windows(paired_pieces(paired_budget), per_piece, rng)
     h_a = audio_states(lm_a, audio, pool=audio_pool, layer=audio_layer)
     h_v = score_states(lm_v, score, pool=score_pool, layer=score_layer)
-    x = torch.cat([h_a, torch.ones(len(h_a), 1, device=h_a.device)], dim=1)
-    gram = x.T @ x + ridge * len(x) * torch.eye(x.shape[1], device=x.device)
-    solution = torch.linalg.solve(gram, x.T @ h_v)
+    weight, bias = affine_ridge(h_a, h_v, ridge)
     center = h_v.mean(0)
-    mapping = Mapping(solution[:-1].clone(), solution[-1].clone(), center, method, paired_budget,
+    mapping = Mapping(weight, bias, center, method, paired_budget,
                       audio_pool=audio_pool, score_pool=score_pool, audio_layer=audio_layer, score_layer=score_layer)
     if method == "regression":
         return mapping

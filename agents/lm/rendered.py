@@ -94,12 +94,12 @@ class RenderedMap:
     @classmethod
     def fit(cls, heard: torch.Tensor, played: torch.Tensor, ridge: float, paired_budget: int) -> RenderedMap:
         """Ridge regression of ``played`` on ``heard`` (rows: the same moments), ``ridge`` per moment."""
+        from agents.lm.mapping import affine_ridge
+
         if ridge <= 0:
             raise ValueError(f"ridge must be positive, got {ridge}")
-        x = torch.cat([heard.double(), torch.ones(len(heard), 1, dtype=torch.float64)], dim=1)
-        gram = x.T @ x + ridge * len(x) * torch.eye(x.shape[1], dtype=torch.float64)
-        solution = torch.linalg.solve(gram, x.T @ played.double()).float()
-        return cls(solution[:-1], solution[-1], played.mean(0), paired_budget, ridge)
+        weight, bias = affine_ridge(heard.double(), played.double(), ridge)
+        return cls(weight.float(), bias.float(), played.mean(0), paired_budget, ridge)
 
     def similarity(self, heard: torch.Tensor, played: torch.Tensor) -> torch.Tensor:
         """(queries, keys) cosine of the mapped heard states with the rendered ones, both less ``center``."""
