@@ -17,6 +17,11 @@ last finished round (:func:`agents.train.train`'s ``resume``).
 ``--gpus-per-run`` of a GPU where the cluster has GPUs): the result files come back to this machine; the run
 folders (models, logs) are written under ``--out`` on the node that ran them, so give a path every node shares.
 
+``--best-on-val EVERY`` scores each run's checkpoints on ``--val-pieces`` val pieces
+(:func:`agents.validation.checkpoint_curve`) and evaluates the best of them (:func:`agents.keep.keep`, kept as
+``best_on_val.zip`` in the run) instead of the last; the arm is named ``<features>-best-on-val``, and a finished run
+is scored without training again (``--resume``).
+
 ``--leaderboard DIR`` puts each trained model on the leaderboard in the same command: the model is kept small
 (:func:`agents.keep.keep`) as ``DIR/checkpoints/<env>__<recipe>_<arm>_s<seed>__<track>.zip``, and that kept file,
 not the run's, is what is evaluated under the full protocol, its result also written as
@@ -48,6 +53,9 @@ from lmm_envs.errors import ConfigError, LMMError
 from lmm_envs.music.expressive import EXPRESSIVE_STYLES
 from lmm_envs.parallel import add_ray_option
 
+CHECKPOINT_EVERY = 25_000  # RL steps between a run's checkpoints (closer with a smaller --best-on-val)
+BEST_ON_VAL = "best_on_val.zip"  # in a run's folder: the checkpoint --best-on-val chose, when no --leaderboard
+
 
 def _one(job: dict) -> dict:
     """Train and evaluate one (features, reward, seed) in any process; returns its summary row and result."""
@@ -58,7 +66,7 @@ def _one(job: dict) -> dict:
     from lmm_envs.benchmark.evaluate import evaluate
 
     arm = job["arm"]
-    run = Path(job["out"]) / f"{arm}_s{job['seed']}"
+    run = Path(job["out"]) / job.get("run_name", f"{arm}_s{job['seed']}")
 
     def say(line: str) -> None:  # one line at a time from each of the runs at once, named and timed
         print(f"{time.strftime('%H:%M:%S')} {arm} seed {job['seed']}: {line}", file=sys.stderr, flush=True)
@@ -71,13 +79,24 @@ def _one(job: dict) -> dict:
     name = f"{job['warm_start']}+ppo" if job["warm_start"] else "ppo"
     subset = job["subset"]
     model = run / "model.zip"
-    if job.get("leaderboard"):  # the kept file is what the leaderboard replays, so it is what gets scored
+    best = bool(job.get("best_on_val"))
+    if best:  # each checkpoint scored on val pieces (kept in the run, so a resumed one scores only the new ones)
+        from agents.validation import checkpoint_curve
+
+        say(f"scoring its checkpoints on {job['val_pieces']} val pieces")
+        checkpoint_curve(run, job["env"], job["best_on_val"], job["val_pieces"], log=say)
+    if job.get("leaderboard") or best:  # the kept file is what the leaderboard replays, so it is what gets scored
         from agents.keep import keep
 
-        model = Path(job["leaderboard"]) / "checkpoints" / leaderboard_name(job, ".zip")
-        model.parent.mkdir(parents=True, exist_ok=True)
-        keep(run, model)
-        say(f"kept as {model}")
+        if job.get("leaderboard"):
+            model = Path(job["leaderboard"]) / "checkpoints" / leaderboard_name(job, ".zip")
+            model.parent.mkdir(parents=True, exist_ok=True)
+        else:
+            model = run / BEST_ON_VAL
+        kept = keep(run, model, best=best)
+        chosen = kept.get("chosen_on_val")
+        say(f"kept as {model}" + (f" (best on val: {chosen['rl_steps']} RL steps, {chosen['normalised_score']:.3f})"
+                                  if chosen else ""))
     say(f"evaluating {model}" + (f" on {job['limit']} protocol pieces ({subset})" if job["limit"] else ""))
     result = evaluate(job["env"], str(model), agent_name=f"{name}-{arm} seed {job['seed']}",
                       track=track_of(job["paired_budget"], job["steps"]), limit=job["limit"] or None, trust=True,
@@ -95,7 +114,8 @@ def _train(job: dict, run: Path, device: str, say) -> None:
           n_envs=job["n_envs"], warm_start=job["warm_start"], warm_start_steps=job["warm_start_steps"], teacher=job["teacher"],
           train_style=job.get("train_style"), warm_start_style=job.get("warm_start_style"), h_model=job.get("h_model"),
           resume=job.get("resume", False), features_args=job.get("features_args"), log=say,
-          hyperparameters=job.get("hyperparameters"), train_pieces=job.get("train_pieces", "paired"))
+          hyperparameters=job.get("hyperparameters"), train_pieces=job.get("train_pieces", "paired"),
+          checkpoint_every=min(CHECKPOINT_EVERY, job.get("best_on_val") or CHECKPOINT_EVERY))
 
 
 def trained_already(run: Path, job: dict) -> bool:
@@ -107,9 +127,12 @@ def trained_already(run: Path, job: dict) -> bool:
         return False
     done = json.loads(settings.read_text())
     used = done.get("hyperparameters") or {}
+    wanted = dict(job.get("hyperparameters") or {})
+    if "rollout_steps" in wanted:  # the run keeps it as SB3's per-env n_steps (agents.train.load_config)
+        wanted["n_steps"] = max(int(wanted.pop("rollout_steps")) // int(done.get("n_envs") or 1), 1)
     return (all(done.get(key) == job[key] for key in ("features", "reward", "seed", "steps", "paired_budget"))
             and done.get("train_pieces", "paired") == job.get("train_pieces", "paired")
-            and all(used.get(key) == value for key, value in (job.get("hyperparameters") or {}).items()))
+            and all(used.get(key) == value for key, value in wanted.items()))
 
 
 def arm_name(features: str, reward: str, rewards: list[str], train_pieces: str = "paired") -> str:
@@ -189,6 +212,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--leaderboard", metavar="DIR",
                     help="keep each trained model small in DIR/checkpoints, evaluate the kept file under the full "
                          "protocol and write its result to DIR/results too, under the leaderboard's file names")
+    ap.add_argument("--best-on-val", type=int, default=0, metavar="EVERY",
+                    help="score each run's checkpoints (the first, one past every EVERY RL steps, the last) on val "
+                         "pieces and evaluate the best instead of the last; the arm is named <features>-best-on-val. "
+                         "Works on finished runs too (with --resume)")
+    ap.add_argument("--val-pieces", type=int, default=16, help="with --best-on-val: how many val pieces")
     ap.add_argument("--out", default="runs/experiment")
     ap.add_argument("--resume", action="store_true",
                     help="carry on an experiment that was cut off: runs with a result file in <out>/results are "
@@ -209,6 +237,9 @@ def _experiment(args: argparse.Namespace) -> int:
     if args.leaderboard and args.limit:
         raise ConfigError(f"--leaderboard scores on every protocol piece, --limit {args.limit} on a few: drop one of "
                           "them (a --limit result is custom, off the leaderboard's tracks)")
+    if args.best_on_val < 0 or args.val_pieces < 1:
+        raise ConfigError(f"--best-on-val takes the RL steps between scored checkpoints (0: keep the last) and "
+                          f"--val-pieces a positive count, got {args.best_on_val} and {args.val_pieces}")
     features_args = key_values(args.features_arg or [], "--features-arg", "frames=16")
     hyperparameters = key_values(args.hyperparameter or [], "--hyperparameter", "gamma=0.8")
     if hyperparameters:  # a bad key stops here, before any run starts
@@ -220,8 +251,10 @@ def _experiment(args: argparse.Namespace) -> int:
     for r in args.reward:
         check_train_pieces(args.train_pieces, r, args.paired_budget)
     arms = [(f, r, arm_name(f, r, args.reward, args.train_pieces)) for f in args.features for r in args.reward]
+    chosen = "-best-on-val" if args.best_on_val else ""  # the same runs, another model of each: named apart
     jobs = [dict(env=args.env, paired_budget=args.paired_budget, steps=args.steps, seed=s, features=f, reward=r,
-                 arm=arm, lm_dir=args.lm_dir, mapping=args.mapping, limit=args.limit, subset=args.subset, out=args.out, n_envs=args.n_envs,
+                 arm=arm + chosen, run_name=f"{arm}_s{s}", best_on_val=args.best_on_val, val_pieces=args.val_pieces,
+                 lm_dir=args.lm_dir, mapping=args.mapping, limit=args.limit, subset=args.subset, out=args.out, n_envs=args.n_envs,
                  warm_start=args.warm_start, warm_start_steps=args.warm_start_steps, teacher=args.teacher,
                  use_gpu=args.ray is not None and args.gpus_per_run > 0, train_style=args.train_style,
                  warm_start_style=args.warm_start_style, h_model=args.h_model, resume=args.resume,
@@ -253,7 +286,7 @@ def _experiment(args: argparse.Namespace) -> int:
     finished.update({key: _row(*key, json.loads(path.read_text())) for key, path in done.items()})
     rows = [finished[(j["arm"], j["seed"])] for j in jobs]
     summary = {}
-    for f in (arm for _, _, arm in arms):
+    for f in (arm + chosen for _, _, arm in arms):
         mine = [r for r in rows if r["arm"] == f]
         scores, mains = [r["score"] for r in mine], [r["main"] for r in mine]
         summary[f] = {"seeds": [r["seed"] for r in mine], "normalised_score": scores, rows[0]["metric"]: mains,

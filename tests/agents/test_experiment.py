@@ -177,3 +177,38 @@ def test_an_arm_is_named_by_its_features_its_reward_and_its_pieces():
            "paired_budget": 8, "steps": 100000}  # the kept LM-reward sight readers' names on the leaderboard
     assert leaderboard_name(job, ".json") == "SightReading-v0__ppo_raw-lm-score-unpaired_s0__8-100k.json"
     assert (Path(__file__).parents[2] / "leaderboard" / "results" / leaderboard_name(job, ".json")).is_file()
+
+
+def test_best_on_val_scores_the_checkpoints_on_val_and_evaluates_the_best(tmp_path, monkeypatch, capsys):
+    import agents.train
+    import agents.validation
+
+    out = tmp_path / "exp"
+    common = ["--env", "lmm/ScoreFollowing-v0", "--paired-budget", "2", "--steps", "64", "--n-envs", "2",
+              "--features", "raw", "--seeds", "0", "--limit", "1", "--parallel", "1", "--out", str(out),
+              "--hyperparameter", "rollout_steps=64", "--hyperparameter", "batch_size=32",
+              "--best-on-val", "32", "--val-pieces", "1"]
+    assert main(common) == 0
+    run = out / "raw_s0"  # the run's folder is the features' own: the same runs, another model of each
+    curve = json.loads((run / "checkpoint_curve.json").read_text())
+    assert len(curve["pieces"]) == 1 and len(curve["points"]) >= 2  # one checkpoint every 32 RL steps, scored
+    chosen = json.loads((run / "best_on_val.run.json").read_text())["chosen_on_val"]
+    best = max(score for _, score in curve["points"].values())
+    assert chosen["normalised_score"] == best and chosen["checkpoints_scored"] == len(curve["points"])
+    result = json.loads((out / "results" / "raw-best-on-val_s0.json").read_text())
+    assert result["agent"]["name"] == "ppo-raw-best-on-val seed 0"
+    assert result["agent"]["spec"] == str(run / "best_on_val.zip")
+    assert "raw-best-on-val" in json.loads((out / "summary.json").read_text())
+    (out / "results" / "raw-best-on-val_s0.json").unlink()  # cut off before its evaluation: resumed, nothing redone
+    monkeypatch.setattr(agents.train, "train", lambda *a, **k: pytest.fail("a finished run was trained again"))
+    monkeypatch.setattr(agents.validation, "val_score", lambda *a: pytest.fail("a scored checkpoint was scored again"))
+    assert main([*common, "--resume"]) == 0
+    assert (out / "results" / "raw-best-on-val_s0.json").is_file()
+
+
+def test_best_on_val_refuses_a_negative_spacing_before_any_run(tmp_path, capsys):
+    out = tmp_path / "exp"
+    assert main(["--features", "raw", "--steps", "64", "--best-on-val", "-5", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: --best-on-val") and len(err.strip().splitlines()) == 1
+    assert not out.exists()
