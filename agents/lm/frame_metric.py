@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
 import sys
 from pathlib import Path
 
@@ -202,62 +201,32 @@ def evaluate(paired_budgets: list[int], steps: tuple[int, ...] = STEPS, candidat
 
 def plot(report: dict, path: Path) -> None:
     """Held-out retrieval against K: the learned metric, the same mixed with the pair-free rendered distance."""
-    import matplotlib
+    from agents.lm.fusion import plot_against_k
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from agents.lm.fusion import finish_retrieval_plot
-
-    rows = report["rows"]
-    ks = [r["paired_budget"] for r in rows]
-    fig, ax = plt.subplots(figsize=(6.5, 4.5))
-    for key, label, color in (("mixed", "learned + pair-free rendered (share on val)", "tab:blue"),
-                              ("metric_alone", "frame metric learned on K pairs", "tab:orange")):
-        ax.plot(ks, [r[key]["share"] for r in rows], marker="o", color=color, label=label)
-        ax.fill_between(ks, [r[key]["ci"][0] for r in rows], [r[key]["ci"][1] for r in rows], alpha=0.2, color=color)
-    ax.axhline(report["rendered_alone"]["share"], color="black", linestyle="-.",
-               label="rendered score, spectrum cosine (no pairs)")
-    finish_retrieval_plot(fig, ax, ks, report["candidates"], path, chance_style="--")
+    plot_against_k(report["rows"], (("mixed", "learned + pair-free rendered (share on val)", "tab:blue"),
+                                    ("metric_alone", "frame metric learned on K pairs", "tab:orange")),
+                   ((report["rendered_alone"]["share"], "rendered score, spectrum cosine (no pairs)", "-."),),
+                   report["candidates"], path)
 
 
 def main(argv: list[str] | None = None) -> int:
+    from agents.lm.fusion import add_retrieval_options, check_retrieval_options, shown, write_report
     from lmm_envs.errors import LMMError
-    from lmm_envs.files import atomic_path, check_output_file
 
     ap = argparse.ArgumentParser(prog="python -m agents.lm.frame_metric", description=__doc__.split("\n\n")[0])
-    ap.add_argument("--paired-budget", type=int, nargs="+", default=[8, 64, 208], help="K: the pairs each metric learns from")
+    add_retrieval_options(ap, "K: the pairs each metric learns from")
     ap.add_argument("--steps", type=int, nargs="+", default=list(STEPS), help="training lengths to choose from on val")
-    ap.add_argument("--candidates", type=int, default=16)
-    ap.add_argument("--seed", type=int, default=0, help="the retrieval moments' and the training's seed")
-    ap.add_argument("--out", type=Path, required=True, help="the report (JSON)")
-    ap.add_argument("--plot", type=Path, help="draw retrieval against K here (PNG)")
-    ap.add_argument("--quiet", action="store_true", help="no progress bars")
     args = ap.parse_args(argv)
     try:
-        if args.candidates < 2:
-            raise LMMError(f"--candidates must be at least 2, got {args.candidates}")
-        if any(k < 1 for k in args.paired_budget):
-            raise LMMError(f"--paired-budget takes positive numbers of pairs, got {args.paired_budget}")
         if any(s < 1 for s in args.steps):
             raise LMMError(f"--steps takes positive numbers of training steps, got {args.steps}")
-        check_output_file(args.out)
-        if args.plot is not None:
-            check_output_file(args.plot, "--plot")
+        check_retrieval_options(args)
         report = evaluate(args.paired_budget, tuple(sorted(set(args.steps))), args.candidates, args.seed,
                           progress=not args.quiet)
     except LMMError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    with atomic_path(args.out) as tmp:
-        tmp.write_text(json.dumps(report, indent=1))
-    if args.plot:
-        with atomic_path(args.plot) as tmp:
-            plot(report, tmp)
-
-    def shown(entry: dict) -> str:
-        return f"{entry['share']:.3f} [{entry['ci'][0]:.3f}, {entry['ci'][1]:.3f}]"
-
+    write_report(report, args.out, args.plot, plot)
     print(f"no pairs: rendered score {shown(report['rendered_alone'])} ({report['queries']} queries)")
     for row in report["rows"]:
         print(f"K={row['paired_budget']:<4} learned metric {shown(row['metric_alone'])} ({row['steps']} steps), "

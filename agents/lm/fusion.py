@@ -255,6 +255,65 @@ def plot(report: dict, path: Path) -> None:
     finish_retrieval_plot(fig, ax, ks, report["candidates"], path)
 
 
+def plot_against_k(rows: list[dict], bands: tuple, flats: tuple, candidates: int, path: Path) -> None:
+    """A retrieval-against-K figure from a report's ``rows`` (one per K): each of ``bands`` (key, label, colour) a
+    line through the rows' shares with its interval shaded; each of ``flats`` (share, label, line style) a black
+    horizontal line, a comparison that uses no pairs."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ks = [r["paired_budget"] for r in rows]
+    fig, ax = plt.subplots(figsize=(6.5, 4.5))
+    for key, label, color in bands:
+        ax.plot(ks, [r[key]["share"] for r in rows], marker="o", color=color, label=label)
+        ax.fill_between(ks, [r[key]["ci"][0] for r in rows], [r[key]["ci"][1] for r in rows], alpha=0.2, color=color)
+    for share, label, style in flats:
+        ax.axhline(share, color="black", linestyle=style, label=label)
+    finish_retrieval_plot(fig, ax, ks, candidates, path, chance_style="--")
+
+
+def add_retrieval_options(ap: argparse.ArgumentParser, pairs_help: str) -> None:
+    """The options of a retrieval-against-K command: --paired-budget, --candidates, --seed, --out, --plot, --quiet."""
+    ap.add_argument("--paired-budget", type=int, nargs="+", default=[8, 64, 208], help=pairs_help)
+    ap.add_argument("--candidates", type=int, default=16)
+    ap.add_argument("--seed", type=int, default=0, help="which draw of moments (the retrieval task's seed)")
+    ap.add_argument("--out", type=Path, required=True, help="the report (JSON)")
+    ap.add_argument("--plot", type=Path, help="draw retrieval against K here (PNG)")
+    ap.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def check_retrieval_options(args: argparse.Namespace) -> None:
+    """One :class:`LMMError` for what :func:`add_retrieval_options` added and cannot run, before any work."""
+    from lmm_envs.errors import LMMError
+    from lmm_envs.files import check_output_file
+
+    if args.candidates < 2:
+        raise LMMError(f"--candidates must be at least 2, got {args.candidates}")
+    if any(k < 1 for k in args.paired_budget):
+        raise LMMError(f"--paired-budget takes positive numbers of pairs, got {args.paired_budget}")
+    check_output_file(args.out)
+    if args.plot is not None:
+        check_output_file(args.plot, "--plot")
+
+
+def shown(entry: dict) -> str:
+    """A share with its interval, as the commands print it: ``0.878 [0.828, 0.925]``."""
+    return f"{entry['share']:.3f} [{entry['ci'][0]:.3f}, {entry['ci'][1]:.3f}]"
+
+
+def write_report(report: dict, out: Path, figure: Path | None, draw) -> None:
+    """``report`` as JSON at ``out`` and, given ``figure``, ``draw(report, path)`` there; each written whole."""
+    from lmm_envs.files import atomic_path
+
+    with atomic_path(out) as tmp:
+        tmp.write_text(json.dumps(report, indent=1))
+    if figure is not None:
+        with atomic_path(figure) as tmp:
+            draw(report, tmp)
+
+
 def finish_retrieval_plot(fig, ax, ks: list[int], candidates: int, path: Path, chance_style: str = ":") -> None:
     """The axes every retrieval-against-K figure shares (chance, K on a log axis, retrieval 0 to 1, the legend),
     then the figure saved to ``path`` and closed."""

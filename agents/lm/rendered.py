@@ -26,7 +26,6 @@ bootstrap interval over the held-out pieces:
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -210,62 +209,32 @@ def evaluate(lm_dir: Path, paired_budgets: list[int], candidates: int = 16, seed
 
 def plot(report: dict, path: Path) -> None:
     """Held-out retrieval against K: the K-pair map, the rendered score and the two mixed, with their intervals."""
-    import matplotlib
+    from agents.lm.fusion import plot_against_k
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from agents.lm.fusion import finish_retrieval_plot
-
-    rows = report["rows"]
-    ks = [r["paired_budget"] for r in rows]
-    fig, ax = plt.subplots(figsize=(6.5, 4.5))
-    for key, label, color in (("mixed", "K-pair map + rendered score (share on val)", "tab:blue"),
-                              ("map_alone", "LM^A: heard -> rendered, K-pair map", "tab:green")):
-        ax.plot(ks, [r[key]["share"] for r in rows], marker="o", color=color, label=label)
-        ax.fill_between(ks, [r[key]["ci"][0] for r in rows], [r[key]["ci"][1] for r in rows], alpha=0.2, color=color)
-    for key, label, style in (("rendered_alone", "rendered score, frame by frame (no pairs)", "-."),
-                              ("no_map", "LM^A: heard against rendered, no map (no pairs)", ":")):
-        ax.axhline(report[key]["share"], color="black", linestyle=style, label=label)
-    finish_retrieval_plot(fig, ax, ks, report["candidates"], path, chance_style="--")
+    plot_against_k(report["rows"], (("mixed", "K-pair map + rendered score (share on val)", "tab:blue"),
+                                    ("map_alone", "LM^A: heard -> rendered, K-pair map", "tab:green")),
+                   ((report["rendered_alone"]["share"], "rendered score, frame by frame (no pairs)", "-."),
+                    (report["no_map"]["share"], "LM^A: heard against rendered, no map (no pairs)", ":")),
+                   report["candidates"], path)
 
 
 def main(argv: list[str] | None = None) -> int:
+    from agents.lm.fusion import add_retrieval_options, check_retrieval_options, shown, write_report
     from lmm_envs.errors import LMMError
-    from lmm_envs.files import atomic_path, check_output_file
 
     ap = argparse.ArgumentParser(prog="python -m agents.lm.rendered", description=__doc__.split("\n\n")[0])
     ap.add_argument("--lm-dir", type=Path, default=Path("leaderboard/lms/base"), help="LM^A (agents.pretrain)")
-    ap.add_argument("--paired-budget", type=int, nargs="+", default=[8, 64, 208], help="K: the pairs each map fits")
+    add_retrieval_options(ap, "K: the pairs each map fits")
     ap.add_argument("--ridges", type=float, nargs="+", default=list(RIDGES), help="to choose from on val")
-    ap.add_argument("--candidates", type=int, default=16)
-    ap.add_argument("--seed", type=int, default=0, help="which draw of moments (the retrieval task's seed)")
-    ap.add_argument("--out", type=Path, required=True, help="the report (JSON)")
-    ap.add_argument("--plot", type=Path, help="draw retrieval against K here (PNG)")
-    ap.add_argument("--quiet", action="store_true", help="no progress bars")
     args = ap.parse_args(argv)
     try:
-        if args.candidates < 2:
-            raise LMMError(f"--candidates must be at least 2, got {args.candidates}")
-        if any(k < 1 for k in args.paired_budget):
-            raise LMMError(f"--paired-budget takes positive numbers of pairs, got {args.paired_budget}")
-        check_output_file(args.out)
-        if args.plot is not None:
-            check_output_file(args.plot, "--plot")
+        check_retrieval_options(args)
         report = evaluate(args.lm_dir, args.paired_budget, args.candidates, args.seed, tuple(args.ridges),
                           progress=not args.quiet)
     except LMMError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    with atomic_path(args.out) as tmp:
-        tmp.write_text(json.dumps(report, indent=1))
-    if args.plot:
-        with atomic_path(args.plot) as tmp:
-            plot(report, tmp)
-
-    def shown(entry: dict) -> str:
-        return f"{entry['share']:.3f} [{entry['ci'][0]:.3f}, {entry['ci'][1]:.3f}]"
-
+    write_report(report, args.out, args.plot, plot)
     print(f"no pairs: LM^A with no map {shown(report['no_map'])}, rendered score {shown(report['rendered_alone'])} "
           f"({report['queries']} queries)")
     for row in report["rows"]:
