@@ -124,6 +124,17 @@ def pair_hearings(lm_a, paired_budget: int, per_piece: int = PER_PIECE, seed: in
     return torch.cat(heard), torch.cat(played)
 
 
+def ideal_hits(piece: dict, rendered: np.ndarray, times: np.ndarray) -> float:
+    """The hits of an ideal reading, one that knows each moment's true place: it finds its own key unless another
+    candidate's rendered window is the same (a repeated passage), and then ties with it. The ceiling of any
+    comparison with the rendered score on these moments."""
+    from agents.lm.mapping import _read_windows, own_share
+
+    windows = _read_windows(rendered, _places(piece, times, rendered))
+    same = [[len(a) == len(b) and np.allclose(a, b, atol=1e-6) for b in windows] for a in windows]
+    return own_share(torch.tensor(same, dtype=torch.float64))
+
+
 @dataclass
 class _Moments:
     """One set of pieces' retrieval moments with what every comparison needs of them, computed once."""
@@ -132,6 +143,7 @@ class _Moments:
     played: list[torch.Tensor]
     by_rendered: list[torch.Tensor]  # standardised -rendered_distance
     queries: int
+    ideal: np.ndarray  # per piece, :func:`ideal_hits`
 
 
 def _heard_moments(lm_a, piece_ids: list[str], candidates: int, seed: int, progress: bool) -> _Moments:
@@ -140,7 +152,7 @@ def _heard_moments(lm_a, piece_ids: list[str], candidates: int, seed: int, progr
     from agents.lm.fusion import standardised
     from agents.lm.keyboard_fit import moments
 
-    heard, played, by_rendered, queries = [], [], [], 0
+    heard, played, by_rendered, queries, ideal = [], [], [], 0, []
     for piece, times in tqdm(moments(piece_ids, "harmonic", candidates, seed), desc="moments", unit="piece",
                              disable=not progress, leave=False):
         rendered = rendered_frames(piece["id"])
@@ -149,7 +161,8 @@ def _heard_moments(lm_a, piece_ids: list[str], candidates: int, seed: int, progr
         played.append(b)
         by_rendered.append(standardised(-rendered_distance(piece, rendered, times)))
         queries += len(times)
-    return _Moments(heard, played, by_rendered, queries)
+        ideal.append(ideal_hits(piece, rendered, times))
+    return _Moments(heard, played, by_rendered, queries, np.array(ideal))
 
 
 def mix_hits(mapping: RenderedMap, at: _Moments, shares: tuple[float, ...] = SHARES) -> dict[float, np.ndarray]:
@@ -193,7 +206,8 @@ def evaluate(lm_dir: Path, paired_budgets: list[int], candidates: int = 16, seed
     alone = mix_hits(identity, held_out, (0.0, 1.0))
     report = {"lm_dir": str(lm_dir), "candidates": candidates, "seed": seed, "queries": n, "per_piece": per_piece,
               "no_map": share_with_interval(alone[0.0], n, seed),
-              "rendered_alone": share_with_interval(alone[1.0], n, seed), "rows": []}
+              "rendered_alone": share_with_interval(alone[1.0], n, seed),
+              "ideal_reading": share_with_interval(held_out.ideal, n, seed), "rows": []}
     for k in paired_budgets:
         heard, played = pair_hearings(lm_a, k, per_piece, seed)
         fitted = {r: RenderedMap.fit(heard, played, r, k) for r in ridges}
@@ -214,7 +228,8 @@ def plot(report: dict, path: Path) -> None:
     plot_against_k(report["rows"], (("mixed", "K-pair map + rendered score (share on val)", "tab:blue"),
                                     ("map_alone", "LM^A: heard -> rendered, K-pair map", "tab:green")),
                    ((report["rendered_alone"]["share"], "rendered score, frame by frame (no pairs)", "-."),
-                    (report["no_map"]["share"], "LM^A: heard against rendered, no map (no pairs)", ":")),
+                    (report["no_map"]["share"], "LM^A: heard against rendered, no map (no pairs)", ":"),
+                    (report["ideal_reading"]["share"], "an ideal reading of the true places (the ceiling)", "--")),
                    report["candidates"], path)
 
 
@@ -236,7 +251,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     write_report(report, args.out, args.plot, plot)
     print(f"no pairs: LM^A with no map {shown(report['no_map'])}, rendered score {shown(report['rendered_alone'])} "
-          f"({report['queries']} queries)")
+          f"({report['queries']} queries; an ideal reading of the true places {shown(report['ideal_reading'])})")
     for row in report["rows"]:
         print(f"K={row['paired_budget']:<4} map {shown(row['map_alone'])} (ridge {row['ridge']:g}), with the rendered "
               f"score {shown(row['mixed'])} (share {row['share']})")

@@ -38,6 +38,16 @@ def test_a_performance_that_is_the_rendering_is_placed_exactly(piece_id):
     assert torch.allclose(torch.diagonal(distance), torch.zeros(5, dtype=distance.dtype), atol=1e-9)
 
 
+def test_an_ideal_reading_ties_only_where_the_rendered_windows_repeat():
+    rng = np.random.default_rng(0)
+    passage = rng.random((60, 5))
+    rendered_score = np.concatenate([passage, passage, rng.random((60, 5))])  # bars 1-60 played twice
+    piece = {"position": np.arange(len(rendered_score))}
+    assert rendered.ideal_hits(piece, rendered_score, np.array([100, 130, 150])) == 3.0
+    # frames 40 and 100 read the same 21 frames (20 before the place and the place): each ties with the other
+    assert rendered.ideal_hits(piece, rendered_score, np.array([40, 100, 150])) == 2.0
+
+
 def test_the_map_is_a_ridge_regression_and_the_identity_a_plain_cosine():
     generator = torch.Generator().manual_seed(0)
     heard = torch.randn(400, 6, generator=generator)
@@ -72,7 +82,7 @@ def test_the_cli_chooses_ridge_and_share_on_val_and_reports_each_budget(lm_dir, 
     (row,) = report["rows"]
     assert (row["paired_budget"], report["queries"]) == (2, 8)
     assert row["ridge"] in (1e-4, 1e-2) and row["share"] in rendered.SHARES
-    for entry in (report["no_map"], report["rendered_alone"], row["map_alone"], row["mixed"]):
+    for entry in (report["no_map"], report["rendered_alone"], report["ideal_reading"], row["map_alone"], row["mixed"]):
         assert 0.0 <= entry["ci"][0] <= entry["share"] <= entry["ci"][1] <= 1.0
     assert figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
